@@ -1,0 +1,1 @@
+"""The `skyline` command line: one typer app, thin over the Python API."""

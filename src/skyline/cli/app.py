@@ -1,0 +1,74 @@
+"""The `skyline` app: registers one sub-command group per capability and turns user errors into one line.
+
+Sub-command modules import only typer and the standard library at import time; heavy frameworks are
+imported inside the command functions so that `skyline --help` and `skyline sim ...` start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+import typer
+import typer.main
+
+from skyline import __version__
+from skyline.cli.demo import demo
+from skyline.cli.example import example_app
+from skyline.errors import SkylineError
+
+app = typer.Typer(
+    name="skyline",
+    help="Run AI workloads across the datacenter, the cloud and the edge.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(example_app, name="example")
+app.command("demo")(demo)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"skyline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Run AI workloads across the datacenter, the cloud and the edge."""
+
+
+def _fail(message: str, code: int = 2) -> None:
+    # One line on stderr, never a traceback: the message already says what to fix.
+    first_line = " ".join(message.split())
+    sys.stderr.write(f"error: {first_line}\n")
+    raise SystemExit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``skyline`` console script."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="skyline", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except click.Abort:
+        _fail("aborted", 130)
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        _fail(exc.format_message() + hint)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except SkylineError as exc:
+        _fail(str(exc))
+    raise SystemExit(result if isinstance(result, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

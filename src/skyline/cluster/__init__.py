@@ -1,0 +1,1 @@
+"""The live control plane: API server, state store, node agents and executors."""

@@ -1,0 +1,1 @@
+"""Inference optimization: pruning, distillation, ONNX export, int8 quantization, and their report."""

@@ -1,0 +1,1 @@
+"""The edge agent: local inference, cascaded and split inference with the cloud, store-and-forward uplink."""

@@ -1,0 +1,1 @@
+"""Federated learning across edge agents with Flower."""

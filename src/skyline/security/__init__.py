@@ -1,0 +1,1 @@
+"""Encryption at rest, signed artifacts, tokens and roles, the audit log, TLS."""

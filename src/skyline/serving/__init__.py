@@ -1,0 +1,1 @@
+"""The inference server: model repository, runtimes, dynamic batching, the Open Inference Protocol."""

@@ -1,0 +1,1 @@
+"""Fakes and contract suites shared by the tests. Imported only by tests, never by skyline itself."""

@@ -1,0 +1,1 @@
+"""Model training: data splits, models, the trainer, distributed data-parallel, pruning, differential privacy."""
