@@ -19,7 +19,8 @@ setup: $(STAMP)
 
 # One pip command installs the whole pinned stack and the package (editable). Re-runs only when the
 # lock or pyproject.toml change, so a second `make setup` takes seconds.
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml scripts/system-deps.sh
+	bash scripts/system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock -e .
 	$(BIN)/python -m pip check
