@@ -1,0 +1,336 @@
+"""`Packer`: the free capacity of every node, with fast best-fit / spread / fragmentation-aware placement.
+
+Plain Python lists and dicts, no core types: the simulator keeps one `Packer` alive for a whole replay and
+policies mutate it, so a decision for 1,000 jobs on 1,000 nodes costs milliseconds. Nodes are bucketed
+by (GPU model, fully free devices) so that best-fit for whole-GPU gangs looks at ≤ 9 buckets, not at
+every node. GPU amounts are in milli-GPU (1000 = one device); fractions live on a single device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from skyline.errors import CapacityError, ConfigError
+
+GPU = 1000
+
+# One replica's place: (node index, device indices). A whole-GPU replica holds its devices entirely,
+# a fractional one holds ``gpu_milli`` of its single device.
+Replica = tuple[int, tuple[int, ...]]
+Placing = tuple[Replica, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeSpec:
+    """A node as the packer sees it: whole GPUs of one model, CPU and memory."""
+
+    id: str
+    gpus: int
+    gpu_type: str | None = None
+    cpu_milli: int = 0
+    memory_mib: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """What one job asks per replica, and how many replicas (a gang: all or none)."""
+
+    gpu_milli: int
+    replicas: int = 1
+    cpu_milli: int = 0
+    memory_mib: int = 0
+    gpu_types: frozenset[str] = frozenset()  # allowed models; empty: any
+
+    def __post_init__(self) -> None:
+        if self.gpu_milli > GPU and self.gpu_milli % GPU:
+            raise ConfigError(
+                f"a replica asks a fraction of one GPU or whole GPUs, got {self.gpu_milli} milli"
+            )
+        if self.replicas < 1 or self.gpu_milli < 0:
+            raise ConfigError(f"bad request: {self.replicas} replicas of {self.gpu_milli} milli-GPU")
+
+    @property
+    def whole(self) -> int:
+        """Whole devices per replica (0 for fractional or CPU-only replicas)."""
+        return self.gpu_milli // GPU if self.gpu_milli >= GPU else 0
+
+    @property
+    def total_gpu_milli(self) -> int:
+        return self.gpu_milli * self.replicas
+
+
+class Packer:
+    """Free capacity per node and device; `take`/`release` keep the buckets in step."""
+
+    def __init__(self, nodes: Sequence[NodeSpec]) -> None:
+        if not nodes:
+            raise ConfigError("a cluster needs at least one node")
+        self.nodes = tuple(nodes)
+        self.index = {n.id: i for i, n in enumerate(self.nodes)}
+        self.dev_free = [[GPU] * n.gpus for n in self.nodes]
+        self.full = [n.gpus for n in self.nodes]
+        self.cpu_free = [n.cpu_milli for n in self.nodes]
+        self.mem_free = [n.memory_mib for n in self.nodes]
+        self.types = tuple(sorted({n.gpu_type or "" for n in self.nodes}))
+        self.max_gpus = max(n.gpus for n in self.nodes)
+        # buckets[(type, fully free devices)] = ordered set of node indices (dict keys keep order)
+        self.buckets: dict[tuple[str, int], dict[int, None]] = {}
+        for i, n in enumerate(self.nodes):
+            self.buckets.setdefault((n.gpu_type or "", n.gpus), {})[i] = None
+        self.partial: dict[int, None] = {}  # nodes with a partly used device (fractional jobs)
+        self.total_gpus = sum(n.gpus for n in self.nodes)
+        self.free_gpu_milli = self.total_gpus * GPU
+        self.checks_cpu = any(n.cpu_milli or n.memory_mib for n in self.nodes)
+        # The task mix fragmentation is measured against: (milli-GPU per replica, probability).
+        self.workload: list[tuple[int, float]] = [(GPU, 1.0)]
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _move(self, node: int, new_full: int) -> None:
+        t = self.nodes[node].gpu_type or ""
+        old = self.full[node]
+        if old != new_full:
+            del self.buckets[(t, old)][node]
+            self.buckets.setdefault((t, new_full), {})[node] = None
+            self.full[node] = new_full
+
+    def _refresh_partial(self, node: int) -> None:
+        if any(0 < d < GPU for d in self.dev_free[node]):
+            self.partial[node] = None
+        else:
+            self.partial.pop(node, None)
+
+    def take(self, req: Request, placing: Placing) -> None:
+        """Commit ``placing`` (raises `CapacityError` if it does not fit: a policy bug, not user input)."""
+        amount = min(req.gpu_milli, GPU)
+        for node, devices in placing:
+            free = self.dev_free[node]
+            for d in devices:
+                if free[d] < amount:
+                    raise CapacityError(f"device {d} of node {self.nodes[node].id} has {free[d]} milli free")
+                free[d] -= amount
+            self.free_gpu_milli -= amount * len(devices)
+            if self.checks_cpu:
+                self.cpu_free[node] -= req.cpu_milli
+                self.mem_free[node] -= req.memory_mib
+            self._move(node, sum(1 for f in free if f == GPU))
+            if 0 < amount < GPU:
+                self._refresh_partial(node)
+
+    def release(self, req: Request, placing: Placing) -> None:
+        """Give back what `take` committed."""
+        amount = min(req.gpu_milli, GPU)
+        for node, devices in placing:
+            free = self.dev_free[node]
+            for d in devices:
+                free[d] += amount
+            self.free_gpu_milli += amount * len(devices)
+            if self.checks_cpu:
+                self.cpu_free[node] += req.cpu_milli
+                self.mem_free[node] += req.memory_mib
+            self._move(node, sum(1 for f in free if f == GPU))
+            if 0 < amount < GPU:
+                self._refresh_partial(node)
+
+    def claim(self, req: Request, node: int, devices: tuple[int, ...] = ()) -> Replica:
+        """One replica on ``node``, on the given devices or on the first that fit."""
+        if devices:
+            return (node, devices)
+        return (node, self._devices_on(node, req) or ())
+
+    # ------------------------------------------------------------------ queries
+    def _types(self, req: Request) -> Iterable[str]:
+        return self.types if not req.gpu_types else [t for t in self.types if t in req.gpu_types]
+
+    def _cpu_ok(self, node: int, req: Request, replicas: int = 1) -> bool:
+        return not self.checks_cpu or (
+            self.cpu_free[node] >= req.cpu_milli * replicas
+            and self.mem_free[node] >= req.memory_mib * replicas
+        )
+
+    def _devices_on(self, node: int, req: Request) -> tuple[int, ...] | None:
+        """Devices for one replica on ``node`` (tightest device for a fraction), or None."""
+        free = self.dev_free[node]
+        if req.gpu_milli == 0:
+            return ()
+        if req.gpu_milli < GPU:
+            best = -1
+            for d, f in enumerate(free):
+                if f >= req.gpu_milli and (best < 0 or f < free[best]):
+                    best = d
+            return None if best < 0 else (best,)
+        want = req.whole
+        chosen = tuple(d for d, f in enumerate(free) if f == GPU)[:want]
+        return chosen if len(chosen) == want else None
+
+    def could_ever_fit(self, req: Request) -> bool:
+        """Whether an empty cluster could hold the gang (else it would wait forever)."""
+        types = set(self._types(req))
+        nodes = [n for n in self.nodes if (n.gpu_type or "") in types or req.gpu_milli == 0]
+        if req.gpu_milli <= GPU:
+            per_node = [1 if req.gpu_milli and n.gpus else (1 if req.gpu_milli == 0 else 0) for n in nodes]
+            return any(per_node) if req.replicas == 1 else sum(n.gpus for n in nodes) >= req.replicas
+        return sum(n.gpus // req.whole for n in nodes) >= req.replicas
+
+    # ------------------------------------------------------------------ placement strategies
+    def best_fit(self, req: Request) -> Placing | None:
+        """Consolidate: the fullest node that holds the whole gang, else the fewest nodes (most free first)."""
+        if req.gpu_milli == 0:
+            return self._cpu_only(req, tightest=True)
+        if req.gpu_milli < GPU and req.replicas == 1:
+            return self._fraction(req, tightest=True)
+        need = req.whole * req.replicas if req.whole else req.replicas
+        unit = max(req.whole, 1)
+        if need * GPU > self.free_gpu_milli:
+            return None
+        for t in self._types(req):
+            for free in range(need, self.max_gpus + 1):
+                for node in self.buckets.get((t, free), ()):
+                    if self._cpu_ok(node, req, req.replicas):
+                        return self._fill(req, [node])
+        return self._span(req, unit, descending=True)
+
+    def spread(self, req: Request) -> Placing | None:
+        """Worst-fit: every replica on the emptiest node left (balances load, splits gangs)."""
+        if req.gpu_milli == 0:
+            return self._cpu_only(req, tightest=False)
+        if req.gpu_milli < GPU and req.replicas == 1:
+            return self._fraction(req, tightest=False)
+        unit = max(req.whole, 1)
+        if unit * req.replicas * GPU > self.free_gpu_milli:
+            return None
+        order = self._nodes_by_free(req, descending=True)
+        placing: list[Replica] = []
+        taken: dict[int, int] = {}
+        while len(placing) < req.replicas:
+            progressed = False
+            for node in order:
+                if len(placing) == req.replicas:
+                    break
+                used = taken.get(node, 0)
+                if self.full[node] - used * unit >= unit and self._cpu_ok(node, req, used + 1):
+                    taken[node] = used + 1
+                    placing.append((node, ()))
+                    progressed = True
+            if not progressed:
+                return None
+        return self._assign_devices(req, placing)
+
+    def _nodes_by_free(self, req: Request, *, descending: bool) -> list[int]:
+        nodes: list[int] = []
+        frees = range(self.max_gpus, 0, -1) if descending else range(1, self.max_gpus + 1)
+        for free in frees:
+            for t in self._types(req):
+                nodes.extend(self.buckets.get((t, free), ()))
+        return nodes
+
+    def _span(self, req: Request, unit: int, *, descending: bool) -> Placing | None:
+        placing: list[Replica] = []
+        for node in self._nodes_by_free(req, descending=descending):
+            fit = self.full[node] // unit
+            while fit and len(placing) < req.replicas and self._cpu_ok(node, req, 1 + _count(placing, node)):
+                placing.append((node, ()))
+                fit -= 1
+            if len(placing) == req.replicas:
+                return self._assign_devices(req, placing)
+        return None
+
+    def _fill(self, req: Request, nodes: list[int]) -> Placing:
+        return self._assign_devices(req, [(nodes[0], ())] * req.replicas)
+
+    def _assign_devices(self, req: Request, placing: list[Replica]) -> Placing:
+        unit = max(req.whole, 1)
+        cursor: dict[int, list[int]] = {}
+        out: list[Replica] = []
+        for node, _ in placing:
+            free = cursor.setdefault(node, [d for d, f in enumerate(self.dev_free[node]) if f == GPU])
+            out.append((node, tuple(free[:unit])))
+            del free[:unit]
+        return tuple(out)
+
+    def fragmentation_aware(self, req: Request) -> Placing | None:
+        """Single-replica asks go where the expected fragmentation grows least (FGD's greedy rule).
+
+        Nodes in the same state score the same, so each distinct state is scored once per call.
+        """
+        if req.replicas > 1 or req.gpu_milli == 0:
+            return self.best_fit(req)
+        types = set(self._types(req))
+        scored: dict[tuple[str, tuple[int, ...]], tuple[float, tuple[int, ...]] | None] = {}
+        best: tuple[float, int, tuple[int, ...]] | None = None
+        for node, spec in enumerate(self.nodes):
+            kind = spec.gpu_type or ""
+            if kind not in types or not self._cpu_ok(node, req):
+                continue
+            signature = (kind, tuple(self.dev_free[node]))
+            if signature not in scored:
+                scored[signature] = self._best_devices(node, req)
+            found = scored[signature]
+            if found is not None and (best is None or found[0] < best[0]):
+                best = (found[0], node, found[1])
+        return None if best is None else ((best[1], best[2]),)
+
+    def _best_devices(self, node: int, req: Request) -> tuple[float, tuple[int, ...]] | None:
+        free = self.dev_free[node]
+        before = _node_fragmentation(free, self.workload)
+        options: list[tuple[int, ...]] = []
+        if req.gpu_milli < GPU:
+            seen: set[int] = set()
+            for d, f in enumerate(free):
+                if f >= req.gpu_milli and f not in seen:
+                    seen.add(f)
+                    options.append((d,))
+        else:
+            devices = self._devices_on(node, req)
+            if devices:
+                options.append(devices)
+        best: tuple[float, tuple[int, ...]] | None = None
+        amount = min(req.gpu_milli, GPU)
+        for devices in options:
+            after = list(free)
+            for d in devices:
+                after[d] -= amount
+            delta = _node_fragmentation(after, self.workload) - before
+            if best is None or delta < best[0]:
+                best = (delta, devices)
+        return best
+
+    def _fraction(self, req: Request, *, tightest: bool) -> Placing | None:
+        best: tuple[int, int, int] | None = None  # (free on device, node, device)
+        candidates = list(self.partial) + self._nodes_by_free(req, descending=not tightest)[:64]
+        types = set(self._types(req))
+        for node in candidates:
+            if (self.nodes[node].gpu_type or "") not in types or not self._cpu_ok(node, req):
+                continue
+            for d, f in enumerate(self.dev_free[node]):
+                if f >= req.gpu_milli and (best is None or (f < best[0] if tightest else f > best[0])):
+                    best = (f, node, d)
+        return None if best is None else ((best[1], (best[2],)),)
+
+    def _cpu_only(self, req: Request, *, tightest: bool) -> Placing | None:
+        best: tuple[int, int] | None = None
+        for node in range(len(self.nodes)):
+            if self._cpu_ok(node, req, req.replicas):
+                key = self.cpu_free[node]
+                if best is None or (key < best[0] if tightest else key > best[0]):
+                    best = (key, node)
+        return None if best is None else tuple((best[1], ()) for _ in range(req.replicas))
+
+
+def _node_fragmentation(dev_free: Sequence[int], workload: Sequence[tuple[int, float]]) -> float:
+    """Expected milli-GPUs of a node that the next task, drawn from ``workload``, could not use."""
+    total = 0.0
+    full = sum(1 for f in dev_free if f == GPU)
+    for milli, p in workload:
+        if milli < GPU:
+            unusable = sum(f for f in dev_free if f < milli)
+        elif full >= milli // GPU:
+            unusable = sum(f for f in dev_free if f < GPU)
+        else:
+            unusable = sum(dev_free)
+        total += p * unusable
+    return total
+
+
+def _count(placing: list[Replica], node: int) -> int:
+    return sum(1 for n, _ in placing if n == node)

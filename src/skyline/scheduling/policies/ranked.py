@@ -1,0 +1,178 @@
+"""`RankedPolicy`: order the jobs, then place them greedily; the shape of most classic schedulers.
+
+Non-preemptive (fifo, sjf, best-fit, ...): running jobs stay, pending ones are placed in rank order;
+without backfill the first job that does not fit blocks the rest (head-of-line, as plain FIFO does).
+Preemptive (srtf, tiresias-*): every job is ranked; the top ones that fit in the cluster's GPU count
+are chosen (Tiresias' rule), running ones not chosen are preempted, and chosen pending ones are placed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from skyline.scheduling.packing import Packer, Placing, Request
+from skyline.scheduling.policy import Target, ViewPolicy
+from skyline.scheduling.view import JobView, RoundView
+
+Placer = Callable[[Packer, Request], Placing | None]
+
+PLACERS: dict[str, Placer] = {
+    "best-fit": Packer.best_fit,
+    "spread": Packer.spread,
+    "fragmentation-aware": Packer.fragmentation_aware,
+}
+
+
+class RankedPolicy(ViewPolicy):
+    """Rank by `key` (smallest first), place with ``placement``; see the module docstring."""
+
+    preemptive: bool = False
+    backfill: bool = True
+
+    def __init__(self, *, placement: str = "best-fit") -> None:
+        self.placement = placement
+        self._place = PLACERS[placement]
+        # GPU-second boundaries at which a running job's rank may change (the simulator re-decides there)
+        self.service_levels: tuple[float, ...] = ()
+
+    def key(self, job: JobView, now_s: float) -> tuple[float, ...]:
+        """Rank of a job: smaller runs first. Default: submit order (FIFO)."""
+        return (job.submit_s, job.index)
+
+    def decide(self, view: RoundView) -> Target:
+        if self.preemptive:
+            return self._decide_preemptive(view)
+        target: Target = {j.index: j.placing for j in view.jobs if j.placing is not None}
+        pending = [j for j in view.jobs if j.placing is None]
+        if type(self).key is not RankedPolicy.key:  # jobs come in submit order: FIFO needs no sort
+            now = view.now_s
+            pending.sort(key=lambda j: self.key(j, now))
+        self._place_in_order(view.packer, pending, target, stop_at_first_miss=not self.backfill)
+        return target
+
+    def _place_in_order(
+        self, packer: Packer, jobs: list[JobView], target: Target, *, stop_at_first_miss: bool
+    ) -> None:
+        for job in jobs:
+            if job.request.total_gpu_milli > packer.free_gpu_milli:
+                if stop_at_first_miss:
+                    return
+                continue
+            placing = self._place(packer, job.request)
+            if placing is None:
+                if stop_at_first_miss:
+                    return
+                continue
+            packer.take(job.request, placing)
+            target[job.index] = placing
+
+    def _decide_preemptive(self, view: RoundView) -> Target:
+        packer = view.packer
+        now = view.now_s
+        ranked = sorted(view.jobs, key=lambda j: self.key(j, now))
+        budget = packer.total_gpus * 1000
+        chosen: set[int] = set()
+        used = 0
+        for job in ranked:
+            need = job.request.total_gpu_milli
+            if used + need <= budget:
+                chosen.add(job.index)
+                used += need
+        target: Target = {}
+        for job in view.jobs:
+            if job.placing is not None:
+                if job.index in chosen:
+                    target[job.index] = job.placing
+                else:
+                    packer.release(job.request, job.placing)
+        waiting = [j for j in ranked if j.placing is None]
+        self._place_in_order(
+            packer, [j for j in waiting if j.index in chosen], target, stop_at_first_miss=False
+        )
+        if self.backfill:  # work-conserving: leftover space goes to the next ranked jobs
+            rest = [j for j in ranked if j.index not in target and j.index not in chosen]
+            self._place_in_order(packer, rest, target, stop_at_first_miss=False)
+        return target
+
+
+class Fifo(RankedPolicy):
+    """First come, first served; the head of the queue blocks the rest (no backfill)."""
+
+    name = "fifo"
+    backfill = False
+
+
+class FifoBackfill(RankedPolicy):
+    """First come, first served, but a job that fits may jump a blocked head of the queue."""
+
+    name = "fifo-backfill"
+
+
+class BestFit(RankedPolicy):
+    """FIFO order with backfill, each job consolidated on the fullest node(s) that hold it."""
+
+    name = "best-fit"
+
+
+class Spread(RankedPolicy):
+    """FIFO order with backfill, replicas spread over the emptiest nodes (worst-fit)."""
+
+    name = "spread"
+
+    def __init__(self) -> None:
+        super().__init__(placement="spread")
+
+
+class FragmentationAware(RankedPolicy):
+    """FIFO order with backfill, each job where it fragments the cluster least (in the spirit of FGD)."""
+
+    name = "fragmentation-aware"
+
+    def __init__(self) -> None:
+        super().__init__(placement="fragmentation-aware")
+
+    def decide(self, view: RoundView) -> Target:
+        view.packer.workload = workload_of(view.jobs)
+        return super().decide(view)
+
+
+def workload_of(jobs: list[JobView]) -> list[tuple[int, float]]:
+    """The mix of GPU asks (milli per replica → share of jobs) that fragmentation is measured against."""
+    counts: dict[int, int] = {}
+    for job in jobs:
+        if job.request.gpu_milli:
+            counts[job.request.gpu_milli] = counts.get(job.request.gpu_milli, 0) + 1
+    total = sum(counts.values()) or 1
+    return [(milli, n / total) for milli, n in sorted(counts.items())]
+
+
+class Sjf(RankedPolicy):
+    """Shortest job first, non-preemptive, told true durations (an oracle reference)."""
+
+    name = "sjf"
+    oracle = True
+
+    def key(self, job: JobView, now_s: float) -> tuple[float, ...]:
+        return (job.duration_s or 0.0, job.submit_s, job.index)
+
+
+class Srtf(RankedPolicy):
+    """Shortest remaining time first, preemptive, told true durations (the oracle reference)."""
+
+    name = "srtf"
+    oracle = True
+    preemptive = True
+
+    def key(self, job: JobView, now_s: float) -> tuple[float, ...]:
+        return (job.remaining_s or 0.0, job.submit_s, job.index)
+
+
+class Srsf(RankedPolicy):
+    """Shortest remaining service (GPU-time = remaining time × GPUs) first, preemptive, oracle."""
+
+    name = "srsf"
+    oracle = True
+    preemptive = True
+
+    def key(self, job: JobView, now_s: float) -> tuple[float, ...]:
+        return ((job.remaining_s or 0.0) * job.gpus, job.submit_s, job.index)
