@@ -14,6 +14,12 @@ A server does three things::
 Answers: 401 + ``WWW-Authenticate: Bearer`` (no, malformed, unknown, expired or revoked token), 403 (the
 role does not allow it), 413 (body too large), 422 (validation), 429 + ``Retry-After`` (rate limit) — every
 one a JSON body ``{"error": "<message>"}``. Messages never contain the token.
+
+Pitfall: in a module with ``from __future__ import annotations``, FastAPI evaluates an endpoint's
+annotations as strings in the MODULE's globals, so ``who: Annotated[Principal, Depends(require(authority,
+...))]`` inside an app factory (``authority`` local) silently becomes a required query parameter (422
+"query.who: Field required"). There, write the dependency as a default, ``who: Principal =
+Depends(dep)``, or drop the future import from that module.
 """
 
 # No `from __future__ import annotations`: FastAPI must resolve the closures' `Annotated[..., Depends(x)]`
