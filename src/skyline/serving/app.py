@@ -1,0 +1,218 @@
+"""The inference server's HTTP face: Open Inference Protocol v2 (REST), the repository extension, /metrics.
+
+``create_app(repository)`` returns a FastAPI app that loads every model of the repository at start-up
+(ready only once each has answered a warm-up inference). With a `TokenAuthority`, every model and
+repository endpoint needs a bearer token: ``invoke`` on ``models`` (scoped per model) to infer, ``read``
+to see metadata, ``update`` on ``repository`` (admin) to load or unload. With a public key, a version
+folder whose signed manifest does not verify is refused. Errors are ``{"error": "..."}`` with the status
+of the `SkylineError` (400 bad request, 401/403 auth, 404 unknown model or version, 429 + Retry-After
+when a queue is full, 503 not ready or timed out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+
+from skyline import __version__
+from skyline.errors import AuthError, NotFoundError
+from skyline.security.http import install_error_handlers
+from skyline.security.rbac import Principal, authorize
+from skyline.security.signing import verify_directory
+from skyline.security.tokens import TokenAuthority
+from skyline.serving.manager import LoadedModel, ModelManager
+from skyline.serving.metrics import ServingMetrics
+from skyline.serving.openapi import INDEX_REQUEST, INFER_REQUEST, INFER_RESPONSES
+from skyline.serving.protocol import HEADER_LENGTH, encode_response, parse_request
+from skyline.serving.repository import ModelRepository
+
+JSON = "application/json"
+PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_torchscript"}
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type=JSON)
+
+
+def _version(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise NotFoundError(f"model version {text!r} does not exist; versions are integers ≥ 1")
+    return int(text)
+
+
+class _Guard:
+    """Authentication and authorization of one request (a no-op when the server runs without tokens)."""
+
+    def __init__(self, authority: TokenAuthority | None) -> None:
+        self.authority = authority
+
+    def __call__(self, request: Request, action: str, kind: str, model: str | None = None) -> None:
+        if self.authority is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError("missing bearer token; send the header 'Authorization: Bearer <token>'")
+        principal: Principal = self.authority.verify(token.strip())
+        authorize(principal, action, kind, model=model)
+
+
+def create_app(
+    repository: ModelRepository | Path,
+    *,
+    authority: TokenAuthority | None = None,
+    public_key: Path | None = None,
+    cores: int | None = None,
+    load_on_start: bool = True,
+) -> FastAPI:
+    """The OIP v2 server over ``repository``; see the module docstring for what it enforces."""
+    repo = repository if isinstance(repository, ModelRepository) else ModelRepository(Path(repository))
+    metrics = ServingMetrics()
+    verifier = None if public_key is None else (lambda folder: verify_directory(folder, public_key))
+    manager = ModelManager(repo, metrics=metrics, cores=cores, verify_directory=verifier)
+    state = {"ready": False}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if load_on_start:
+            await manager.load_all()
+        state["ready"] = True
+        yield
+        state["ready"] = False
+        await manager.close()
+
+    app = FastAPI(
+        title="skyline inference server (Open Inference Protocol v2)", version=__version__, lifespan=lifespan
+    )
+    app.state.manager = manager
+    install_error_handlers(app, max_body_bytes=MAX_BODY_BYTES)
+    guard = _Guard(authority)
+    _health_routes(app, state)
+    _model_routes(app, manager, guard)
+    _repository_routes(app, manager, guard)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        for model in manager.loaded().values():
+            model.metrics.queue_depth.set(model.batcher.queue_depth)
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def _health_routes(app: FastAPI, state: dict[str, bool]) -> None:
+    @app.get("/v2/health/live")
+    async def live() -> Response:
+        return _json({"live": True})
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        return _json({"ready": state["ready"]}, 200 if state["ready"] else 503)
+
+    @app.get("/v2")
+    async def server_metadata() -> Response:
+        return _json(
+            {
+                "name": "skyline",
+                "version": __version__,
+                "extensions": ["model_repository", "binary_tensor_data"],
+            }
+        )
+
+
+def _metadata(model: LoadedModel) -> dict[str, Any]:
+    m = model.manifest
+    return {
+        "name": m.name,
+        "versions": [str(m.version)],
+        "platform": PLATFORMS[m.format],
+        "inputs": [t.to_json() for t in m.inputs],
+        "outputs": [t.to_json() for t in m.outputs],
+        "parameters": {"batching": m.batching.to_json(), "sha256": m.sha256},
+    }
+
+
+def _model_routes(app: FastAPI, manager: ModelManager, guard: _Guard) -> None:
+    async def metadata(request: Request, name: str, version: str | None = None) -> Response:
+        guard(request, "read", "models", name)
+        return _json(_metadata(manager.get(name, _version(version))))
+
+    async def model_ready(request: Request, name: str, version: str | None = None) -> Response:
+        guard(request, "read", "models", name)
+        number = _version(version)
+        try:
+            manager.get(name, number)
+        except NotFoundError:
+            if name not in manager.repository.models():
+                raise
+            return _json({"name": name, "ready": False}, 503)
+        return _json({"name": name, "ready": True})
+
+    async def infer(request: Request, name: str, version: str | None = None) -> Response:
+        guard(request, "invoke", "models", name)
+        model = manager.get(name, _version(version))
+        parsed = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
+        outputs = await model.infer(parsed.inputs)
+        body, header_length = encode_response(
+            model=name,
+            version=model.manifest.version,
+            request=parsed,
+            outputs=outputs,
+            order=[o.name for o in model.manifest.outputs],
+        )
+        if header_length is None:
+            return Response(body, media_type=JSON)
+        return Response(
+            body, media_type="application/octet-stream", headers={HEADER_LENGTH: str(header_length)}
+        )
+
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        app.add_api_route(prefix, metadata, methods=["GET"])
+        app.add_api_route(f"{prefix}/ready", model_ready, methods=["GET"])
+        app.add_api_route(
+            f"{prefix}/infer",
+            infer,
+            methods=["POST"],
+            openapi_extra={"requestBody": INFER_REQUEST, "responses": INFER_RESPONSES},
+        )
+
+
+def _repository_routes(app: FastAPI, manager: ModelManager, guard: _Guard) -> None:
+    @app.post("/v2/repository/index", openapi_extra={"requestBody": INDEX_REQUEST})
+    async def index(request: Request) -> Response:
+        guard(request, "read", "repository")
+        body = await request.body()
+        try:
+            only_ready = bool(orjson.loads(body).get("ready")) if body.strip() else False
+        except (orjson.JSONDecodeError, AttributeError):
+            only_ready = False
+        loaded = manager.loaded()
+        entries = []
+        for name in manager.repository.models():
+            for version in manager.repository.versions(name):
+                is_ready = name in loaded and loaded[name].manifest.version == version
+                if is_ready or not only_ready:
+                    state = "READY" if is_ready else "UNAVAILABLE"
+                    entries.append({"name": name, "version": str(version), "state": state, "reason": ""})
+        return _json(entries)
+
+    @app.post("/v2/repository/models/{name}/load")
+    async def load(request: Request, name: str) -> Response:
+        guard(request, "update", "repository", name)
+        await asyncio.shield(manager.load(name))  # a client going away does not abort a half-done load
+        return _json({})
+
+    @app.post("/v2/repository/models/{name}/unload")
+    async def unload(request: Request, name: str) -> Response:
+        guard(request, "update", "repository", name)
+        await asyncio.shield(manager.unload(name))
+        return _json({})

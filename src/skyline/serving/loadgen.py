@@ -1,0 +1,249 @@
+"""A load client for inference servers: closed loop (C workers) or open loop (Poisson arrivals at a rate).
+
+Every worker owns one keep-alive HTTP/1.1 connection, written over raw asyncio streams: a shared client
+pool (httpx) collapsed to a quarter of the throughput here, and this client must run on the same cores
+as the server, so it spends as little CPU per request as it can. In open loop a request's latency counts
+from the moment it was due, not from when a connection was free (no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import re
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from skyline.errors import ConfigError, UnavailableError
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection; answers (status, body). Reconnects after the peer closes."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ConfigError(f"URL {url!r} must look like http://HOST:PORT")
+        self.host, self.port = parts.hostname, parts.port or 80
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        if self._writer is None or self._writer.is_closing():
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        assert self._reader is not None
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        head = f"{method} {path} HTTP/1.1\r\nhost: {self.host}\r\ncontent-length: {len(body)}\r\n{extra}\r\n"
+        self._writer.write(head.encode() + body)
+        try:
+            status, length, close = self._parse_head(await self._reader.readuntil(b"\r\n\r\n"))
+            payload = await self._reader.readexactly(length)
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            await self.close()
+            raise UnavailableError(f"connection to {self.host}:{self.port} broke: {exc!r}") from exc
+        if close:
+            await self.close()
+        return status, payload
+
+    @staticmethod
+    def _parse_head(head: bytes) -> tuple[int, int, bool]:
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        fields = {
+            k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
+        }
+        if "content-length" not in fields:
+            raise UnavailableError("the server answered without Content-Length (chunked is not supported)")
+        return status, int(fields["content-length"]), fields.get("connection", "").lower() == "close"
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(ConnectionError):
+                await self._writer.wait_closed()
+        self._reader = self._writer = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """What a load run measured; latencies in milliseconds, CPU in seconds of this client process."""
+
+    throughput_per_s: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    errors: int
+    batch_size_mean: float | None
+    requests: int
+    duration_s: float
+    concurrency: int
+    rate_per_s: float | None
+    client_cpu_s: float
+    statuses: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def _closed_worker(
+    conn: HttpConnection, path: str, body: bytes, headers: dict[str, str], stop_at: float, log: list[Any]
+) -> None:
+    while time.perf_counter() < stop_at:
+        started = time.perf_counter()
+        try:
+            status, _ = await conn.request("POST", path, body, headers)
+        except UnavailableError:
+            status = 599
+        log.append((time.perf_counter() - started, status))
+    await conn.close()
+
+
+async def _open_loop(
+    conns: list[HttpConnection], path: str, body: bytes, headers: dict[str, str], rate: float,
+    duration_s: float, log: list[Any],
+) -> None:  # fmt: skip
+    idle: asyncio.Queue[HttpConnection] = asyncio.Queue()
+    for conn in conns:
+        idle.put_nowait(conn)
+
+    async def one(due: float) -> None:
+        conn = await idle.get()
+        try:
+            status, _ = await conn.request("POST", path, body, headers)
+        except UnavailableError:
+            status = 599
+        finally:
+            idle.put_nowait(conn)
+        log.append((time.perf_counter() - due, status))
+
+    rng, tasks = random.Random(0), []
+    start = time.perf_counter()
+    due = start
+    while due < start + duration_s:
+        due += rng.expovariate(rate)
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(due)))
+    await asyncio.gather(*tasks)
+    for conn in conns:
+        await conn.close()
+
+
+_METRIC = re.compile(
+    r'^(skyline_(?:inference|execution)_count_total)\{model="([^"]+)",version="[^"]*"\} (\S+)$', re.M
+)
+
+
+async def scrape_batches(url: str, model: str) -> tuple[float, float] | None:
+    """(rows inferred, batches executed) of ``model`` from a skyline /metrics page, or None if absent."""
+    conn = HttpConnection(url)
+    try:
+        status, text = await conn.request("GET", "/metrics")
+    except (UnavailableError, OSError):
+        return None
+    finally:
+        await conn.close()
+    if status != 200:
+        return None
+    totals = {"skyline_inference_count_total": 0.0, "skyline_execution_count_total": 0.0}
+    found = False
+    for name, label, value in _METRIC.findall(text.decode()):
+        if label == model:
+            totals[name] += float(value)
+            found = True
+    return (
+        (totals["skyline_inference_count_total"], totals["skyline_execution_count_total"]) if found else None
+    )
+
+
+async def run_load(
+    url: str,
+    *,
+    path: str,
+    body: bytes,
+    concurrency: int,
+    duration_s: float,
+    rate_per_s: float | None = None,
+    headers: dict[str, str] | None = None,
+    model: str | None = None,
+) -> LoadResult:
+    """Send ``body`` to ``url + path`` for ``duration_s``: closed loop, or open loop at ``rate_per_s``."""
+    if concurrency < 1 or duration_s <= 0 or (rate_per_s is not None and rate_per_s <= 0):
+        raise ConfigError(
+            f"need concurrency ≥ 1, duration > 0, rate > 0; got {concurrency}, {duration_s}, {rate_per_s}"
+        )
+    sent_headers = {"content-type": "application/json", **(headers or {})}
+    before = await scrape_batches(url, model) if model else None
+    conns = [HttpConnection(url) for _ in range(concurrency)]
+    log: list[tuple[float, int]] = []
+    cpu0, start = time.process_time(), time.perf_counter()
+    if rate_per_s is None:
+        stop_at = start + duration_s
+        await asyncio.gather(*(_closed_worker(c, path, body, sent_headers, stop_at, log) for c in conns))
+    else:
+        await _open_loop(conns, path, body, sent_headers, rate_per_s, duration_s, log)
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    after = await scrape_batches(url, model) if model else None
+    batch_mean = None
+    if before is not None and after is not None and after[1] > before[1]:
+        batch_mean = (after[0] - before[0]) / (after[1] - before[1])
+    ok = np.array([lat for lat, status in log if status == 200]) * 1000
+    return LoadResult(
+        throughput_per_s=len(ok) / elapsed,
+        latency_p50_ms=float(np.percentile(ok, 50)) if len(ok) else float("nan"),
+        latency_p99_ms=float(np.percentile(ok, 99)) if len(ok) else float("nan"),
+        errors=sum(1 for _, status in log if status != 200),
+        batch_size_mean=batch_mean,
+        requests=len(log),
+        duration_s=elapsed,
+        concurrency=concurrency,
+        rate_per_s=rate_per_s,
+        client_cpu_s=cpu,
+        statuses={str(k): v for k, v in sorted(Counter(s for _, s in log).items())},
+    )
+
+
+def synthesize_body(metadata: dict[str, Any], *, rows: int = 1, seed: int = 0) -> bytes:
+    """An OIP inference request of ``rows`` rows fitting a model's metadata (``GET /v2/models/M``)."""
+    import orjson
+
+    from skyline.serving.tensors import DATATYPES
+
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for spec in metadata.get("inputs", []):
+        shape = [rows, *spec["shape"][1:]]
+        dtype = DATATYPES[spec["datatype"]]
+        # Integer inputs are ids and masks: ones are valid for both. Floats are standard normal.
+        data = rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.ones(shape, dtype)
+        inputs.append(
+            {"name": spec["name"], "shape": shape, "datatype": spec["datatype"], "data": data.reshape(-1)}
+        )
+    if not inputs:
+        raise ConfigError("the model metadata lists no inputs; is this an Open Inference Protocol server?")
+    return orjson.dumps({"inputs": inputs}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+async def fetch_metadata(url: str, model: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """``GET /v2/models/{model}`` as a dict (NotFound/Unavailable errors for a wrong model or URL)."""
+    import orjson
+
+    conn = HttpConnection(url)
+    try:
+        status, body = await conn.request("GET", f"/v2/models/{model}", headers=headers)
+    except OSError as exc:
+        raise UnavailableError(f"cannot reach {url}: {exc}; is the server running?") from exc
+    finally:
+        await conn.close()
+    if status != 200:
+        raise UnavailableError(f"GET /v2/models/{model} at {url} answered {status}: {body[:200]!r}")
+    result: dict[str, Any] = orjson.loads(body)
+    return result

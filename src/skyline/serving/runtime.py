@@ -1,0 +1,137 @@
+"""Runtimes: one interface over ONNX Runtime (the default) and PyTorch, and the thread plan they share.
+
+A runtime holds ONE copy of the model and is safe to call from several threads at once, so the
+``instances`` of a model (parallel batch workers) share it instead of loading a copy each. The thread plan
+keeps ``instances × intra-op threads ≤ cores`` unless the caller asks for more, because oversubscribed CPU
+threads make inference 2–3× slower.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skyline.errors import ConfigError, IntegrityError
+from skyline.serving.tensors import TensorSpec
+
+Arrays = dict[str, np.ndarray[Any, Any]]
+
+
+def plan_threads(instances: int, *, cores: int | None = None, requested: int | None = None) -> int:
+    """Intra-op threads per instance so that instances × threads ≤ cores (at least 1 each).
+
+    ``requested`` overrides the plan (the caller asked for oversubscription on purpose).
+    """
+    if instances < 1:
+        raise ConfigError(f"instances is {instances}; it must be ≥ 1")
+    if requested is not None:
+        if requested < 1:
+            raise ConfigError(f"intra-op threads is {requested}; it must be ≥ 1")
+        return requested
+    available = cores if cores is not None else (os.cpu_count() or 1)
+    return max(1, available // instances)
+
+
+class Runtime(ABC):
+    """A loaded model that maps named input arrays (batch first) to named output arrays."""
+
+    @abstractmethod
+    def infer(self, inputs: Mapping[str, np.ndarray[Any, Any]]) -> Arrays:
+        """Run one batch. Thread-safe: the instances of a model call it concurrently."""
+
+    def close(self) -> None:  # noqa: B027 - most runtimes free their model with the object
+        """Release the model (memory, threads). The runtime must not be used afterwards."""
+
+
+class OnnxRuntime(Runtime):
+    """ONNX Runtime on CPU: one InferenceSession, whose ``run`` is thread-safe, shared by all instances."""
+
+    def __init__(self, path: Path, *, outputs: Sequence[TensorSpec], intra_op_threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types for a malformed file
+            raise IntegrityError(f"ONNX Runtime cannot load {path}: {exc}") from exc
+        self._output_names = [o.name for o in outputs]
+
+    def infer(self, inputs: Mapping[str, np.ndarray[Any, Any]]) -> Arrays:
+        results = self._session.run(self._output_names, dict(inputs))
+        return {name: np.asarray(value) for name, value in zip(self._output_names, results, strict=True)}
+
+    def close(self) -> None:
+        del self._session
+
+
+class TorchRuntime(Runtime):
+    """PyTorch (TorchScript file) on CPU: one module shared by all instances, run under inference_mode."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        inputs: Sequence[TensorSpec],
+        outputs: Sequence[TensorSpec],
+        intra_op_threads: int,
+    ) -> None:
+        import torch
+
+        # torch's intra-op pool is process-wide: the plan sets it for every model in this process.
+        torch.set_num_threads(intra_op_threads)
+        try:
+            self._module = torch.jit.load(str(path), map_location="cpu").eval()  # type: ignore[no-untyped-call]
+        except Exception as exc:  # torch raises RuntimeError subclasses for a malformed file
+            raise IntegrityError(f"PyTorch cannot load {path} as TorchScript: {exc}") from exc
+        self._input_names = [i.name for i in inputs]
+        self._output_names = [o.name for o in outputs]
+
+    def infer(self, inputs: Mapping[str, np.ndarray[Any, Any]]) -> Arrays:
+        import torch
+
+        with torch.inference_mode():
+            result = self._module(
+                *(torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in self._input_names)
+            )
+        tensors = result if isinstance(result, tuple | list) else (result,)
+        if len(tensors) != len(self._output_names):
+            raise ConfigError(
+                f"the model returned {len(tensors)} outputs; its manifest declares {self._output_names}"
+            )
+        return {name: t.numpy() for name, t in zip(self._output_names, tensors, strict=True)}
+
+
+RuntimeFactory = Callable[[Path, Sequence[TensorSpec], Sequence[TensorSpec], int], Runtime]
+
+
+def _onnx(path: Path, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], threads: int) -> Runtime:
+    return OnnxRuntime(path, outputs=outputs, intra_op_threads=threads)
+
+
+def _torch(path: Path, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], threads: int) -> Runtime:
+    return TorchRuntime(path, inputs=inputs, outputs=outputs, intra_op_threads=threads)
+
+
+# The manifest's ``format`` names one of these.
+RUNTIMES: dict[str, RuntimeFactory] = {"onnx": _onnx, "torchscript": _torch}
+
+
+def load_runtime(
+    fmt: str, path: Path, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], threads: int
+) -> Runtime:
+    """Build the runtime the manifest's ``format`` names."""
+    try:
+        factory = RUNTIMES[fmt]
+    except KeyError:
+        raise ConfigError(f"model format {fmt!r} has no runtime; formats are {sorted(RUNTIMES)}") from None
+    return factory(path, inputs, outputs, threads)

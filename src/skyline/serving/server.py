@@ -1,0 +1,105 @@
+"""Running the inference server: in the foreground with W worker processes, or in a background thread.
+
+With ``workers > 1`` uvicorn forks processes that each build the app from environment variables (each
+worker loads its own copy of every model and gets ``cores // workers`` cores in its thread plan).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from skyline.errors import ConfigError, UnavailableError
+from skyline.security.tokens import TokenAuthority
+from skyline.serving.app import create_app
+
+_ENV_REPO, _ENV_TOKENS, _ENV_KEY, _ENV_CORES = (
+    "SKYLINE_SERVE_REPO",
+    "SKYLINE_SERVE_TOKENS",
+    "SKYLINE_SERVE_PUBLIC_KEY",
+    "SKYLINE_SERVE_CORES",
+)
+
+
+def app_from_env() -> FastAPI:
+    """The app a uvicorn worker process builds (``skyline.serving.server:app_from_env``, factory)."""
+    tokens, key, cores = os.environ.get(_ENV_TOKENS), os.environ.get(_ENV_KEY), os.environ.get(_ENV_CORES)
+    return create_app(
+        Path(os.environ[_ENV_REPO]),
+        authority=TokenAuthority(Path(tokens)) if tokens else None,
+        public_key=Path(key) if key else None,
+        cores=int(cores) if cores else None,
+    )
+
+
+def serve_forever(
+    repo: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    tokens: Path | None = None,
+    public_key: Path | None = None,
+) -> None:
+    """Serve ``repo`` until interrupted (uvicorn with uvloop and httptools)."""
+    import uvicorn
+
+    if workers < 1:
+        raise ConfigError(f"workers is {workers}; it must be ≥ 1")
+    os.environ[_ENV_REPO] = str(Path(repo).resolve())
+    os.environ[_ENV_CORES] = str(max(1, (os.cpu_count() or 1) // workers))
+    for name, value in ((_ENV_TOKENS, tokens), (_ENV_KEY, public_key)):
+        if value is not None:
+            os.environ[name] = str(Path(value).resolve())
+    uvicorn.run(
+        "skyline.serving.server:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (for a server started in another process)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def background_server(app: FastAPI, *, host: str = "127.0.0.1", timeout_s: float = 60.0) -> Iterator[str]:
+    """Run ``app`` on a free port in a thread; yield its base URL once it is started; stop it after."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, loop="asyncio", http="httptools")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise UnavailableError(f"the server did not start within {timeout_s} s")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=timeout_s)
+        sock.close()
