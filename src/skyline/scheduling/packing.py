@@ -84,6 +84,7 @@ class Packer:
         self.checks_cpu = any(n.cpu_milli or n.memory_mib for n in self.nodes)
         # The task mix fragmentation is measured against: (milli-GPU per replica, probability).
         self.workload: list[tuple[int, float]] = [(GPU, 1.0)]
+        self._ever_fits: dict[Request, bool] = {}
 
     # ------------------------------------------------------------------ bookkeeping
     def _move(self, node: int, new_full: int) -> None:
@@ -165,6 +166,12 @@ class Packer:
 
     def could_ever_fit(self, req: Request) -> bool:
         """Whether an empty cluster could hold the gang (else it would wait forever)."""
+        known = self._ever_fits.get(req)
+        if known is None:
+            known = self._ever_fits[req] = self._could_ever_fit(req)
+        return known
+
+    def _could_ever_fit(self, req: Request) -> bool:
         types = set(self._types(req))
         nodes = [n for n in self.nodes if (n.gpu_type or "") in types or req.gpu_milli == 0]
         if req.gpu_milli <= GPU:

@@ -10,11 +10,8 @@ from abc import ABC, abstractmethod
 from typing import Protocol, runtime_checkable
 
 from skyline.core import GPU_MILLI, Allocation, ClusterState, Placement
-from skyline.scheduling.packing import GPU, NodeSpec, Packer, Placing, Request
-from skyline.scheduling.view import JobView, RoundView
-
-# What a decision on views returns: job index → where it runs (every job that runs afterwards).
-Target = dict[int, Placing]
+from skyline.scheduling.packing import GPU, NodeSpec, Packer, Request
+from skyline.scheduling.view import Decision, JobView, RoundView
 
 
 @runtime_checkable
@@ -39,15 +36,18 @@ class ViewPolicy(ABC):
     oracle: bool = False
 
     @abstractmethod
-    def decide(self, view: RoundView) -> Target:
-        """Decide on plain views: job index → placing for every job that should run afterwards.
+    def decide(self, view: RoundView) -> Decision:
+        """Decide on plain views: which running jobs to stop and which jobs to start where.
 
-        ``view.packer`` holds the running jobs on entry; on return it must hold exactly the target.
+        ``view.packer`` holds the running jobs on entry; on return it must hold the decided state.
         """
 
     def allocate(self, state: ClusterState) -> Allocation:
         view = view_of(state, oracle=self.oracle)
-        target = self.decide(view)
+        decision = self.decide(view)
+        stopped = set(decision.stop)
+        target = {j.index: j.placing for j in view.jobs if j.placing is not None and j.index not in stopped}
+        target.update(decision.start)
         nodes = view.packer.nodes
         placements: dict[str, tuple[Placement, ...]] = {}
         for index, placing in target.items():
@@ -109,6 +109,7 @@ def view_of(state: ClusterState, *, oracle: bool) -> RoundView:
             job_type=spec.job_type,
             priority=spec.priority,
             restarts=job.restarts,
+            progress_at_s=state.now_s,
         )
         running = state.running.placements.get(spec.id)
         if running:
@@ -119,4 +120,7 @@ def view_of(state: ClusterState, *, oracle: bool) -> RoundView:
                 replicas.append(replica)
             view.placing = tuple(replicas)
         jobs.append(view)
-    return RoundView(now_s=state.now_s, jobs=jobs, packer=packer, throughput=state.throughput)
+    waiting = [j for j in jobs if j.placing is None]
+    return RoundView(
+        now_s=state.now_s, jobs=jobs, waiting=waiting, packer=packer, throughput=state.throughput
+    )

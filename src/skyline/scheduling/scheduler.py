@@ -8,11 +8,12 @@ resources), then starts the newly placed ones, and times every decision.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 from skyline.core import Allocation, Clock, ClusterState, Executor, JobSpec, Placement
-from skyline.scheduling.policy import Policy, Target, ViewPolicy
-from skyline.scheduling.view import RoundView
+from skyline.scheduling.packing import Placing
+from skyline.scheduling.policy import Policy, ViewPolicy
+from skyline.scheduling.view import Decision, RoundView
 
 
 class Scheduler:
@@ -48,24 +49,21 @@ class Scheduler:
         view: RoundView,
         *,
         spec_of: Callable[[int], JobSpec],
-        placements_of: Callable[[int, Target], Sequence[Placement]],
-    ) -> Mapping[int, object]:
-        """The simulator's fast path: decide on a live `RoundView` and apply the difference.
+        placements_of: Callable[[int, Placing], Sequence[Placement]],
+    ) -> Decision:
+        """The simulator's fast path: decide on a live `RoundView` and apply the change.
 
         Only `ViewPolicy` policies (every built-in one) decide on views. ``spec_of(index)`` and
-        ``placements_of(index, target)`` build the core objects the `Executor` port takes.
+        ``placements_of(index, placing)`` build the core objects the `Executor` port takes.
         """
         if not isinstance(self.policy, ViewPolicy):
             raise TypeError(f"{self.policy!r} decides on ClusterState only; use Scheduler.step")
-        before = {j.index: j.placing for j in view.jobs if j.placing is not None}
         started = time.perf_counter()
-        target = self.policy.decide(view)
+        decision = self.policy.decide(view)
         self.decision_s.append(time.perf_counter() - started)
-        for index, placing in before.items():
-            if target.get(index) != placing:
-                self.executor.stop(spec_of(index).id)
-                self.preemptions += 1
-        for index, placing in target.items():
-            if before.get(index) != placing:
-                self.executor.start(spec_of(index), placements_of(index, target))
-        return target
+        for index in decision.stop:
+            self.executor.stop(spec_of(index).id)
+            self.preemptions += 1
+        for index, placing in decision.start.items():
+            self.executor.start(spec_of(index), placements_of(index, placing))
+        return decision

@@ -18,7 +18,9 @@ class JobView:
     """One unfinished job. ``placing`` is where it runs now (None: pending).
 
     ``duration_s``/``remaining_s`` are the truth, filled in only for oracle policies (None otherwise).
-    ``remaining_s`` is at reference speed on consolidated GPUs; ``attained_gpu_s`` is service received.
+    ``attained_gpu_s`` (service received) and ``remaining_s`` (work left, in seconds at full speed) are
+    as of ``progress_at_s``; a running job progresses at ``rate`` since then, so read them through
+    `attained_at` / `remaining_at` (the simulator then need not touch every running job per decision).
     """
 
     index: int
@@ -32,6 +34,22 @@ class JobView:
     priority: int = 0
     restarts: int = 0
     placing: Placing | None = None
+    progress_at_s: float = 0.0
+    rate: float = 1.0
+
+    def attained_at(self, now_s: float) -> float:
+        """GPU-seconds of service received by ``now_s``."""
+        if self.placing is None:
+            return self.attained_gpu_s
+        return self.attained_gpu_s + (now_s - self.progress_at_s) * self.request.total_gpu_milli / 1000
+
+    def remaining_at(self, now_s: float) -> float:
+        """Seconds of full-speed work left at ``now_s`` (oracle policies only; 0 when unknown)."""
+        if self.remaining_s is None:
+            return 0.0
+        if self.placing is None:
+            return self.remaining_s
+        return max(self.remaining_s - (now_s - self.progress_at_s) * self.rate, 0.0)
 
     @property
     def gpus(self) -> float:
@@ -41,12 +59,26 @@ class JobView:
 
 @dataclass(slots=True, kw_only=True)
 class RoundView:
-    """The cluster at ``now_s``: unfinished jobs in submit order, and a packer holding the running ones.
+    """The cluster at ``now_s``: unfinished ``jobs`` and the ``waiting`` ones, both in submit order,
+    and a packer holding the running ones.
 
-    A policy may take and release capacity in ``packer`` freely; the target it returns must match it.
+    A policy may take and release capacity in ``packer`` freely; its `Decision` must match it on return.
     """
 
     now_s: float
     jobs: list[JobView]
+    waiting: list[JobView]
     packer: Packer
     throughput: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Decision:
+    """A policy's answer on views, as a change: running jobs to ``stop`` (preempt), jobs to ``start``.
+
+    Jobs in neither keep their state. A change, not a full target, so that a decision that changes
+    little costs little even with thousands of running jobs.
+    """
+
+    start: dict[int, Placing] = field(default_factory=dict)
+    stop: list[int] = field(default_factory=list)

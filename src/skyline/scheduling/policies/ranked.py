@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from skyline.scheduling.packing import Packer, Placing, Request
-from skyline.scheduling.policy import Target, ViewPolicy
-from skyline.scheduling.view import JobView, RoundView
+from skyline.scheduling.policy import ViewPolicy
+from skyline.scheduling.view import Decision, JobView, RoundView
 
 Placer = Callable[[Packer, Request], Placing | None]
 
@@ -39,34 +39,40 @@ class RankedPolicy(ViewPolicy):
         """Rank of a job: smaller runs first. Default: submit order (FIFO)."""
         return (job.submit_s, job.index)
 
-    def decide(self, view: RoundView) -> Target:
-        if self.preemptive:
+    def decide(self, view: RoundView) -> Decision:
+        decision = Decision()
+        if not view.waiting:
+            return decision
+        packer = view.packer
+        pending = list(view.waiting)
+        if self.preemptive and sum(j.request.total_gpu_milli for j in pending) > packer.free_gpu_milli:
             return self._decide_preemptive(view)
-        target: Target = {j.index: j.placing for j in view.jobs if j.placing is not None}
-        pending = [j for j in view.jobs if j.placing is None]
+        # Everyone waiting fits by count (or the policy never preempts): running jobs stay put and the
+        # waiting ones are placed in rank order, which is what the full preemptive rule gives too.
         if type(self).key is not RankedPolicy.key:  # jobs come in submit order: FIFO needs no sort
             now = view.now_s
             pending.sort(key=lambda j: self.key(j, now))
-        self._place_in_order(view.packer, pending, target, stop_at_first_miss=not self.backfill)
-        return target
+        stop = not (self.backfill or self.preemptive)
+        self._place_in_order(packer, pending, decision, stop_at_first_miss=stop)
+        return decision
 
     def _place_in_order(
-        self, packer: Packer, jobs: list[JobView], target: Target, *, stop_at_first_miss: bool
+        self, packer: Packer, jobs: list[JobView], decision: Decision, *, stop_at_first_miss: bool
     ) -> None:
+        place = self._place
         for job in jobs:
-            if job.request.total_gpu_milli > packer.free_gpu_milli:
-                if stop_at_first_miss:
-                    return
-                continue
-            placing = self._place(packer, job.request)
+            request = job.request
+            placing = None
+            if request.total_gpu_milli <= packer.free_gpu_milli:
+                placing = place(packer, request)
             if placing is None:
                 if stop_at_first_miss:
                     return
                 continue
-            packer.take(job.request, placing)
-            target[job.index] = placing
+            packer.take(request, placing)
+            decision.start[job.index] = placing
 
-    def _decide_preemptive(self, view: RoundView) -> Target:
+    def _decide_preemptive(self, view: RoundView) -> Decision:
         packer = view.packer
         now = view.now_s
         ranked = sorted(view.jobs, key=lambda j: self.key(j, now))
@@ -78,21 +84,18 @@ class RankedPolicy(ViewPolicy):
             if used + need <= budget:
                 chosen.add(job.index)
                 used += need
-        target: Target = {}
-        for job in view.jobs:
-            if job.placing is not None:
-                if job.index in chosen:
-                    target[job.index] = job.placing
-                else:
-                    packer.release(job.request, job.placing)
-        waiting = [j for j in ranked if j.placing is None]
-        self._place_in_order(
-            packer, [j for j in waiting if j.index in chosen], target, stop_at_first_miss=False
-        )
+        decision = Decision()
+        for job in ranked:
+            if job.placing is not None and job.index not in chosen:
+                packer.release(job.request, job.placing)
+                decision.stop.append(job.index)
+        waiting = [j for j in ranked if j.placing is None or j.index not in chosen]
+        chosen_waiting = [j for j in waiting if j.index in chosen]
+        self._place_in_order(packer, chosen_waiting, decision, stop_at_first_miss=False)
         if self.backfill:  # work-conserving: leftover space goes to the next ranked jobs
-            rest = [j for j in ranked if j.index not in target and j.index not in chosen]
-            self._place_in_order(packer, rest, target, stop_at_first_miss=False)
-        return target
+            rest = [j for j in waiting if j.index not in chosen]
+            self._place_in_order(packer, rest, decision, stop_at_first_miss=False)
+        return decision
 
 
 class Fifo(RankedPolicy):
@@ -131,7 +134,7 @@ class FragmentationAware(RankedPolicy):
     def __init__(self) -> None:
         super().__init__(placement="fragmentation-aware")
 
-    def decide(self, view: RoundView) -> Target:
+    def decide(self, view: RoundView) -> Decision:
         view.packer.workload = workload_of(view.jobs)
         return super().decide(view)
 
@@ -164,7 +167,7 @@ class Srtf(RankedPolicy):
     preemptive = True
 
     def key(self, job: JobView, now_s: float) -> tuple[float, ...]:
-        return (job.remaining_s or 0.0, job.submit_s, job.index)
+        return (job.remaining_at(now_s), job.submit_s, job.index)
 
 
 class Srsf(RankedPolicy):
@@ -175,4 +178,4 @@ class Srsf(RankedPolicy):
     preemptive = True
 
     def key(self, job: JobView, now_s: float) -> tuple[float, ...]:
-        return ((job.remaining_s or 0.0) * job.gpus, job.submit_s, job.index)
+        return (job.remaining_at(now_s) * job.gpus, job.submit_s, job.index)

@@ -36,7 +36,7 @@ class TiresiasLas(RankedPolicy):
         self.service_levels = levels
 
     def key(self, job: JobView, now_s: float) -> tuple[float, ...]:
-        return (bisect.bisect_right(self.service_levels, job.attained_gpu_s), job.submit_s, job.index)
+        return (bisect.bisect_right(self.service_levels, job.attained_at(now_s)), job.submit_s, job.index)
 
 
 def philly_like_gpu_time_prior(count: int = 4_000) -> list[float]:
@@ -93,5 +93,5 @@ class TiresiasGittins(RankedPolicy):
         return best
 
     def key(self, job: JobView, now_s: float) -> tuple[float, ...]:
-        level = bisect.bisect_right(self.service_levels, job.attained_gpu_s)
+        level = bisect.bisect_right(self.service_levels, job.attained_at(now_s))
         return (-self._index[level], job.submit_s, job.index)
