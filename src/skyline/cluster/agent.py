@@ -1,0 +1,173 @@
+"""`NodeAgent`: registers a node, heartbeats its utilization, runs the replicas placed on it.
+
+The server's answer to each heartbeat is the full set of replicas this node must run; the agent starts
+the missing ones and stops the rest (idempotent, so a restarted server or agent converges). Reports of
+exits are kept and retried until the server accepts them: a server restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from skyline.cluster.client import ClusterClient
+from skyline.cluster.monitor import Monitor
+from skyline.cluster.replica_process import ReplicaProcess
+from skyline.core import Tier
+from skyline.errors import ConfigError, ConflictError, NotFoundError, SkylineError, UnavailableError
+
+log = logging.getLogger("skyline.agent")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentConfig:
+    """Who the node is and what it offers; ``cpus``/``memory_mib``/``gpus`` override what was measured."""
+
+    name: str = ""
+    tier: Tier = Tier.DATACENTER
+    address: str = "127.0.0.1"
+    heartbeat_s: float = 1.0
+    cpus: float | None = None
+    memory_mib: int | None = None
+    gpus: int | None = None
+    workdir: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.05 <= self.heartbeat_s <= 60:
+            raise ConfigError(f"heartbeat_s must be between 0.05 and 60 seconds, got {self.heartbeat_s}")
+        if self.cpus is not None and self.cpus <= 0:
+            raise ConfigError(f"--cpus must be > 0, got {self.cpus}")
+        object.__setattr__(self, "name", self.name or socket.gethostname())
+        object.__setattr__(self, "tier", Tier.parse(str(self.tier)))
+
+
+class NodeAgent:
+    """One node's agent. `run` loops until `stop` is called, then stops every replica it runs."""
+
+    def __init__(self, client: ClusterClient, config: AgentConfig) -> None:
+        self.client = client
+        self.config = config
+        self.monitor = Monitor()
+        self.processes: dict[str, ReplicaProcess] = {}
+        self._pending_reports: list[dict[str, Any]] = []
+        self._done: set[str] = set()  # ended here: never started again, even if a report is still queued
+        self._stop = threading.Event()
+        self._registered = False
+
+    @property
+    def node_id(self) -> str:
+        return self.config.name
+
+    def registration(self) -> dict[str, Any]:
+        measured = self.monitor.capacity()
+        c = self.config
+        return {
+            "id": c.name,
+            "tier": str(c.tier),
+            "address": c.address,
+            "cpus": c.cpus if c.cpus is not None else measured.cpus,
+            "memory_mib": c.memory_mib if c.memory_mib is not None else measured.memory_mib,
+            "gpus": c.gpus if c.gpus is not None else measured.gpus,
+            "gpu_type": measured.gpu_type if (c.gpus is None or c.gpus > 0) and measured.gpus else None,
+        }
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        next_beat = 0.0
+        tick_s = min(0.1, self.config.heartbeat_s)
+        try:
+            while not self._stop.is_set():
+                changed = self._collect()
+                self._flush_reports()
+                if changed or time.monotonic() >= next_beat:
+                    self._beat()
+                    next_beat = time.monotonic() + self.config.heartbeat_s
+                self._stop.wait(tick_s)
+        finally:
+            for process in self.processes.values():
+                process.stop()
+            self._collect()
+            self._flush_reports()
+
+    def _beat(self) -> None:
+        try:
+            if not self._registered:
+                self.client.register(self.registration())
+                self._registered = True
+            sample = self.monitor.sample(len(self.processes))
+            assignments = self.client.heartbeat(self.node_id, sample)
+        except ConflictError:
+            self._registered = False  # declared lost or forgotten: register again on the next beat
+            return
+        except (UnavailableError, NotFoundError) as exc:
+            log.warning("heartbeat failed (will retry): %s", exc)
+            return
+        self._reconcile(assignments)
+
+    def _reconcile(self, assignments: list[dict[str, Any]]) -> None:
+        wanted = {f"{a['job_id']}/{a['attempt']}/{a['rank']}": a for a in assignments}
+        for key, process in self.processes.items():
+            if key not in wanted and not process.stopped_by_agent:
+                log.info("stopping replica %s", key)
+                process.stop()
+        for key, a in wanted.items():
+            if key not in self.processes and key not in self._done:
+                log.info("starting replica %s: %s", key, a["command"])
+                self.processes[key] = ReplicaProcess(key, a["command"], a["env"], workdir=self.config.workdir)
+                self._queue(key, "running", None)
+
+    def _queue(self, key: str, status: str, exit_code: int | None) -> None:
+        job_id, attempt, rank = key.rsplit("/", 2)
+        body = {"job_id": job_id, "attempt": int(attempt), "rank": int(rank), "status": status}
+        self._pending_reports.append({**body, "exit_code": exit_code})
+
+    def _collect(self) -> bool:
+        """Ship new log lines; queue a report for every replica that ended. True if any ended."""
+        ended = []
+        for key, process in self.processes.items():
+            code = process.exit_code()
+            lines = process.take_lines()
+            if lines:
+                self._queue_logs(key, lines)
+            if code is not None:
+                ended.append(key)
+                status = "stopped" if process.stopped_by_agent else ("succeeded" if code == 0 else "failed")
+                self._queue(key, status, code)
+        for key in ended:
+            del self.processes[key]
+            self._done.add(key)
+        return bool(ended)
+
+    def _queue_logs(self, key: str, lines: list[str]) -> None:
+        job_id, attempt, rank = key.rsplit("/", 2)
+        for start in range(0, len(lines), 1000):
+            self._pending_reports.append(
+                {
+                    "logs": True,
+                    "job_id": job_id,
+                    "attempt": int(attempt),
+                    "rank": int(rank),
+                    "lines": [ln[:16384] for ln in lines[start : start + 1000]],
+                }
+            )
+
+    def _flush_reports(self) -> None:
+        """Send queued logs and reports in order; keep the rest when the server is unreachable."""
+        while self._pending_reports:
+            report = self._pending_reports[0]
+            try:
+                if report.get("logs"):
+                    self.client.send_logs(self.node_id, {k: v for k, v in report.items() if k != "logs"})
+                else:
+                    self.client.report(self.node_id, report)
+            except UnavailableError:
+                return
+            except SkylineError as exc:  # the server refuses it for good (e.g. a forgotten job): drop it
+                log.warning("report dropped: %s", exc)
+            self._pending_reports.pop(0)

@@ -1,0 +1,59 @@
+"""`AgentExecutor`: the `Executor` whose replicas run as processes under node agents.
+
+Starting a job records its replicas in the store; each agent learns its share from the answer to its next
+heartbeat and reports back. Nothing lives only in memory, so a restarted server finds everything again.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Sequence
+
+from skyline.cluster.node_store import Store
+from skyline.core import JobEvent, JobSpec, Placement
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on this host right now (rank 0's MASTER_PORT when the gang runs here)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class AgentExecutor:
+    """Runs replicas through node agents; job-level events come from their reports."""
+
+    name = "local"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._events: list[JobEvent] = []
+        self._lock = threading.Lock()
+
+    def start(self, spec: JobSpec, placements: Sequence[Placement]) -> None:
+        self.store.place(spec.id, placements, master_port=free_port())
+
+    def stop(self, job_id: str) -> None:
+        # Preemption: the job goes back to the queue; its agents stop the replicas on their next beat.
+        self.store.requeue(job_id, "preempted by the scheduling policy")
+
+    def release(self, job_id: str) -> None:
+        """A cancelled job's replicas: the store already tells their agents to stop them."""
+
+    def refresh(self) -> None:
+        """Nothing to poll: agents heartbeat into the store themselves."""
+
+    def notify(self, event: JobEvent) -> None:
+        """An event the store derived from an agent's report (already applied there)."""
+        with self._lock:
+            self._events.append(event)
+
+    def events(self) -> Sequence[JobEvent]:
+        with self._lock:
+            drained, self._events = self._events, []
+        return drained
+
+    def close(self) -> None:
+        """Nothing to release: the agents own the processes."""

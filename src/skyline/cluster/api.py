@@ -1,0 +1,199 @@
+"""The control plane's REST API (FastAPI): jobs, nodes, agent reports, metrics, tokens.
+
+Every route needs a bearer token and a role that `skyline.security.rbac.authorize` allows (deny by
+default); operators act only on their own jobs. Errors are JSON ``{"error": ...}`` with the status of
+their `skyline.errors` class; malformed bodies are 422.
+"""
+
+# No `from __future__ import annotations`: FastAPI must see the Depends(...) objects made in create_app.
+
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Response
+from fastapi.responses import PlainTextResponse
+
+from skyline.cluster.api_models import HeartbeatIn, JobIn, LogsIn, NodeIn, ReplicaReportIn, TokenIn
+from skyline.cluster.control import ControlPlane
+from skyline.cluster.node_store import UsageSample
+from skyline.cluster.prometheus import render_metrics
+from skyline.core import Resources, Tier
+from skyline.errors import ConflictError, NotFoundError
+from skyline.security.http import install_error_handlers, require
+from skyline.security.rbac import Principal, Role, authorize
+from skyline.security.tokens import TokenAuthority
+
+JOB_STATUSES = ("pending", "placed", "running", "succeeded", "failed", "cancelled")
+
+
+def create_app(control: ControlPlane, authority: TokenAuthority) -> FastAPI:
+    """The API over ``control`` (its store, executor and loop), authenticating with ``authority``."""
+    app = FastAPI(title="skyline control plane", version="1", description=__doc__)
+    install_error_handlers(app)
+    store = control.store
+
+    def who(action: str, kind: str) -> Any:
+        return Depends(require(authority, action, kind))
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """Liveness (no token needed): the server answers."""
+        return {"status": "ok"}
+
+    @app.post("/v1/jobs", status_code=201, tags=["jobs"])
+    def submit_job(
+        body: JobIn,
+        response: Response,
+        principal: Annotated[Principal, who("create", "jobs")],
+        idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    ) -> dict[str, Any]:
+        """Queue a job. A repeated ``Idempotency-Key`` returns the first job (200) instead of a new one."""
+        record, created = store.submit(body.to_request(idempotency_key), owner=principal.subject)
+        if created:
+            control.wake()
+        else:
+            authorize(principal, "read", "jobs", owner=record.owner)
+            response.status_code = 200
+        return record.to_json()
+
+    @app.get("/v1/jobs", tags=["jobs"])
+    def list_jobs(
+        principal: Annotated[Principal, who("read", "jobs")],
+        status: Annotated[list[str] | None, Query(max_length=6)] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> list[dict[str, Any]]:
+        """Jobs in submit order (an operator sees its own)."""
+        wanted = [s for s in (status or []) if s in JOB_STATUSES]
+        if status and len(wanted) != len(status):
+            raise NotFoundError(f"unknown job status in {status}; statuses are {', '.join(JOB_STATUSES)}")
+        owner = principal.subject if principal.role is Role.OPERATOR else None
+        return [j.to_json() for j in store.jobs(statuses=wanted, owner=owner, limit=limit)]
+
+    @app.get("/v1/jobs/{job_id}", tags=["jobs"])
+    def get_job(job_id: str, principal: Annotated[Principal, who("read", "jobs")]) -> dict[str, Any]:
+        """One job with its current placement (one entry per replica)."""
+        record = store.job(job_id)
+        authorize(principal, "read", "jobs", owner=record.owner)
+        return record.to_json(store.replicas(job_id, record.attempt))
+
+    @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"])
+    def cancel_job(job_id: str, principal: Annotated[Principal, who("delete", "jobs")]) -> dict[str, Any]:
+        """Cancel an unfinished job; its replicas are stopped (409 when it already finished)."""
+        record = store.job(job_id)
+        authorize(principal, "delete", "jobs", owner=record.owner)
+        control.cancel(job_id)
+        return store.job(job_id).to_json()
+
+    @app.get("/v1/jobs/{job_id}/logs", tags=["jobs"])
+    def job_logs(
+        job_id: str,
+        principal: Annotated[Principal, who("read", "jobs")],
+        after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> dict[str, Any]:
+        """Log lines after line id ``after`` (pass the last ``next`` to follow), with the job's status."""
+        record = store.job(job_id)
+        authorize(principal, "read", "jobs", owner=record.owner)
+        lines = store.logs(job_id, after_id=after, limit=limit)
+        return {
+            "job_id": job_id,
+            "status": str(record.status),
+            "next": lines[-1]["id"] if lines else after,
+            "lines": [{k: ln[k] for k in ("attempt", "rank", "at_s", "line")} for ln in lines],
+        }
+
+    _node_routes(app, control, who)
+    _token_routes(app, authority, who)
+    return app
+
+
+def _node_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
+    store = control.store
+
+    @app.post("/v1/nodes", status_code=201, tags=["nodes"])
+    def register_node(
+        body: NodeIn, principal: Annotated[Principal, who("create", "nodes")]
+    ) -> dict[str, Any]:
+        """An agent registers its node (again after a restart or after being declared lost)."""
+        capacity = Resources.of(
+            cpus=body.cpus, memory_mib=body.memory_mib, gpus=body.gpus, gpu_type=body.gpu_type
+        )
+        record = store.register_node(
+            body.id, tier=Tier(body.tier), address=body.address, capacity=capacity, labels=dict(body.labels)
+        )
+        control.wake()
+        return record.to_json()
+
+    @app.get("/v1/nodes", tags=["nodes"])
+    def list_nodes(principal: Annotated[Principal, who("read", "nodes")]) -> list[dict[str, Any]]:
+        """Every node ever registered, alive or lost."""
+        return [n.to_json() for n in store.nodes()]
+
+    @app.get("/v1/nodes/{node_id}", tags=["nodes"])
+    def get_node(node_id: str, principal: Annotated[Principal, who("read", "nodes")]) -> dict[str, Any]:
+        return store.node(node_id).to_json()
+
+    @app.post("/v1/nodes/{node_id}/heartbeat", tags=["agents"])
+    def heartbeat(
+        node_id: str, body: HeartbeatIn, principal: Annotated[Principal, who("update", "nodes")]
+    ) -> dict[str, Any]:
+        """Record utilization; answer with the replicas this node must run (it stops any others)."""
+        sample = UsageSample(**body.model_dump())
+        if not store.heartbeat(node_id, sample):
+            raise ConflictError(f"node {node_id!r} is unknown or was declared lost; register it again")
+        return {"assignments": [a.to_json() for a in store.assignments(node_id)]}
+
+    @app.post("/v1/nodes/{node_id}/replicas", tags=["agents"])
+    def report_replica(
+        node_id: str, body: ReplicaReportIn, principal: Annotated[Principal, who("update", "nodes")]
+    ) -> dict[str, Any]:
+        """An agent reports a replica running, finished (with its exit code) or stopped."""
+        replica = next((r for r in store.replicas(body.job_id, body.attempt) if r.rank == body.rank), None)
+        if replica is None or replica.node_id != node_id:
+            raise NotFoundError(
+                f"node {node_id} holds no replica {body.rank} of {body.job_id}/{body.attempt}"
+            )
+        event = store.report_replica(
+            body.job_id, body.attempt, body.rank, body.status, exit_code=body.exit_code
+        )
+        if event is not None:
+            control.executor.notify(event)
+            control.wake()
+        return {"accepted": True, "job_event": str(event.status) if event else None}
+
+    @app.post("/v1/nodes/{node_id}/logs", tags=["agents"])
+    def append_logs(
+        node_id: str, body: LogsIn, principal: Annotated[Principal, who("update", "nodes")]
+    ) -> dict[str, int]:
+        """An agent streams a replica's output lines."""
+        store.job(body.job_id)
+        store.append_logs(body.job_id, body.attempt, body.rank, body.lines)
+        return {"accepted": len(body.lines)}
+
+    @app.get("/v1/nodes/{node_id}/metrics", tags=["metrics"])
+    def node_metrics(
+        node_id: str,
+        principal: Annotated[Principal, who("read", "metrics")],
+        since: Annotated[float, Query(ge=0, le=1e12, allow_inf_nan=False)] = 0.0,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+    ) -> list[dict[str, Any]]:
+        """The node's utilization history (one sample per heartbeat), oldest first."""
+        return store.metrics(node_id, since_s=since, limit=limit)
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["metrics"])
+    def prometheus(principal: Annotated[Principal, who("read", "metrics")]) -> str:
+        """Prometheus exposition: node utilization and job counts by status."""
+        return render_metrics(store)
+
+
+def _token_routes(app: FastAPI, authority: TokenAuthority, who: Any) -> None:
+    @app.post("/v1/tokens", status_code=201, tags=["tokens"])
+    def create_token(
+        body: TokenIn, principal: Annotated[Principal, who("create", "tokens")]
+    ) -> dict[str, str]:
+        """Issue a token (admins): e.g. an ``agent`` token for 'skyline agent join'."""
+        token = authority.issue(body.subject, body.role, ttl_s=body.ttl_s)
+        return {"token": token, "subject": body.subject, "role": body.role}
+
+    @app.get("/v1/whoami", tags=["tokens"])
+    def whoami(principal: Annotated[Principal, who("read", "jobs")]) -> dict[str, str]:
+        return {"subject": principal.subject, "role": str(principal.role)}

@@ -1,0 +1,261 @@
+"""`Store`: the job store plus nodes, heartbeats, utilization history and job logs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from skyline.cluster import schema as t
+from skyline.cluster.records import Assignment, NodeRecord
+from skyline.cluster.store import ACTIVE, LIVE_REPLICA, JobStore
+from skyline.core import Resources, Tier
+from skyline.errors import NotFoundError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageSample:
+    """Utilization an agent measured (psutil, NVML): percentages of the node's capacity."""
+
+    cpu_percent: float
+    memory_percent: float
+    gpu_percent: float | None = None
+    running_replicas: int = 0
+
+
+def node_from_row(row: Any) -> NodeRecord:
+    m = row._mapping
+    return NodeRecord(
+        id=m["id"],
+        tier=Tier(m["tier"]),
+        address=m["address"],
+        capacity=Resources(
+            cpu_milli=m["cpu_milli"],
+            memory_mib=m["memory_mib"],
+            gpu_milli=m["gpu_milli"],
+            gpu_type=m["gpu_type"],
+        ),
+        status=m["status"],
+        registered_at=m["registered_at"],
+        last_heartbeat_at=m["last_heartbeat_at"],
+        labels=m["labels"],
+    )
+
+
+class Store(JobStore):
+    """The whole control-plane state: jobs, replicas, nodes, metrics, logs."""
+
+    # ------------------------------------------------------------------ nodes
+    def register_node(
+        self, node_id: str, *, tier: Tier, address: str, capacity: Resources, labels: dict[str, str]
+    ) -> NodeRecord:
+        """Add a node, or bring a known one back alive with its (possibly new) capacity."""
+        now = self.now()
+        values = {
+            "tier": str(tier),
+            "address": address,
+            "cpu_milli": capacity.cpu_milli,
+            "memory_mib": capacity.memory_mib,
+            "gpu_milli": capacity.gpu_milli,
+            "gpu_type": capacity.gpu_type,
+            "status": "alive",
+            "last_heartbeat_at": now,
+            "labels": labels,
+        }
+        with self.write() as conn:
+            found = conn.execute(sa.select(t.nodes.c.id).where(t.nodes.c.id == node_id)).first()
+            if found is None:
+                conn.execute(t.nodes.insert().values(id=node_id, registered_at=now, **values))
+            else:
+                conn.execute(t.nodes.update().where(t.nodes.c.id == node_id).values(**values))
+        return self.node(node_id)
+
+    def node(self, node_id: str) -> NodeRecord:
+        with self.read() as conn:
+            row = conn.execute(sa.select(t.nodes).where(t.nodes.c.id == node_id)).first()
+        if row is None:
+            raise NotFoundError(f"no node {node_id!r}; list nodes with 'skyline node list'")
+        return node_from_row(row)
+
+    def nodes(self, *, alive_only: bool = False) -> list[NodeRecord]:
+        query = sa.select(t.nodes).order_by(t.nodes.c.id)
+        if alive_only:
+            query = query.where(t.nodes.c.status == "alive")
+        with self.read() as conn:
+            return [node_from_row(r) for r in conn.execute(query)]
+
+    def heartbeat(self, node_id: str, sample: UsageSample) -> bool:
+        """Record a heartbeat and its sample; False when the node is unknown or was declared lost."""
+        now = self.now()
+        with self.write() as conn:
+            status = conn.execute(sa.select(t.nodes.c.status).where(t.nodes.c.id == node_id)).scalar()
+            if status != "alive":
+                return False
+            conn.execute(t.nodes.update().where(t.nodes.c.id == node_id).values(last_heartbeat_at=now))
+            conn.execute(
+                t.node_metrics.insert().values(
+                    node_id=node_id,
+                    at_s=now,
+                    cpu_percent=sample.cpu_percent,
+                    memory_percent=sample.memory_percent,
+                    gpu_percent=sample.gpu_percent,
+                    running_replicas=sample.running_replicas,
+                )
+            )
+        return True
+
+    def mark_lost(self, *, silent_for_s: float) -> list[str]:
+        """Declare lost every alive node silent for longer than ``silent_for_s``; return their ids."""
+        cutoff = self.now() - silent_for_s
+        with self.write() as conn:
+            lost = [
+                r[0]
+                for r in conn.execute(
+                    sa.select(t.nodes.c.id).where(
+                        t.nodes.c.status == "alive", t.nodes.c.last_heartbeat_at < cutoff
+                    )
+                )
+            ]
+            if lost:
+                conn.execute(t.nodes.update().where(t.nodes.c.id.in_(lost)).values(status="lost"))
+        return lost
+
+    def jobs_on_nodes(self, node_ids: Sequence[str]) -> list[str]:
+        """Active jobs with a current replica on any of ``node_ids``."""
+        query = (
+            sa.select(t.replicas.c.job_id)
+            .join(
+                t.jobs, sa.and_(t.jobs.c.id == t.replicas.c.job_id, t.jobs.c.attempt == t.replicas.c.attempt)
+            )
+            .where(t.replicas.c.node_id.in_(list(node_ids)), t.jobs.c.status.in_(ACTIVE))
+            .distinct()
+        )
+        with self.read() as conn:
+            return sorted(r[0] for r in conn.execute(query))
+
+    def assignments(self, node_id: str) -> list[Assignment]:
+        """Replicas ``node_id`` must be running now; anything else it runs should be stopped."""
+        query = (
+            sa.select(
+                t.replicas,
+                t.jobs.c.command,
+                t.jobs.c.env,
+                t.jobs.c.replicas.label("world"),
+                t.jobs.c.master_port,
+            )
+            .join(
+                t.jobs, sa.and_(t.jobs.c.id == t.replicas.c.job_id, t.jobs.c.attempt == t.replicas.c.attempt)
+            )
+            .where(
+                t.replicas.c.node_id == node_id,
+                t.replicas.c.status.in_(LIVE_REPLICA),
+                t.jobs.c.status.in_(ACTIVE),
+            )
+        )
+        with self.read() as conn:
+            rows = [r._mapping for r in conn.execute(query)]
+            masters = self._master_addresses(conn, {(r["job_id"], r["attempt"]) for r in rows})
+        return [
+            Assignment(
+                job_id=r["job_id"],
+                attempt=r["attempt"],
+                rank=r["rank"],
+                command=r["command"],
+                env={
+                    **r["env"],
+                    "SKYLINE_JOB_ID": r["job_id"],
+                    "RANK": str(r["rank"]),
+                    "LOCAL_RANK": "0",
+                    "WORLD_SIZE": str(r["world"]),
+                    "MASTER_ADDR": masters.get((r["job_id"], r["attempt"]), "127.0.0.1"),
+                    "MASTER_PORT": str(r["master_port"]),
+                    **(
+                        {"CUDA_VISIBLE_DEVICES": ",".join(map(str, r["gpu_indices"]))}
+                        if r["gpu_indices"]
+                        else {}
+                    ),
+                },
+            )
+            for r in rows
+        ]
+
+    def _master_addresses(
+        self, conn: sa.Connection, keys: set[tuple[str, int]]
+    ) -> dict[tuple[str, int], str]:
+        """Address of the node holding rank 0 of each (job, attempt): torch's MASTER_ADDR."""
+        if not keys:
+            return {}
+        query = (
+            sa.select(t.replicas.c.job_id, t.replicas.c.attempt, t.nodes.c.address)
+            .join(t.nodes, t.nodes.c.id == t.replicas.c.node_id)
+            .where(t.replicas.c.rank == 0, t.replicas.c.job_id.in_([k[0] for k in keys]))
+        )
+        return {(r[0], r[1]): r[2] for r in conn.execute(query)}
+
+    # ------------------------------------------------------------------ metrics
+    def metrics(self, node_id: str, *, since_s: float = 0.0, limit: int = 10_000) -> list[dict[str, Any]]:
+        """The node's utilization history, oldest first."""
+        self.node(node_id)
+        query = (
+            sa.select(t.node_metrics)
+            .where(t.node_metrics.c.node_id == node_id, t.node_metrics.c.at_s >= since_s)
+            .order_by(t.node_metrics.c.at_s.desc())
+            .limit(limit)
+        )
+        with self.read() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row.pop("id", None)
+        return rows[::-1]
+
+    def latest_metrics(self) -> dict[str, dict[str, Any]]:
+        """The newest sample of every node (for the Prometheus endpoint)."""
+        newest = (
+            sa.select(t.node_metrics.c.node_id, sa.func.max(t.node_metrics.c.id).label("id"))
+            .group_by(t.node_metrics.c.node_id)
+            .subquery()
+        )
+        query = sa.select(t.node_metrics).join(newest, newest.c.id == t.node_metrics.c.id)
+        with self.read() as conn:
+            return {r._mapping["node_id"]: dict(r._mapping) for r in conn.execute(query)}
+
+    # ------------------------------------------------------------------ logs
+    def append_logs(self, job_id: str, attempt: int, rank: int, lines: Sequence[str]) -> None:
+        if not lines:
+            return
+        now = self.now()
+        with self.write() as conn:
+            conn.execute(
+                t.job_logs.insert(),
+                [
+                    {"job_id": job_id, "attempt": attempt, "rank": rank, "at_s": now, "line": ln}
+                    for ln in lines
+                ],
+            )
+
+    def logs(self, job_id: str, *, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Log lines of every replica and attempt of a job after ``after_id``, in arrival order."""
+        self.job(job_id)
+        query = (
+            sa.select(t.job_logs)
+            .where(t.job_logs.c.job_id == job_id, t.job_logs.c.id > after_id)
+            .order_by(t.job_logs.c.id)
+            .limit(limit)
+        )
+        with self.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def refresh_heartbeats(self) -> None:
+        """Treat every alive node as just heard from (after a server restart, before agents beat again)."""
+        with self.write() as conn:
+            conn.execute(
+                t.nodes.update().where(t.nodes.c.status == "alive").values(last_heartbeat_at=self.now())
+            )
+
+    def count_jobs(self) -> dict[str, int]:
+        """Number of jobs in each status."""
+        query = sa.select(t.jobs.c.status, sa.func.count()).group_by(t.jobs.c.status)
+        with self.read() as conn:
+            return {row[0]: int(row[1]) for row in conn.execute(query)}

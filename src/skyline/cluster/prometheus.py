@@ -1,0 +1,40 @@
+"""The Prometheus exposition of the control plane's state (text format 0.0.4)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from skyline.cluster.node_store import Store
+
+
+class _StoreCollector(Collector):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        cpu = GaugeMetricFamily("skyline_node_cpu_percent", "CPU utilization of the node", labels=["node"])
+        mem = GaugeMetricFamily("skyline_node_memory_percent", "Memory utilization", labels=["node"])
+        gpu = GaugeMetricFamily("skyline_node_gpu_percent", "GPU utilization (NVML)", labels=["node"])
+        alive = GaugeMetricFamily(
+            "skyline_node_alive", "1 when the node heartbeats, 0 when lost", labels=["node"]
+        )
+        jobs = GaugeMetricFamily("skyline_jobs", "Jobs by status", labels=["status"])
+        for node in self.store.nodes():
+            alive.add_metric([node.id], 1.0 if node.status == "alive" else 0.0)
+        for node_id, sample in self.store.latest_metrics().items():
+            cpu.add_metric([node_id], sample["cpu_percent"])
+            mem.add_metric([node_id], sample["memory_percent"])
+            if sample["gpu_percent"] is not None:
+                gpu.add_metric([node_id], sample["gpu_percent"])
+        counts = self.store.count_jobs()
+        for status in ("pending", "placed", "running", "succeeded", "failed", "cancelled"):
+            jobs.add_metric([status], float(counts.get(status, 0)))
+        return [cpu, mem, gpu, alive, jobs]
+
+
+def render_metrics(store: Store) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_StoreCollector(store))
+    return generate_latest(registry).decode()

@@ -1,0 +1,150 @@
+"""What the store hands out: plain frozen records of nodes, jobs, replicas, log lines and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from skyline.core import Job, JobKind, JobSpec, JobStatus, Node, Resources, Tier
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeRecord:
+    id: str
+    tier: Tier
+    address: str
+    capacity: Resources
+    status: str  # alive | lost
+    registered_at: float
+    last_heartbeat_at: float
+    labels: Mapping[str, str]
+
+    def as_node(self) -> Node:
+        return Node(id=self.id, capacity=self.capacity, tier=self.tier, labels=self.labels)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tier": str(self.tier),
+            "address": self.address,
+            "cpus": self.capacity.cpus,
+            "memory_mib": self.capacity.memory_mib,
+            "gpus": self.capacity.gpus,
+            "gpu_type": self.capacity.gpu_type,
+            "status": self.status,
+            "registered_at": self.registered_at,
+            "last_heartbeat_at": self.last_heartbeat_at,
+            "labels": dict(self.labels),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaRecord:
+    job_id: str
+    attempt: int
+    rank: int
+    node_id: str
+    gpu_indices: tuple[int, ...]
+    status: str
+    exit_code: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "attempt": self.attempt,
+            "node_id": self.node_id,
+            "gpu_indices": list(self.gpu_indices),
+            "status": self.status,
+            "exit_code": self.exit_code,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRecord:
+    seq: int
+    id: str
+    name: str
+    owner: str
+    command: str
+    env: Mapping[str, str]
+    kind: JobKind
+    resources: Resources
+    replicas: int
+    tiers: frozenset[Tier]
+    priority: int
+    status: JobStatus
+    attempt: int
+    restarts: int
+    submitted_at: float
+    placed_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    exit_code: int | None
+    message: str
+    master_port: int | None
+    idempotency_key: str | None
+
+    def as_job(self) -> Job:
+        """The core `Job` a policy sees (labels carry the owner for fair-share policies)."""
+        spec = JobSpec(
+            id=self.id,
+            resources=self.resources,
+            kind=self.kind,
+            replicas=self.replicas,
+            priority=self.priority,
+            submit_time_s=self.submitted_at,
+            tiers=self.tiers,
+            labels={"owner": self.owner, "name": self.name},
+        )
+        return Job(spec=spec, status=self.status, start_time_s=self.started_at, restarts=self.restarts)
+
+    def to_json(self, replicas: tuple[ReplicaRecord, ...] = ()) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "owner": self.owner,
+            "command": self.command,
+            "kind": str(self.kind),
+            "cpus": self.resources.cpus,
+            "memory_mib": self.resources.memory_mib,
+            "gpus": self.resources.gpus,
+            "replicas": self.replicas,
+            "tiers": sorted(str(t) for t in self.tiers),
+            "priority": self.priority,
+            "status": str(self.status),
+            "attempt": self.attempt,
+            "restarts": self.restarts,
+            "submitted_at": self.submitted_at,
+            "placed_at": self.placed_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "idempotency_key": self.idempotency_key,
+            "placement": [r.to_json() for r in replicas],
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Assignment:
+    """One replica an agent must be running: what to run and with which environment."""
+
+    job_id: str
+    attempt: int
+    rank: int
+    command: str
+    env: Mapping[str, str]
+
+    @property
+    def key(self) -> str:
+        return f"{self.job_id}/{self.attempt}/{self.rank}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "attempt": self.attempt,
+            "rank": self.rank,
+            "command": self.command,
+            "env": dict(self.env),
+        }

@@ -1,0 +1,349 @@
+"""`Store`: the control plane's durable state. Everything that must survive a SIGKILL goes through here.
+
+One writer at a time (a lock around write transactions) keeps SQLite free of "database is locked" and
+makes read-modify-write steps (place a gang, derive a job's status from its replicas) atomic on either
+backend. Job life-cycle rules come from `skyline.core.JobStatus`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+
+from skyline.cluster import schema as t
+from skyline.cluster.database import create_engine
+from skyline.cluster.records import JobRecord, ReplicaRecord
+from skyline.cluster.spec import JobRequest
+from skyline.core import JobEvent, JobKind, JobStatus, Placement, Resources, Tier
+from skyline.errors import ConflictError, NotFoundError
+
+ACTIVE = (str(JobStatus.PLACED), str(JobStatus.RUNNING))
+UNFINISHED = (str(JobStatus.PENDING), *ACTIVE)
+LIVE_REPLICA = ("assigned", "running")
+
+
+def job_from_row(row: Any) -> JobRecord:
+    m = row._mapping
+    return JobRecord(
+        seq=m["seq"],
+        id=m["id"],
+        name=m["name"],
+        owner=m["owner"],
+        command=m["command"],
+        env=m["env"],
+        kind=JobKind(m["kind"]),
+        resources=Resources(cpu_milli=m["cpu_milli"], memory_mib=m["memory_mib"], gpu_milli=m["gpu_milli"]),
+        replicas=m["replicas"],
+        tiers=frozenset(Tier(x) for x in m["tiers"]),
+        priority=m["priority"],
+        status=JobStatus(m["status"]),
+        attempt=m["attempt"],
+        restarts=m["restarts"],
+        submitted_at=m["submitted_at"],
+        placed_at=m["placed_at"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        exit_code=m["exit_code"],
+        message=m["message"],
+        master_port=m["master_port"],
+        idempotency_key=m["idempotency_key"],
+    )
+
+
+def replica_from_row(row: Any) -> ReplicaRecord:
+    m = row._mapping
+    return ReplicaRecord(
+        job_id=m["job_id"],
+        attempt=m["attempt"],
+        rank=m["rank"],
+        node_id=m["node_id"],
+        gpu_indices=tuple(m["gpu_indices"]),
+        status=m["status"],
+        exit_code=m["exit_code"],
+    )
+
+
+class JobStore:
+    """Jobs and their replicas; `skyline.cluster.node_store.Store` adds nodes, metrics and logs."""
+
+    def __init__(self, url: str, *, now: Callable[[], float] = time.time) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+        self.now = now
+        self._write_lock = threading.RLock()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    # ------------------------------------------------------------------ jobs
+    def submit(self, request: JobRequest, *, owner: str) -> tuple[JobRecord, bool]:
+        """Queue a job; with an idempotency key already seen, return that job and ``False``."""
+        with self.write() as conn:
+            if request.idempotency_key is not None:
+                row = conn.execute(
+                    sa.select(t.jobs).where(t.jobs.c.idempotency_key == request.idempotency_key)
+                ).first()
+                if row is not None:
+                    return job_from_row(row), False
+            job_id = "j-" + uuid.uuid4().hex[:12]
+            res = request.resources
+            conn.execute(
+                t.jobs.insert().values(
+                    id=job_id,
+                    name=request.name or job_id,
+                    owner=owner,
+                    command=request.command,
+                    env=dict(request.env),
+                    kind=str(request.kind),
+                    cpu_milli=res.cpu_milli,
+                    memory_mib=res.memory_mib,
+                    gpu_milli=res.gpu_milli,
+                    replicas=request.replicas,
+                    tiers=sorted(str(x) for x in request.tiers),
+                    priority=request.priority,
+                    status=str(JobStatus.PENDING),
+                    attempt=0,
+                    restarts=0,
+                    submitted_at=self.now(),
+                    message="",
+                    idempotency_key=request.idempotency_key,
+                )
+            )
+            row = conn.execute(sa.select(t.jobs).where(t.jobs.c.id == job_id)).one()
+        return job_from_row(row), True
+
+    def job(self, job_id: str, conn: sa.Connection | None = None) -> JobRecord:
+        query = sa.select(t.jobs).where(t.jobs.c.id == job_id)
+        if conn is None:
+            with self.read() as own:
+                row = own.execute(query).first()
+        else:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFoundError(f"no job {job_id!r}; list jobs with 'skyline job list'")
+        return job_from_row(row)
+
+    def jobs(
+        self, *, statuses: Sequence[str] = (), owner: str | None = None, limit: int = 1000
+    ) -> list[JobRecord]:
+        query = sa.select(t.jobs).order_by(t.jobs.c.seq)
+        if statuses:
+            query = query.where(t.jobs.c.status.in_(list(statuses)))
+        if owner is not None:
+            query = query.where(t.jobs.c.owner == owner)
+        with self.read() as conn:
+            return [job_from_row(r) for r in conn.execute(query.limit(limit))]
+
+    def unfinished_jobs(self) -> list[JobRecord]:
+        return self.jobs(statuses=UNFINISHED, limit=1_000_000)
+
+    def replicas(self, job_id: str, attempt: int | None = None) -> tuple[ReplicaRecord, ...]:
+        query = sa.select(t.replicas).where(t.replicas.c.job_id == job_id)
+        if attempt is not None:
+            query = query.where(t.replicas.c.attempt == attempt)
+        with self.read() as conn:
+            rows = conn.execute(query.order_by(t.replicas.c.attempt, t.replicas.c.rank))
+            return tuple(replica_from_row(r) for r in rows)
+
+    def active_placements(self) -> dict[str, tuple[ReplicaRecord, ...]]:
+        """Current-attempt replicas of every placed or running job, by job id."""
+        query = (
+            sa.select(t.replicas)
+            .join(
+                t.jobs, sa.and_(t.jobs.c.id == t.replicas.c.job_id, t.jobs.c.attempt == t.replicas.c.attempt)
+            )
+            .where(t.jobs.c.status.in_(ACTIVE))
+            .order_by(t.replicas.c.job_id, t.replicas.c.rank)
+        )
+        out: dict[str, list[ReplicaRecord]] = {}
+        with self.read() as conn:
+            for row in conn.execute(query):
+                rec = replica_from_row(row)
+                out.setdefault(rec.job_id, []).append(rec)
+        return {k: tuple(v) for k, v in out.items()}
+
+    def place(self, job_id: str, placements: Sequence[Placement], *, master_port: int) -> bool:
+        """PENDING → PLACED with one replica row per placement, atomically; False if no longer pending."""
+        with self.write() as conn:
+            job = self.job(job_id, conn)
+            if job.status is not JobStatus.PENDING:
+                return False
+            now = self.now()
+            conn.execute(
+                t.replicas.insert(),
+                [
+                    {
+                        "job_id": job_id,
+                        "attempt": job.attempt,
+                        "rank": rank,
+                        "node_id": p.node_id,
+                        "gpu_indices": list(p.gpu_indices),
+                        "status": "assigned",
+                        "updated_at": now,
+                    }
+                    for rank, p in enumerate(placements)
+                ],
+            )
+            conn.execute(
+                t.jobs.update()
+                .where(t.jobs.c.id == job_id)
+                .values(status=str(JobStatus.PLACED), placed_at=now, master_port=master_port, message="")
+            )
+        return True
+
+    def _stop_replicas(self, conn: sa.Connection, job_id: str) -> None:
+        conn.execute(
+            t.replicas.update()
+            .where(t.replicas.c.job_id == job_id, t.replicas.c.status.in_(LIVE_REPLICA))
+            .values(status="stopping", updated_at=self.now())
+        )
+
+    def _finish(
+        self, conn: sa.Connection, job: JobRecord, status: JobStatus, *, exit_code: int | None, message: str
+    ) -> None:
+        if not job.status.can_become(status):
+            raise ConflictError(f"job {job.id} is {job.status}; it cannot become {status}")
+        self._stop_replicas(conn, job.id)
+        conn.execute(
+            t.jobs.update()
+            .where(t.jobs.c.id == job.id)
+            .values(status=str(status), finished_at=self.now(), exit_code=exit_code, message=message)
+        )
+
+    def cancel(self, job_id: str) -> JobRecord:
+        with self.write() as conn:
+            job = self.job(job_id, conn)
+            if job.status.is_finished():
+                raise ConflictError(
+                    f"job {job_id} already {job.status}; only unfinished jobs can be cancelled"
+                )
+            self._finish(conn, job, JobStatus.CANCELLED, exit_code=None, message="cancelled by user")
+            return self.job(job_id, conn)
+
+    def requeue(self, job_id: str, reason: str) -> bool:
+        """PLACED/RUNNING → PENDING with a new attempt (lost node, preemption); False if not active."""
+        with self.write() as conn:
+            job = self.job(job_id, conn)
+            if job.status not in (JobStatus.PLACED, JobStatus.RUNNING):
+                return False
+            self._stop_replicas(conn, job_id)
+            conn.execute(
+                t.jobs.update()
+                .where(t.jobs.c.id == job_id)
+                .values(
+                    status=str(JobStatus.PENDING),
+                    attempt=job.attempt + 1,
+                    restarts=job.restarts + 1,
+                    placed_at=None,
+                    message=reason,
+                )
+            )
+        return True
+
+    def apply_event(self, event: JobEvent) -> bool:
+        """Apply an executor's event to its job; False when it no longer applies (already done)."""
+        if event.status is JobStatus.PENDING:
+            return self.requeue(event.job_id, event.message or "lost")
+        with self.write() as conn:
+            job = self.job(event.job_id, conn)
+            if job.status is event.status or not job.status.can_become(event.status):
+                return False
+            if event.status is JobStatus.RUNNING:
+                conn.execute(
+                    t.jobs.update()
+                    .where(t.jobs.c.id == job.id)
+                    .values(status=str(JobStatus.RUNNING), started_at=job.started_at or event.at_s)
+                )
+            else:
+                self._finish(conn, job, event.status, exit_code=event.exit_code, message=event.message)
+        return True
+
+    def report_replica(
+        self, job_id: str, attempt: int, rank: int, status: str, *, exit_code: int | None = None
+    ) -> JobEvent | None:
+        """Record what an agent saw a replica do; return the job-level event it implies, if any.
+
+        The gang rule: running when every replica runs; failed as soon as one fails (the rest are
+        stopped); succeeded when all succeeded.
+        """
+        with self.write() as conn:
+            key = (t.replicas.c.job_id == job_id, t.replicas.c.attempt == attempt, t.replicas.c.rank == rank)
+            current = conn.execute(sa.select(t.replicas.c.status).where(*key)).scalar()
+            if current is None:
+                raise NotFoundError(f"no replica {rank} of job {job_id} attempt {attempt}")
+            if current in ("succeeded", "failed", "stopped"):
+                return None  # a repeated report (the agent retries until acknowledged)
+            conn.execute(
+                t.replicas.update()
+                .where(*key)
+                .values(status=status, exit_code=exit_code, updated_at=self.now())
+            )
+            job = self.job(job_id, conn)
+            if job.attempt != attempt or job.status.is_finished():
+                return None
+            siblings = [
+                r[0]
+                for r in conn.execute(
+                    sa.select(t.replicas.c.status).where(
+                        t.replicas.c.job_id == job_id, t.replicas.c.attempt == attempt
+                    )
+                )
+            ]
+            event = self._gang_event(job, status, siblings, exit_code)
+            if event is not None:
+                self._apply_in(conn, job, event)
+            return event
+
+    def _gang_event(
+        self, job: JobRecord, status: str, siblings: list[str], exit_code: int | None
+    ) -> JobEvent | None:
+        now = self.now()
+        if status == "failed":
+            message = f"replica exited with code {exit_code}"
+            return JobEvent(
+                job_id=job.id, status=JobStatus.FAILED, at_s=now, exit_code=exit_code, message=message
+            )
+        if status == "succeeded" and all(s == "succeeded" for s in siblings):
+            return JobEvent(job_id=job.id, status=JobStatus.SUCCEEDED, at_s=now, exit_code=0)
+        if job.status is JobStatus.PLACED and all(s in ("running", "succeeded") for s in siblings):
+            return JobEvent(job_id=job.id, status=JobStatus.RUNNING, at_s=now)
+        return None
+
+    def _apply_in(self, conn: sa.Connection, job: JobRecord, event: JobEvent) -> None:
+        if event.status is JobStatus.RUNNING:
+            conn.execute(
+                t.jobs.update().where(t.jobs.c.id == job.id).values(status="running", started_at=event.at_s)
+            )
+            return
+        if event.status is not JobStatus.FAILED and job.status is JobStatus.PLACED:
+            conn.execute(t.jobs.update().where(t.jobs.c.id == job.id).values(started_at=event.at_s))
+        message = event.message
+        if event.status is JobStatus.FAILED:
+            tail = self._log_tail(conn, job.id, job.attempt, lines=5)
+            message = message + ("; last log lines:\n" + "\n".join(tail) if tail else "")
+        self._finish(conn, job, event.status, exit_code=event.exit_code, message=message)
+
+    def _log_tail(self, conn: sa.Connection, job_id: str, attempt: int, *, lines: int) -> list[str]:
+        rows = conn.execute(
+            sa.select(t.job_logs.c.line)
+            .where(t.job_logs.c.job_id == job_id, t.job_logs.c.attempt == attempt)
+            .order_by(t.job_logs.c.id.desc())
+            .limit(lines)
+        )
+        return [r[0] for r in rows][::-1]
