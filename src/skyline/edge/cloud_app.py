@@ -87,7 +87,7 @@ def decode_activation(body: bytes, headers: Mapping[str, str]) -> FloatArray:
         shape = tuple(int(v) for v in headers["x-shape"].split(","))
         dtype = headers.get("x-dtype", "float32")
         if dtype == "float32":
-            return np.frombuffer(body, dtype=np.float32).reshape(shape)
+            return np.frombuffer(body, dtype=np.float32).reshape(shape).copy()  # writable, for torch
         if dtype == "int8":
             raw = np.frombuffer(body, dtype=np.int8).reshape(shape).astype(np.float32)
             scale, zero = float(headers["x-scale"]), float(headers["x-zero-point"])
@@ -162,6 +162,11 @@ def create_cloud_app(
             "shape": list(probs.shape),
             "cloud_ms": (time.perf_counter() - started) * 1e3,
         }
+
+    @app.post("/v1/echo", dependencies=guarded)
+    async def echo(request: Request) -> dict[str, int]:
+        """Network probe: the edge times a tiny and a big body to measure RTT and bandwidth."""
+        return {"bytes": len(await request.body())}
 
     @app.post("/v1/telemetry", dependencies=guarded)
     def report(item: Telemetry) -> dict[str, str]:

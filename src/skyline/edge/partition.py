@@ -1,0 +1,99 @@
+"""Where to cut a network between edge and cloud (Neurosurgeon, Kang et al. 2017): pure arithmetic.
+
+Partition ``k`` (0 … n) runs layers ``[0, k)`` on the edge and ``[k, n)`` in the cloud; ``k = 0`` sends
+the input (cloud only), ``k = n`` sends nothing (edge only). Its end-to-end latency is
+
+    edge_ms[:k].sum() + (k < n) · (rtt_ms + bytes(k)·8 / bandwidth + cloud_ms[k:].sum())
+
+where ``bytes(k)`` is the size of the tensor crossing the cut (the input for k = 0). `choose_partition`
+computes every candidate with prefix sums in O(n); `brute_force_partition` evaluates the formula for each
+cut independently and exists so that tests can compare the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from skyline.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerProfile:
+    """One layer: its name, latency on the edge and in the cloud (ms), and its output size (bytes)."""
+
+    name: str
+    edge_ms: float
+    cloud_ms: float
+    output_bytes: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetworkProfile:
+    """The measured link: bandwidth (Mbit/s, edge → cloud) and round-trip time (ms)."""
+
+    bandwidth_mbps: float
+    rtt_ms: float
+
+    def __post_init__(self) -> None:
+        if self.bandwidth_mbps <= 0 or self.rtt_ms < 0:
+            raise ConfigError(
+                f"bandwidth_mbps must be > 0 and rtt_ms >= 0, got {self.bandwidth_mbps}, {self.rtt_ms}"
+            )
+
+    def transfer_ms(self, size_bytes: int) -> float:
+        return size_bytes * 8 / (self.bandwidth_mbps * 1e6) * 1e3
+
+
+def _check(layers: Sequence[LayerProfile], input_bytes: int) -> None:
+    if not layers:
+        raise ConfigError("a network needs at least one layer to partition")
+    if input_bytes <= 0:
+        raise ConfigError(f"input_bytes must be positive, got {input_bytes}")
+
+
+def partition_latency_ms(
+    layers: Sequence[LayerProfile], input_bytes: int, network: NetworkProfile, k: int
+) -> float:
+    """Predicted end-to-end latency of cutting before layer ``k``."""
+    _check(layers, input_bytes)
+    if not 0 <= k <= len(layers):
+        raise ConfigError(f"partition must be in 0..{len(layers)}, got {k}")
+    edge = sum(layer.edge_ms for layer in layers[:k])
+    if k == len(layers):
+        return edge
+    crossing = input_bytes if k == 0 else layers[k - 1].output_bytes
+    cloud = sum(layer.cloud_ms for layer in layers[k:])
+    return edge + network.rtt_ms + network.transfer_ms(crossing) + cloud
+
+
+def brute_force_partition(layers: Sequence[LayerProfile], input_bytes: int, network: NetworkProfile) -> int:
+    """The best cut by evaluating every candidate separately (ties: the earliest cut)."""
+    costs = [partition_latency_ms(layers, input_bytes, network, k) for k in range(len(layers) + 1)]
+    return min(range(len(costs)), key=lambda k: (costs[k], k))
+
+
+def predicted_latencies_ms(
+    layers: Sequence[LayerProfile], input_bytes: int, network: NetworkProfile
+) -> list[float]:
+    """Every cut's predicted latency in one pass (prefix sums of edge time, suffix sums of cloud time)."""
+    _check(layers, input_bytes)
+    n = len(layers)
+    edge_prefix = [0.0]
+    for layer in layers:
+        edge_prefix.append(edge_prefix[-1] + layer.edge_ms)
+    cloud_suffix = [0.0] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        cloud_suffix[i] = cloud_suffix[i + 1] + layers[i].cloud_ms
+    sizes = [input_bytes, *(layer.output_bytes for layer in layers)]
+    costs = [
+        edge_prefix[k] + network.rtt_ms + network.transfer_ms(sizes[k]) + cloud_suffix[k] for k in range(n)
+    ]
+    costs.append(edge_prefix[n])
+    return costs
+
+
+def choose_partition(layers: Sequence[LayerProfile], input_bytes: int, network: NetworkProfile) -> int:
+    """Neurosurgeon's choice: the cut with the lowest predicted latency (ties: the earliest cut)."""
+    costs = predicted_latencies_ms(layers, input_bytes, network)
+    return min(range(len(costs)), key=lambda k: (costs[k], k))

@@ -1,0 +1,154 @@
+"""Split inference: profile a sequential network layer by layer, run its head on the edge, its tail in the cloud.
+
+The edge device is emulated on this host: it runs the same code and then waits ``(slowdown − 1)`` times the
+compute time it just spent, so an edge ``slowdown`` times slower than the cloud is measured, not assumed.
+Activations cross the link as raw float32 bytes, or int8 (per-tensor affine quantization, 4× fewer bytes).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from skyline.edge.partition import LayerProfile
+from skyline.errors import ConfigError
+
+FloatArray = npt.NDArray[np.float32]
+SPLIT_INPUT_SHAPE = (3, 64, 64)
+
+
+def split_network(*, num_classes: int = 10, seed: int = 0) -> nn.Sequential:
+    """A VGG-style stack for 3×64×64 images whose activations first grow, then shrink (Neurosurgeon's case)."""
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    channels = 3
+    for width in (32, 64, 128, 128):
+        layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        channels = width
+    layers += [nn.Flatten(), nn.Linear(128 * 4 * 4, 256), nn.ReLU(), nn.Linear(256, num_classes)]
+    return nn.Sequential(*layers).eval()
+
+
+def layer_names(model: nn.Sequential) -> list[str]:
+    return [f"{i}:{type(layer).__name__.lower()}" for i, layer in enumerate(model)]
+
+
+def run_layers(model: nn.Sequential, start: int, stop: int, x: FloatArray) -> FloatArray:
+    """Layers ``[start, stop)`` on ``x`` (a batch); the identity when the range is empty."""
+    with torch.inference_mode():
+        tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        for layer in list(model)[start:stop]:
+            tensor = layer(tensor)
+        return tensor.numpy()
+
+
+def profile_layers(
+    model: nn.Sequential,
+    input_shape: tuple[int, ...],
+    *,
+    edge_slowdown: float,
+    repeats: int = 20,
+    int8: bool = False,
+) -> list[LayerProfile]:
+    """Per-layer latency on this host (the cloud), × ``edge_slowdown`` for the edge, and output bytes.
+
+    Each layer's latency is its fastest of ``repeats`` runs: on a shared machine the slow runs measure the
+    neighbours, not the layer."""
+    if edge_slowdown < 1:
+        raise ConfigError(
+            f"edge_slowdown must be >= 1 (the edge is not faster than the cloud), got {edge_slowdown}"
+        )
+    layers = list(model)
+    x = torch.zeros((1, *input_shape))
+    timings: list[list[float]] = [[] for _ in layers]
+    with torch.inference_mode():
+        for _ in range(repeats + 2):  # two warm-up passes
+            tensor = x
+            for i, layer in enumerate(layers):
+                started = time.perf_counter()
+                tensor = layer(tensor)
+                timings[i].append((time.perf_counter() - started) * 1e3)
+        sizes, tensor = [], x
+        for layer in layers:
+            tensor = layer(tensor)
+            sizes.append(tensor.numel() * (1 if int8 else 4))
+    medians = [float(np.min(t[2:])) for t in timings]
+    return [
+        LayerProfile(name=name, edge_ms=ms * edge_slowdown, cloud_ms=ms, output_bytes=size)
+        for name, ms, size in zip(layer_names(model), medians, sizes, strict=True)
+    ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EncodedActivation:
+    payload: bytes
+    headers: dict[str, str]
+
+
+def encode_activation(activation: FloatArray, *, int8: bool) -> EncodedActivation:
+    """Raw bytes plus the headers the cloud needs to decode them (`skyline.edge.cloud_app.decode_activation`)."""
+    shape = ",".join(str(d) for d in activation.shape)
+    if not int8:
+        return EncodedActivation(
+            payload=np.ascontiguousarray(activation, dtype=np.float32).tobytes(),
+            headers={"x-shape": shape, "x-dtype": "float32", "content-type": "application/octet-stream"},
+        )
+    low, high = float(activation.min()), float(activation.max())
+    scale = (high - low) / 255.0 or 1.0
+    zero_point = round(-128 - low / scale)
+    quantized = np.clip(np.round(activation / scale) + zero_point, -128, 127).astype(np.int8)
+    return EncodedActivation(
+        payload=quantized.tobytes(),
+        headers={
+            "x-shape": shape,
+            "x-dtype": "int8",
+            "x-scale": repr(scale),
+            "x-zero-point": str(zero_point),
+            "content-type": "application/octet-stream",
+        },
+    )
+
+
+def tail_runner(model: nn.Sequential) -> Callable[[int, FloatArray], FloatArray]:
+    """The cloud side: run layers ``[partition, n)`` and return class probabilities."""
+    n = len(model)
+
+    def run(partition: int, activation: FloatArray) -> FloatArray:
+        if not 0 <= partition < n:
+            raise ConfigError(f"partition must be in 0..{n - 1} for a cloud tail, got {partition}")
+        logits = run_layers(model, partition, n, activation)
+        return np.asarray(torch.softmax(torch.from_numpy(logits), dim=1).numpy(), dtype=np.float32)
+
+    return run
+
+
+class SplitExecutor:
+    """The edge side: run the head (at emulated edge speed), send the activation, get the cloud's answer."""
+
+    def __init__(
+        self,
+        model: nn.Sequential,
+        send_tail: Callable[[int, EncodedActivation], FloatArray],
+        *,
+        edge_slowdown: float,
+        int8: bool = False,
+    ) -> None:
+        self.model, self.send_tail, self.edge_slowdown, self.int8 = model, send_tail, edge_slowdown, int8
+        self.partition = len(model)
+
+    def infer(self, x: FloatArray) -> FloatArray:
+        """Class probabilities for a batch ``x`` with the current partition."""
+        n = len(self.model)
+        started = time.perf_counter()
+        head = run_layers(self.model, 0, self.partition, x)
+        if self.edge_slowdown > 1:
+            time.sleep((time.perf_counter() - started) * (self.edge_slowdown - 1))
+        if self.partition == n:
+            return np.asarray(torch.softmax(torch.from_numpy(head), dim=1).numpy(), dtype=np.float32)
+        return self.send_tail(self.partition, encode_activation(head, int8=self.int8))

@@ -1,0 +1,71 @@
+"""The cascade against a real cloud app over the emulated link: answers, real timeouts, outages, auth."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skyline.edge.background import BackgroundServer
+from skyline.edge.cascade import CascadeRouter
+from skyline.edge.cloud_app import create_cloud_app, static_token
+from skyline.edge.cloud_client import CloudClient
+from skyline.edge.detector import HardExampleDetector
+from skyline.edge.ingest import IngestStore
+from skyline.edge.link import LinkConditions, LinkProxy
+from skyline.errors import AuthError, UnavailableError
+
+pytestmark = pytest.mark.integration
+
+
+def _edge(x: np.ndarray) -> np.ndarray:
+    return np.array([[0.4, 0.35, 0.25]], dtype=np.float32)  # always unsure: always offloaded
+
+
+def _cloud_model(x: np.ndarray) -> np.ndarray:
+    return np.tile(np.array([[0.0, 0.0, 1.0]], dtype=np.float32), (x.shape[0], 1))
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[LinkProxy]:
+    ingest = IngestStore(tmp_path / "ingest.db")
+    app = create_cloud_app(ingest=ingest, token_check=static_token("t"), models={"cloud": _cloud_model})
+    with BackgroundServer(app) as server, LinkProxy(server.port, LinkConditions(latency_ms=1)) as link:
+        yield link
+    ingest.close()
+
+
+def _router(link: LinkProxy, timeout_s: float, token: str = "t") -> tuple[CascadeRouter, CloudClient]:
+    client = CloudClient(link.url, token=token, timeout_s=timeout_s)
+    detector = HardExampleDetector(method="max-prob", threshold=0.2)
+    return CascadeRouter(edge=_edge, cloud=lambda x: client.infer("cloud", x), detector=detector), client
+
+
+def test_cloud_answers_hard_inputs_over_http(proxy: LinkProxy) -> None:
+    router, client = _router(proxy, timeout_s=5.0)
+    answer = router.answer(np.zeros((1, 8, 8), np.float32))
+    assert (answer.label, answer.source, answer.degraded) == (2, "cloud", False)
+    client.close()
+
+
+def test_slow_cloud_times_out_and_the_edge_answers(proxy: LinkProxy) -> None:
+    proxy.conditions = LinkConditions(latency_ms=400)  # 800 ms round trip, the client waits 100 ms
+    router, client = _router(proxy, timeout_s=0.1)
+    answer = router.answer(np.zeros((1, 8, 8), np.float32))
+    assert (answer.label, answer.source, answer.degraded) == (0, "edge", True)
+    client.close()
+
+
+def test_cloud_outage_and_bad_token(proxy: LinkProxy) -> None:
+    proxy.set_outage(True)
+    client = CloudClient(proxy.url, token="t", timeout_s=1.0)
+    with pytest.raises(UnavailableError, match="unreachable"):
+        client.infer("cloud", np.zeros((1, 4), np.float32))
+    proxy.set_outage(False)
+    wrong = CloudClient(proxy.url, token="wrong", timeout_s=1.0)
+    with pytest.raises(AuthError):
+        wrong.infer("cloud", np.zeros((1, 4), np.float32))
+    client.close()
+    wrong.close()

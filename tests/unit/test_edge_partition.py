@@ -1,0 +1,81 @@
+"""Neurosurgeon's partition choice against brute force; int8 activations; split == whole model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from skyline.edge.cloud_app import decode_activation
+from skyline.edge.partition import (
+    LayerProfile,
+    NetworkProfile,
+    brute_force_partition,
+    choose_partition,
+    partition_latency_ms,
+)
+from skyline.edge.split import encode_activation, run_layers, split_network, tail_runner
+
+pytestmark = pytest.mark.unit
+
+
+def _layers(*rows: tuple[float, float, int]) -> list[LayerProfile]:
+    return [
+        LayerProfile(name=f"l{i}", edge_ms=e, cloud_ms=c, output_bytes=b) for i, (e, c, b) in enumerate(rows)
+    ]
+
+
+def test_hand_computed_partitions() -> None:
+    # input 1 MB; layer 0 shrinks it to 1 kB. Edge 10 ms/layer, cloud 1 ms/layer.
+    layers = _layers((10.0, 1.0, 1000), (10.0, 1.0, 1000), (10.0, 1.0, 40))
+    slow = NetworkProfile(bandwidth_mbps=1.0, rtt_ms=10.0)  # 1 MB = 8000 ms; 1 kB = 8 ms
+    assert partition_latency_ms(layers, 1_000_000, slow, 0) == pytest.approx(10 + 8000 + 3)
+    assert partition_latency_ms(layers, 1_000_000, slow, 1) == pytest.approx(10 + 10 + 8 + 2)
+    assert partition_latency_ms(layers, 1_000_000, slow, 3) == pytest.approx(30)
+    assert choose_partition(layers, 1_000_000, slow) == 1
+    fast = NetworkProfile(bandwidth_mbps=100_000.0, rtt_ms=1.0)  # 1 MB = 0.08 ms
+    assert choose_partition(layers, 1_000_000, fast) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.floats(0, 100), st.floats(0, 20), st.integers(1, 10_000_000)), min_size=1, max_size=20
+    ),
+    input_bytes=st.integers(1, 10_000_000),
+    bandwidth=st.floats(0.1, 10_000),
+    rtt=st.floats(0, 200),
+)
+def test_choice_equals_brute_force(
+    rows: list[tuple[float, float, int]], input_bytes: int, bandwidth: float, rtt: float
+) -> None:
+    layers, network = _layers(*rows), NetworkProfile(bandwidth_mbps=bandwidth, rtt_ms=rtt)
+    chosen, best = (
+        choose_partition(layers, input_bytes, network),
+        brute_force_partition(layers, input_bytes, network),
+    )
+    assert partition_latency_ms(layers, input_bytes, network, chosen) == pytest.approx(
+        partition_latency_ms(layers, input_bytes, network, best), rel=1e-9, abs=1e-9
+    )
+
+
+def test_int8_activation_round_trip_is_within_one_step() -> None:
+    activation = np.random.default_rng(0).normal(size=(1, 8, 4, 4)).astype(np.float32)
+    encoded = encode_activation(activation, int8=True)
+    assert len(encoded.payload) == activation.size  # 4× fewer bytes than float32
+    decoded = decode_activation(encoded.payload, encoded.headers)
+    step = float(encoded.headers["x-scale"])
+    assert np.abs(decoded - activation).max() <= step / 2 + 1e-6
+    plain = encode_activation(activation, int8=False)
+    exact = decode_activation(plain.payload, plain.headers)
+    np.testing.assert_array_equal(exact, activation)
+
+
+def test_every_cut_gives_the_whole_models_answer() -> None:
+    model = split_network(seed=1)
+    x = np.random.default_rng(1).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    tail = tail_runner(model)
+    whole = tail(0, x)
+    for k in range(1, len(model)):
+        np.testing.assert_allclose(tail(k, run_layers(model, 0, k, x)), whole, rtol=1e-5, atol=1e-6)
