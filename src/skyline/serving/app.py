@@ -33,7 +33,7 @@ from skyline.serving.protocol import HEADER_LENGTH, encode_response, parse_reque
 from skyline.serving.repository import ModelRepository
 
 JSON = "application/json"
-PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_torchscript"}
+PLATFORMS = {"onnx": "onnxruntime_onnx", "torch-export": "pytorch_export"}
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
@@ -159,8 +159,10 @@ def _model_routes(app: FastAPI, manager: ModelManager, guard: _Guard) -> None:
 
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
         guard(request, "invoke", "models", name)
-        model = manager.get(name, _version(version))
+        number = _version(version)
         parsed = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
+        # No await between choosing the model and queueing on it: a hot reload cannot slip in between.
+        model = manager.get(name, number)
         outputs = await model.infer(parsed.inputs)
         body, header_length = encode_response(
             model=name,
@@ -202,7 +204,8 @@ def _repository_routes(app: FastAPI, manager: ModelManager, guard: _Guard) -> No
                 is_ready = name in loaded and loaded[name].manifest.version == version
                 if is_ready or not only_ready:
                     state = "READY" if is_ready else "UNAVAILABLE"
-                    entries.append({"name": name, "version": str(version), "state": state, "reason": ""})
+                    reason = "" if is_ready else manager.failures.get((name, version), "")
+                    entries.append({"name": name, "version": str(version), "state": state, "reason": reason})
         return _json(entries)
 
     @app.post("/v2/repository/models/{name}/load")

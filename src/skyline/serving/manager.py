@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from skyline.errors import NotFoundError
+from skyline.errors import ConfigError, NotFoundError, SkylineError
 from skyline.serving.batching import DynamicBatcher
 from skyline.serving.metrics import ModelMetrics, ServingMetrics
 from skyline.serving.repository import ModelManifest, ModelRepository
@@ -75,6 +75,7 @@ class ModelManager:
         self.cores = cores or os.cpu_count() or 1
         self.verify_directory = verify_directory
         self._served: dict[str, LoadedModel] = {}
+        self.failures: dict[tuple[str, int], str] = {}  # (model, version) → why it could not be loaded
         self._lock = asyncio.Lock()  # one load/unload at a time; inference never takes it
 
     def loaded(self) -> dict[str, LoadedModel]:
@@ -95,7 +96,12 @@ class ModelManager:
         """Load (or hot-reload to) ``version`` (default: newest), then retire the version it replaces."""
         async with self._lock:
             manifest = self.repository.manifest(name, version)
-            model = await asyncio.to_thread(self._build, manifest)
+            try:
+                model = await asyncio.to_thread(self._build, manifest)
+            except SkylineError as exc:
+                self.failures[(name, manifest.version)] = str(exc)
+                raise
+            self.failures.pop((name, manifest.version), None)
             model.batcher.start()
             previous = self._served.get(name)
             self._served[name] = model  # from here on new requests go to the new version
@@ -112,7 +118,15 @@ class ModelManager:
         await model.close()
 
     async def load_all(self) -> list[ModelManifest]:
-        return [await self.load(name) for name in self.repository.models()]
+        """Load the newest version of every model; one that fails (tampered, broken) is skipped and its
+        reason kept in `failures`, so one bad model does not keep the others from being served."""
+        loaded = []
+        for name in self.repository.models():
+            try:
+                loaded.append(await self.load(name))
+            except SkylineError as exc:
+                self.failures[(name, self.repository.versions(name)[-1])] = str(exc)
+        return loaded
 
     async def close(self) -> None:
         for name in list(self._served):
@@ -129,9 +143,12 @@ class ModelManager:
         try:
             for rows in sorted({1, manifest.batching.max_batch_size}):
                 runtime.infer(_warm_up_inputs(manifest, rows))
-        except Exception:
+        except Exception as exc:  # a runtime's own error type: the model does not fit its manifest
             runtime.close()
-            raise
+            raise ConfigError(
+                f"warm-up inference of {manifest.name} version {manifest.version} failed ({exc}); "
+                "check the manifest's inputs against the model"
+            ) from exc
         metrics = self.metrics.for_model(manifest.name, manifest.version)
         batcher = DynamicBatcher(
             runtime.infer, manifest.batching, name=manifest.name, on_batch=metrics.observe_batch

@@ -23,7 +23,7 @@ from skyline.serving.runtime import RUNTIMES
 from skyline.serving.tensors import TensorSpec
 
 MANIFEST_NAME = "manifest.json"
-MODEL_FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
+MODEL_FILES = {"onnx": "model.onnx", "torch-export": "model.pt2"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -168,7 +168,7 @@ class ModelRepository:
         batching: BatchingConfig | None = None,
     ) -> ModelManifest:
         """Copy a model file in as ``name``/``version`` and write its manifest (ONNX specs are read from it)."""
-        fmt = "onnx" if source.suffix == ".onnx" else "torchscript"
+        fmt = "onnx" if source.suffix == ".onnx" else "torch-export"
         if not source.is_file():
             raise NotFoundError(f"model file {source} does not exist")
         if fmt == "onnx" and (inputs is None or outputs is None):

@@ -75,7 +75,11 @@ class OnnxRuntime(Runtime):
 
 
 class TorchRuntime(Runtime):
-    """PyTorch (TorchScript file) on CPU: one module shared by all instances, run under inference_mode."""
+    """PyTorch (a ``torch.export`` program, ``.pt2``) on CPU: one module shared by all instances.
+
+    TorchScript is deprecated in torch 2.13, so the PyTorch format is an exported program saved with
+    ``torch.export.save`` with a dynamic first (batch) dimension.
+    """
 
     def __init__(
         self,
@@ -90,9 +94,9 @@ class TorchRuntime(Runtime):
         # torch's intra-op pool is process-wide: the plan sets it for every model in this process.
         torch.set_num_threads(intra_op_threads)
         try:
-            self._module = torch.jit.load(str(path), map_location="cpu").eval()  # type: ignore[no-untyped-call]
+            self._module = torch.export.load(str(path)).module()
         except Exception as exc:  # torch raises RuntimeError subclasses for a malformed file
-            raise IntegrityError(f"PyTorch cannot load {path} as TorchScript: {exc}") from exc
+            raise IntegrityError(f"PyTorch cannot load {path} as an exported program: {exc}") from exc
         self._input_names = [i.name for i in inputs]
         self._output_names = [o.name for o in outputs]
 
@@ -123,7 +127,7 @@ def _torch(path: Path, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpe
 
 
 # The manifest's ``format`` names one of these.
-RUNTIMES: dict[str, RuntimeFactory] = {"onnx": _onnx, "torchscript": _torch}
+RUNTIMES: dict[str, RuntimeFactory] = {"onnx": _onnx, "torch-export": _torch}
 
 
 def load_runtime(

@@ -97,6 +97,12 @@ def write_minilm_onnx(path: Path, *, seq_len: int = 32) -> Path:
         opset_version=17,
         dynamo=False,
     )
+    import onnx
+
+    # The tracer leaves the embedding width symbolic; the repository wants every non-batch size fixed.
+    model = onnx.load(str(path))
+    model.graph.output[0].type.tensor_type.shape.dim[1].dim_value = MINILM_DIM
+    onnx.save(model, str(path))
     return path
 
 

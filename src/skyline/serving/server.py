@@ -66,6 +66,7 @@ def serve_forever(
         workers=workers,
         loop="uvloop",
         http="httptools",
+        ws="none",
         access_log=False,
         log_level="warning",
     )
@@ -86,7 +87,9 @@ def background_server(app: FastAPI, *, host: str = "127.0.0.1", timeout_s: float
     sock = socket.socket()
     sock.bind((host, 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, loop="asyncio", http="httptools")
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, loop="asyncio", http="httptools", ws="none"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

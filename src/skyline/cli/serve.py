@@ -1,0 +1,133 @@
+"""`skyline serve` (the inference server, `pack` a model into a repository) and `skyline bench serve` (load)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from skyline.cli.output import console, write_json
+from skyline.errors import ConfigError
+
+serve_app = typer.Typer(
+    help="Serve models over the Open Inference Protocol v2 (dynamic batching, model repository).",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+bench_app = typer.Typer(help="Measure running services.", no_args_is_help=True)
+
+
+@serve_app.callback()
+def serve(
+    ctx: typer.Context,
+    repo: Path | None = typer.Option(None, help="The model repository folder (<model>/<version>/...)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    workers: int = typer.Option(1, help="Worker processes (each holds its own copy of every model)."),
+    tokens: Path | None = typer.Option(None, help="Token file: require bearer tokens (invoke / admin)."),
+    public_key: Path | None = typer.Option(None, help="Refuse model versions not signed by this key."),
+) -> None:
+    """Serve every model of --repo until interrupted."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if repo is None:
+        raise ConfigError("give the model repository: skyline serve --repo DIR (see 'skyline serve --help')")
+    from skyline.serving.repository import ModelRepository
+    from skyline.serving.server import serve_forever
+
+    models = ModelRepository(repo).models()
+    console.print(
+        f"serving {len(models)} model(s) {models} from {repo} on http://{host}:{port} ({workers} worker(s))"
+    )
+    serve_forever(repo, host=host, port=port, workers=workers, tokens=tokens, public_key=public_key)
+
+
+def _tensor(text: str) -> tuple[str, str, tuple[int, ...]]:
+    try:
+        name, datatype, dims = text.split(":")
+        return name, datatype, (-1, *(int(d) for d in dims.split("x") if d))
+    except ValueError:
+        raise ConfigError(f"tensor {text!r} must look like NAME:DATATYPE:D1xD2 (e.g. x:FP32:16)") from None
+
+
+@serve_app.command("pack")
+def pack(
+    model: Path = typer.Argument(
+        ..., help="A model file: .onnx, or a torch.export program (.pt2) with --input/--output."
+    ),
+    name: str = typer.Option(..., help="Model name in the repository."),
+    version: int = typer.Option(..., help="Version number (integer ≥ 1)."),
+    repo: Path = typer.Option(..., help="Repository folder (created if missing)."),
+    max_batch_size: int = typer.Option(32, help="Most rows in one batch."),
+    max_queue_delay_ms: float = typer.Option(2.0, help="Longest a request waits for a batch to fill."),
+    instances: int = typer.Option(1, help="Parallel batch workers sharing the model."),
+    max_queue_size: int = typer.Option(1024, help="Queued requests before answering 429."),
+    input_spec: list[str] = typer.Option([], "--input", help="NAME:DATATYPE:D1xD2 (.pt2 only)."),
+    output_spec: list[str] = typer.Option([], "--output", help="NAME:DATATYPE:D1xD2 (.pt2 only)."),
+    sign_key: Path | None = typer.Option(None, help="Ed25519 private key: also write a signed manifest."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the manifest here."),
+) -> None:
+    """Add MODEL to the repository as NAME/VERSION with its manifest (sha256, inputs, outputs, batching)."""
+    from skyline.serving.batching import BatchingConfig
+    from skyline.serving.repository import ModelRepository
+    from skyline.serving.tensors import TensorSpec
+
+    batching = BatchingConfig(
+        max_batch_size=max_batch_size,
+        max_queue_delay_ms=max_queue_delay_ms,
+        instances=instances,
+        max_queue_size=max_queue_size,
+    )
+    specs = [
+        tuple(TensorSpec(name=n, datatype=d, shape=s) for n, d, s in map(_tensor, group)) or None
+        for group in (input_spec, output_spec)
+    ]
+    repo.mkdir(parents=True, exist_ok=True)
+    repository = ModelRepository(repo)
+    manifest = repository.add(
+        model, name=name, version=version, inputs=specs[0], outputs=specs[1], batching=batching
+    )
+    if sign_key is not None:
+        from skyline.security.signing import sign_directory
+
+        sign_directory(repository.version_dir(name, version), sign_key, version=version)
+    if json_out is not None:
+        write_json(json_out, manifest.to_json())
+    else:
+        console.print(
+            f"packed {model} as {name} version {version} in {repo} (sha256 {manifest.sha256[:16]}…)"
+        )
+
+
+@bench_app.command("serve")
+def bench_serve(
+    url: str = typer.Option(..., help="Base URL of an OIP v2 server, e.g. http://127.0.0.1:8000."),
+    model: str = typer.Option(..., help="Model name."),
+    concurrency: int = typer.Option(8, help="Client workers, each with its own connection."),
+    duration: float = typer.Option(10.0, help="Seconds of load."),
+    rate: float | None = typer.Option(
+        None, help="Open loop: requests per second (Poisson); default closed loop."
+    ),
+    token: str | None = typer.Option(None, help="Bearer token, if the server requires one."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results here (quiet stdout)."),
+) -> None:
+    """Load an inference server with one-row requests; report throughput, latency and batch sizes."""
+    from skyline.serving.loadgen import fetch_metadata, run_load, synthesize_body
+
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+
+    async def measure() -> dict[str, object]:
+        body = synthesize_body(await fetch_metadata(url, model, headers))
+        result = await run_load(
+            url, path=f"/v2/models/{model}/infer", body=body, concurrency=concurrency,
+            duration_s=duration, rate_per_s=rate, headers=headers, model=model,
+        )  # fmt: skip
+        return result.to_json()
+
+    payload = asyncio.run(measure())
+    if json_out is not None:
+        write_json(json_out, payload)
+        return
+    for key, value in payload.items():
+        console.print(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
