@@ -172,6 +172,11 @@ class Packer:
         return known
 
     def _could_ever_fit(self, req: Request) -> bool:
+        if req.gpu_milli == 0:  # CPU-only gangs go on one node (`_cpu_only`): one must hold them all
+            return not self.checks_cpu or any(
+                n.cpu_milli >= req.cpu_milli * req.replicas and n.memory_mib >= req.memory_mib * req.replicas
+                for n in self.nodes
+            )
         types = set(self._types(req))
         nodes = [n for n in self.nodes if (n.gpu_type or "") in types or req.gpu_milli == 0]
         if req.gpu_milli <= GPU:
