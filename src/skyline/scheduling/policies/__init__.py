@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from skyline.errors import NotFoundError
+from skyline.scheduling.policies.optimizing import Cpsat, Genetic, Pso
 from skyline.scheduling.policies.ranked import (
     BestFit,
     Fifo,
@@ -29,6 +30,9 @@ POLICIES: dict[str, Callable[[], Policy]] = {
     "best-fit": BestFit,
     "spread": Spread,
     "fragmentation-aware": FragmentationAware,
+    "genetic": Genetic,
+    "pso": Pso,
+    "cpsat": Cpsat,
 }
 
 
