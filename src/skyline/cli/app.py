@@ -14,6 +14,7 @@ import typer
 import typer.main
 
 from skyline import __version__
+from skyline.cli.compress import compress_app
 from skyline.cli.demo import demo
 from skyline.cli.example import example_app
 from skyline.cli.serve import bench_app, serve_app
@@ -27,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(example_app, name="example")
+app.add_typer(compress_app, name="compress")
 app.add_typer(serve_app, name="serve")
 app.add_typer(bench_app, name="bench")
 app.command("demo")(demo)

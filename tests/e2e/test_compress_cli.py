@@ -1,0 +1,75 @@
+"""`skyline compress` as a user runs it: the gate exits 2 with numbers, bad files give one clear line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from skyline.compression.digits import classification_task, digits_data, small_cnn
+from skyline.compression.export import export_onnx
+
+pytestmark = pytest.mark.e2e
+
+
+def skyline(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "skyline.cli.app", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.slow
+def test_gate_refuses_a_variant_that_loses_too_much(tmp_path: Path) -> None:
+    wreck = tmp_path / "wreck.yaml"  # 90 % of the channels removed, no fine-tuning
+    wreck.write_text("name: wreck\nsteps:\n  - prune: {amount: 0.9, finetune_epochs: 0}\n")
+    out, summary = tmp_path / "out", tmp_path / "summary.json"
+    result = skyline(
+        "compress", "digits-cnn", "--recipe", str(wreck), "--out", str(out), "--quick",
+        "--max-metric-drop", "1", "--json", str(summary),
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: 1 variant(s) lose more than --max-metric-drop 1.0")
+    assert "wreck: " in result.stderr and "→" in result.stderr and "Traceback" not in result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report == json.loads(summary.read_text())
+    assert report["variants"]["wreck"]["metric_delta"] < -1.0
+    assert result.stdout == ""  # --json keeps stdout quiet
+
+
+def test_corrupted_model_file_is_one_clear_line(tmp_path: Path) -> None:
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"PK\x03\x04 truncated zip")
+    result = skyline("compress", str(bad), "--recipe", "int8", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: cannot read model file") and "Traceback" not in result.stderr
+    unknown = skyline("compress", "digits-cnn", "--recipe", "int9", "--out", str(tmp_path / "o"))
+    assert unknown.returncode == 2 and "unknown recipe 'int9'" in unknown.stderr
+
+
+def test_infer_shards_over_processes_and_refuses_oversubscription(tmp_path: Path) -> None:
+    data = digits_data()
+    torch.manual_seed(0)
+    model_path = export_onnx(
+        small_cnn(width=4), classification_task("digits", data), tmp_path / "m.onnx"
+    ).path
+    inputs = tmp_path / "x.npy"
+    np.save(inputs, data.x_test.numpy()[:100])
+    summary, outputs = tmp_path / "infer.json", tmp_path / "y.npy"
+    result = skyline(
+        "compress", "infer", str(model_path), "--input", str(inputs), "--procs", "2", "--threads", "1",
+        "--batch", "16", "--output", str(outputs), "--json", str(summary),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(summary.read_text())
+    assert payload["samples"] == 100 and payload["procs"] == 2 and payload["threads"] == 1
+    assert payload["throughput_per_s"] > 0
+    assert np.load(outputs).shape == (100, 10)
+    too_many = skyline(
+        "compress", "infer", str(model_path), "--input", str(inputs), "--procs", "64", "--threads", "64"
+    )
+    assert too_many.returncode == 2 and "exceeds the" in too_many.stderr
