@@ -1,0 +1,261 @@
+"""`skyline sim`: the policy registry, trace replays, policy comparisons and optimality gaps.
+
+Module import stays light (typer + skyline modules without heavy frameworks); pymoo, OR-Tools and
+matplotlib load only inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from skyline.cli.data import shared_data_dir
+from skyline.cli.output import console, progress, write_json
+from skyline.errors import ConfigError
+
+sim_app = typer.Typer(help="Simulate scheduling policies on cluster traces.", no_args_is_help=True)
+
+TRACE_HELP = "Trace file (philly.csv, openb pod list, or a generic CSV); not needed for synthetic."
+
+
+def _window(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        start, stop = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise ConfigError(f"--window must be A:B job indices like 1000:3000, got {text!r}") from None
+    return start, stop
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"--policies must name at least one policy, got {text!r}")
+    return names
+
+
+def _near(trace: Path | None, *relative: str) -> Path | None:
+    """A companion file: beside the trace's folder, or in the shared data, if it exists."""
+    candidates: list[Path] = []
+    if trace is not None:
+        candidates += [trace.parent / relative[-1], trace.parent.parent / Path(*relative[-2:])]
+    data = shared_data_dir()
+    if data is not None:
+        candidates.append(data / "traces" / Path(*relative))
+    return next((c for c in candidates if c.is_file()), None)
+
+
+class _Inputs:
+    """The options shared by `run` and `compare`, turned into a trace, a cluster and a config."""
+
+    def __init__(self, **options: Any) -> None:
+        from skyline.simulation.config import SimConfig
+        from skyline.simulation.runner import TraceSource
+        from skyline.simulation.throughput import read_gavel_throughputs
+
+        fmt, trace = options["fmt"], options["trace"]
+        vc_sizes = options["vc_sizes"] or (
+            _near(trace, "helios", "philly_vc.csv") if fmt == "philly" else None
+        )
+        nodes = options["nodes"] or (
+            _near(trace, "alibaba-gpu-v2023", "openb_node_list_gpu_node.csv") if fmt == "openb" else None
+        )
+        self.source = TraceSource(
+            format=fmt,
+            path=trace,
+            vc=options["vc"],
+            vc_sizes=vc_sizes,
+            nodes=nodes,
+            skip_invalid=options["skip_invalid"],
+            jobs=options["jobs"],
+            jobs_per_hour=options["load"],
+            seed=options["seed"],
+        )
+        throughput = read_gavel_throughputs(options["throughputs"]) if options["throughputs"] else {}
+        self.config = SimConfig(
+            restart_penalty_s=options["restart_penalty_s"],
+            consolidation_slowdown=options["consolidation_slowdown"],
+            round_s=options["round_s"],
+            window=_window(options["window"]),
+            throughput=throughput,
+        )
+        self.cluster = options["cluster"] or ("8x8" if fmt == "synthetic" else None)
+        prior = options["gittins_prior"] or _near(None, "tiresias", "yarn-gput10000.csv")
+        self.prior_path: Path | None = prior
+
+
+def _prior(inputs: _Inputs) -> list[float] | None:
+    from skyline.simulation.runner import read_gput_prior
+
+    return read_gput_prior(inputs.prior_path) if inputs.prior_path else None
+
+
+@sim_app.command("policies")
+def policies(as_json: bool = typer.Option(False, "--json", help="Print the registry as JSON.")) -> None:
+    """List the registered policies and whether each is told true job durations (oracle)."""
+    from skyline.scheduling.policies import POLICIES
+
+    table = {name: {"oracle": bool(factory().oracle)} for name, factory in POLICIES.items()}
+    if as_json:
+        typer.echo(json.dumps({"policies": table}, indent=2))
+        return
+    for name, info in table.items():
+        console.print(f"{name:22s} {'oracle (told durations)' if info['oracle'] else ''}")
+
+
+TRACE = typer.Option(None, "--trace", help=TRACE_HELP)
+FORMAT = typer.Option("philly", "--format", help="philly | openb | generic | synthetic")
+VC = typer.Option(None, "--vc", help="Replay one Philly virtual cluster (its jobs on its nodes).")
+VC_SIZES = typer.Option(None, "--vc-sizes", help="Helios philly_vc.csv (default: found beside the trace).")
+NODES = typer.Option(None, "--nodes", help="openb node list (default: found beside the trace).")
+CLUSTER = typer.Option(None, "--cluster", help="NODESxGPUS[:TYPE],... e.g. 64x8 or 8x8:v100,8x8:k80.")
+WINDOW = typer.Option(None, "--window", help="Measure jobs A:B (submit order) only: steady state.")
+SEED = typer.Option(0, "--seed", help="Seed for synthetic traces and load resampling.")
+LOAD = typer.Option(None, "--load", help="Resample the trace with Poisson arrivals at this many jobs/hour.")
+JOBS = typer.Option(None, "--jobs", help="Jobs to generate/resample, or the first N jobs of the file.")
+SKIP = typer.Option(False, "--skip-invalid", help="Count and skip bad rows instead of stopping.")
+PENALTY = typer.Option(0.0, "--restart-penalty-s", help="Work added when a preempted job restarts (s).")
+SLOWDOWN = typer.Option(1.0, "--consolidation-slowdown", help="Slowdown of a gang spread over extra nodes.")
+ROUND = typer.Option(0.0, "--round-s", help="Decide every N seconds (0: at every arrival/finish).")
+THROUGHPUTS = typer.Option(None, "--throughputs", help="Gavel simulation_throughputs.json (GPU-type speeds).")
+PRIOR = typer.Option(None, "--gittins-prior", help="GPU-time samples for tiresias-gittins (yarn-gput*.csv).")
+
+
+@sim_app.command("run")
+def run(
+    policy: str = typer.Option(..., "--policy", help="Registered policy name (see 'skyline sim policies')."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write {policy, jobs, metrics} here."),
+    trace: Path | None = TRACE,
+    fmt: str = FORMAT,
+    vc: str | None = VC,
+    vc_sizes: Path | None = VC_SIZES,
+    nodes: Path | None = NODES,
+    cluster: str | None = CLUSTER,
+    window: str | None = WINDOW,
+    seed: int = SEED,
+    load: float | None = LOAD,
+    jobs: int | None = JOBS,
+    skip_invalid: bool = SKIP,
+    restart_penalty_s: float = PENALTY,
+    consolidation_slowdown: float = SLOWDOWN,
+    round_s: float = ROUND,
+    throughputs: Path | None = THROUGHPUTS,
+    gittins_prior: Path | None = PRIOR,
+) -> None:
+    """Replay a trace under one policy and report JCT, queueing, utilization and decision time."""
+    from skyline.simulation.runner import build_policy, cluster_for, contract_metrics, load_trace, run_one
+
+    inputs = _Inputs(**{k: v for k, v in locals().items() if k not in ("policy", "json_path")})
+    the_trace = load_trace(inputs.source)
+    chosen = build_policy(policy, gittins_prior=_prior(inputs) if policy == "tiresias-gittins" else None)
+    with progress(f"{policy}", len(the_trace.jobs), enabled=json_path is None) as advance:
+        _, metrics = run_one(
+            the_trace, chosen, cluster_for(the_trace, inputs.cluster), inputs.config, advance
+        )
+    payload = {
+        "policy": policy,
+        "jobs": len(the_trace.jobs),
+        "metrics": contract_metrics(metrics),
+        "details": metrics,
+        "skipped_rows": the_trace.skipped,
+    }
+    if json_path is not None:
+        write_json(json_path, payload)
+        return
+    if the_trace.skipped:
+        console.print(f"skipped {the_trace.skipped} invalid row(s), e.g. {the_trace.skipped_examples[0]}")
+    console.print(f"{policy} on {the_trace.name} ({len(the_trace.jobs)} jobs)")
+    for key, value in metrics.items():
+        console.print(f"  {key:30s} {value:,.3f}" if isinstance(value, float) else f"  {key:30s} {value}")
+
+
+@sim_app.command("compare")
+def compare(
+    policies_: str = typer.Option(..., "--policies", help="Comma-separated policy names."),
+    out: Path = typer.Option(Path("runs/sim-compare"), "--out", help="Folder for summary.json and PNGs."),
+    loads: str | None = typer.Option(None, "--loads", help="Load sweep: comma-separated jobs/hour."),
+    seeds: int = typer.Option(1, "--seeds", help="Seeds per load in a sweep (results averaged)."),
+    trace: Path | None = TRACE,
+    fmt: str = FORMAT,
+    vc: str | None = VC,
+    vc_sizes: Path | None = VC_SIZES,
+    nodes: Path | None = NODES,
+    cluster: str | None = CLUSTER,
+    window: str | None = WINDOW,
+    seed: int = SEED,
+    load: float | None = LOAD,
+    jobs: int | None = JOBS,
+    skip_invalid: bool = SKIP,
+    restart_penalty_s: float = PENALTY,
+    consolidation_slowdown: float = SLOWDOWN,
+    round_s: float = ROUND,
+    throughputs: Path | None = THROUGHPUTS,
+    gittins_prior: Path | None = PRIOR,
+) -> None:
+    """Run several policies on the same trace: a table, DIR/summary.json and PNG plots."""
+    from skyline.simulation.compare import compare_policies
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    inputs = _Inputs(**{k: v for k, v in locals().items() if k not in ("policies_", "out", "loads", "seeds")})
+    sweep = [float(v) for v in loads.split(",")] if loads else []
+    names = _names(policies_)
+    runs = len(names) * (len(sweep) * seeds if sweep else 1)
+    with progress("runs", runs) as advance:
+        summary = compare_policies(
+            names,
+            inputs.source,
+            inputs.cluster,
+            inputs.config,
+            out=out,
+            loads=sweep,
+            seeds=seeds,
+            gittins_prior=_prior(inputs),
+            progress=advance,
+        )
+    header = f"{'policy':22s} {'mean JCT h':>11s} {'p99 JCT h':>10s} {'mean queue h':>12s} {'util':>6s} {'preempt':>8s}"
+    console.print(header)
+    for name, m in summary["policies"].items():
+        console.print(
+            f"{name:22s} {m['mean_jct_s'] / 3600:11.3f} {m['p99_jct_s'] / 3600:10.3f} "
+            f"{m['mean_queue_s'] / 3600:12.3f} {m['gpu_utilization']:6.3f} {m['preemptions']:8.0f}"
+        )
+    console.print(f"summary: {out / 'summary.json'}; plots: {', '.join(summary['plots'])}")
+
+
+@sim_app.command("optgap")
+def optgap(
+    policies_: str = typer.Option("genetic,pso,best-fit", "--policies", help="Policies/solvers to measure."),
+    instances: int = typer.Option(20, "--instances", help="Random rounds to solve."),
+    jobs: int = typer.Option(100, "--jobs", help="Waiting jobs per round."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the instances and the solvers."),
+    time_limit_s: float = typer.Option(30.0, "--time-limit-s", help="CP-SAT time limit per round."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the gaps here."),
+) -> None:
+    """Per-round gap of each policy to the CP-SAT optimum: median and p95, and solve times."""
+    from skyline.scheduling.optgap import optimality_gaps
+
+    with progress("rounds", instances, enabled=json_path is None) as advance:
+        result = optimality_gaps(
+            _names(policies_),
+            instances=instances,
+            jobs=jobs,
+            seed=seed,
+            time_limit_s=time_limit_s,
+            progress=advance,
+        )
+    if json_path is not None:
+        write_json(json_path, result)
+        return
+    for name, r in result["policies"].items():
+        console.print(
+            f"{name:16s} gap median {r['gap_median']:.4%}  p95 {r['gap_p95']:.4%}  time {r['time_ms_median']:.1f} ms"
+        )
+    console.print(
+        f"CP-SAT optimum: median {result['optimal_time_ms_median']:.1f} ms, "
+        f"proven optimal in {result['optimal_proven']}/{instances} rounds"
+    )

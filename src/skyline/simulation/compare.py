@@ -1,0 +1,97 @@
+"""Several policies on the same trace (and optionally a load sweep): summary.json and PNG plots."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from skyline.simulation.config import SimConfig
+from skyline.simulation.outcome import Outcome
+from skyline.simulation.plots import plot_jct_cdf, plot_jct_vs_load, plot_utilization
+from skyline.simulation.runner import (
+    TraceSource,
+    build_policy,
+    cluster_for,
+    contract_metrics,
+    load_trace,
+    mean_metrics,
+    run_one,
+)
+
+
+def _write(path: Path, payload: Any) -> None:
+    import json
+    import math
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    path.write_text(json.dumps(clean(payload), indent=2) + "\n")
+
+
+def compare_policies(
+    names: Sequence[str],
+    source: TraceSource,
+    cluster: str | None,
+    config: SimConfig,
+    *,
+    out: Path,
+    loads: Sequence[float] = (),
+    seeds: int = 1,
+    gittins_prior: Sequence[float] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``names`` on ``source``; with ``loads``, also for each load × seed (resampled at that rate).
+
+    Writes ``out/summary.json`` = ``{"policies": {name: metrics}, ...}`` and PNGs; returns the summary.
+    Without a sweep the metrics are from the trace as given; with one, from the highest load
+    (averaged over seeds), and ``"sweep"`` holds every load.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"policies": {}, "details": {}, "plots": []}
+    if not loads:
+        trace = load_trace(source)
+        nodes = cluster_for(trace, cluster)
+        outcomes: dict[str, Outcome] = {}
+        for name in names:
+            policy = build_policy(name, gittins_prior=gittins_prior)
+            outcomes[name], metrics = run_one(trace, policy, nodes, config)
+            summary["policies"][name] = contract_metrics(metrics)
+            summary["details"][name] = metrics
+            if progress:
+                progress(1)
+        summary["trace"] = {"name": trace.name, "jobs": len(trace.jobs), "gpus": sum(n.gpus for n in nodes)}
+        summary["plots"] = [
+            str(plot_jct_cdf(outcomes, out / "jct_cdf.png")),
+            str(plot_utilization(outcomes, out / "utilization.png")),
+        ]
+    else:
+        sweep: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+        for load in loads:
+            per_seed: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+            for k in range(seeds):
+                trace = load_trace(dataclasses.replace(source, jobs_per_hour=load, seed=source.seed + k))
+                nodes = cluster_for(trace, cluster)
+                for name in names:
+                    policy = build_policy(name, gittins_prior=gittins_prior)
+                    _, metrics = run_one(trace, policy, nodes, config)
+                    per_seed[name].append(metrics)
+                    if progress:
+                        progress(1)
+            for name in names:
+                averaged = mean_metrics(per_seed[name])
+                sweep[name].append({"jobs_per_hour": load, "seeds": seeds, **averaged})
+                summary["policies"][name] = contract_metrics(averaged)
+                summary["details"][name] = averaged
+        summary["sweep"] = sweep
+        summary["plots"] = [str(plot_jct_vs_load(sweep, out / "jct_vs_load.png"))]
+    _write(out / "summary.json", summary)
+    return summary
