@@ -101,4 +101,5 @@ def minilm_task(tokenizer: Any) -> Task:
         evaluate=evaluate,
         compare=compare,
         max_batch=64,
+        attention_shape=(12, 384),
     )

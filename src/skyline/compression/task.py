@@ -7,7 +7,7 @@ an int8 ONNX file through the one `Predictor` signature, so every variant is mea
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
@@ -65,7 +65,7 @@ class Task:
     data: ClassificationData | None = None
     compare: Callable[[Predictor, Predictor], dict[str, float]] | None = None
     max_batch: int = 256
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    attention_shape: tuple[int, int] | None = None  # (heads, hidden size) of a transformer, for ORT fusion
 
     def __post_init__(self) -> None:
         if self.kind not in ("cnn", "transformer"):
