@@ -14,10 +14,13 @@ import typer
 import typer.main
 
 from skyline import __version__
+from skyline.cli.audit import audit_app
 from skyline.cli.compress import compress_app
 from skyline.cli.demo import demo
 from skyline.cli.example import example_app
+from skyline.cli.keys import keys_app
 from skyline.cli.serve import bench_app, serve_app
+from skyline.cli.tokens import token_app
 from skyline.errors import SkylineError
 
 app = typer.Typer(
@@ -28,6 +31,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(example_app, name="example")
+app.add_typer(keys_app, name="keys")
+app.add_typer(token_app, name="token")
+app.add_typer(audit_app, name="audit")
 app.add_typer(compress_app, name="compress")
 app.add_typer(serve_app, name="serve")
 app.add_typer(bench_app, name="bench")
