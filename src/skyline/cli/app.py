@@ -15,6 +15,7 @@ import typer.main
 
 from skyline import __version__
 from skyline.cli.audit import audit_app
+from skyline.cli.cluster import agent_app, cluster_app, job_app, node_app
 from skyline.cli.compress import compress_app
 from skyline.cli.demo import demo
 from skyline.cli.example import example_app
@@ -35,6 +36,10 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.add_typer(compress_app, name="compress")
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(agent_app, name="agent")
+app.add_typer(job_app, name="job")
+app.add_typer(node_app, name="node")
 app.add_typer(serve_app, name="serve")
 app.add_typer(bench_app, name="bench")
 app.command("demo")(demo)

@@ -110,7 +110,7 @@ class ControlPlane:
                     log.warning("job %s requeued: node(s) %s lost", job_id, ", ".join(lost))
         self.passes += 1
         state = self.snapshot()
-        if not state.jobs:
+        if not state.jobs or not len(state.cluster):
             return Allocation()
         return self.scheduler.step(state)
 

@@ -105,7 +105,9 @@ class ServerThread:
         self._sock = bind_socket(config.host, config.port)
         self.port: int = self._sock.getsockname()[1]
         self.url = f"http://{config.host}:{self.port}"
-        uv_config = uvicorn.Config(self.built.app, log_level="warning", access_log=False, lifespan="off")
+        uv_config = uvicorn.Config(
+            self.built.app, log_level="warning", access_log=False, lifespan="off", ws="none"
+        )
         self._server = uvicorn.Server(uv_config)
         self._thread = threading.Thread(target=self._serve, name="skyline-api", daemon=True)
 
