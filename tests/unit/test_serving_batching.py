@@ -261,3 +261,32 @@ def test_every_request_gets_exactly_its_rows_and_batches_never_overflow(
         assert batcher.in_flight == 0
 
     run(body)
+
+
+def test_closed_loop_clients_are_waited_for_instead_of_splitting_into_half_batches() -> None:
+    compute = Doubler()
+
+    async def client(batcher: DynamicBatcher, index: int) -> None:
+        for _ in range(4):
+            await batcher.submit(rows(index), timeout_s=20)
+
+    async def body() -> None:
+        batcher = await started(compute, max_batch_size=8, max_queue_delay_ms=5_000)
+        await asyncio.gather(*(client(batcher, i) for i in range(8)))
+        assert compute.batches == [8, 8, 8, 8]
+        await batcher.close()
+
+    run(body)
+
+
+def test_a_lone_sequential_client_is_never_held() -> None:
+    compute = Doubler()
+
+    async def body() -> None:
+        batcher = await started(compute, max_batch_size=8, max_queue_delay_ms=60_000)
+        for i in range(5):
+            assert float((await batcher.submit(rows(i), timeout_s=5))["y"][0, 0]) == 2 * i
+        assert compute.batches == [1] * 5
+        await batcher.close()
+
+    run(body)

@@ -110,6 +110,9 @@ def bench_serve(
         None, help="Open loop: requests per second (Poisson); default closed loop."
     ),
     token: str | None = typer.Option(None, help="Bearer token, if the server requires one."),
+    request: Path | None = typer.Option(
+        None, help="Send this OIP request body (default: one synthesized row)."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here (quiet stdout)."),
 ) -> None:
     """Load an inference server with one-row requests; report throughput, latency and batch sizes."""
@@ -118,7 +121,13 @@ def bench_serve(
     headers = {"authorization": f"Bearer {token}"} if token else {}
 
     async def measure() -> dict[str, object]:
-        body = synthesize_body(await fetch_metadata(url, model, headers))
+        if request is not None:
+            try:
+                body = request.read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"cannot read request body {request}: {exc.strerror}") from exc
+        else:
+            body = synthesize_body(await fetch_metadata(url, model, headers))
         result = await run_load(
             url, path=f"/v2/models/{model}/infer", body=body, concurrency=concurrency,
             duration_s=duration, rate_per_s=rate, headers=headers, model=model,

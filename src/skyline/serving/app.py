@@ -21,15 +21,15 @@ import orjson
 from fastapi import FastAPI, Request, Response
 
 from skyline import __version__
-from skyline.errors import AuthError, NotFoundError
+from skyline.errors import NotFoundError
 from skyline.security.http import install_error_handlers
-from skyline.security.rbac import Principal, authorize
 from skyline.security.signing import verify_directory
 from skyline.security.tokens import TokenAuthority
+from skyline.serving.fastpath import Guard, InferFastPath, infer, parse_version
 from skyline.serving.manager import LoadedModel, ModelManager
 from skyline.serving.metrics import ServingMetrics
 from skyline.serving.openapi import INDEX_REQUEST, INFER_REQUEST, INFER_RESPONSES
-from skyline.serving.protocol import HEADER_LENGTH, encode_response, parse_request
+from skyline.serving.protocol import HEADER_LENGTH
 from skyline.serving.repository import ModelRepository
 
 JSON = "application/json"
@@ -39,31 +39,6 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 
 def _json(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type=JSON)
-
-
-def _version(text: str | None) -> int | None:
-    if text is None:
-        return None
-    if not text.isdigit() or int(text) < 1:
-        raise NotFoundError(f"model version {text!r} does not exist; versions are integers ≥ 1")
-    return int(text)
-
-
-class _Guard:
-    """Authentication and authorization of one request (a no-op when the server runs without tokens)."""
-
-    def __init__(self, authority: TokenAuthority | None) -> None:
-        self.authority = authority
-
-    def __call__(self, request: Request, action: str, kind: str, model: str | None = None) -> None:
-        if self.authority is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise AuthError("missing bearer token; send the header 'Authorization: Bearer <token>'")
-        principal: Principal = self.authority.verify(token.strip())
-        authorize(principal, action, kind, model=model)
 
 
 def create_app(
@@ -95,7 +70,8 @@ def create_app(
     )
     app.state.manager = manager
     install_error_handlers(app, max_body_bytes=MAX_BODY_BYTES)
-    guard = _Guard(authority)
+    guard = Guard(authority)
+    app.add_middleware(InferFastPath, manager=manager, guard=guard, max_body_bytes=MAX_BODY_BYTES)
     _health_routes(app, state)
     _model_routes(app, manager, guard)
     _repository_routes(app, manager, guard)
@@ -141,14 +117,14 @@ def _metadata(model: LoadedModel) -> dict[str, Any]:
     }
 
 
-def _model_routes(app: FastAPI, manager: ModelManager, guard: _Guard) -> None:
+def _model_routes(app: FastAPI, manager: ModelManager, guard: Guard) -> None:
     async def metadata(request: Request, name: str, version: str | None = None) -> Response:
-        guard(request, "read", "models", name)
-        return _json(_metadata(manager.get(name, _version(version))))
+        guard(request.headers.get("authorization"), "read", "models", name)
+        return _json(_metadata(manager.get(name, parse_version(version))))
 
     async def model_ready(request: Request, name: str, version: str | None = None) -> Response:
-        guard(request, "read", "models", name)
-        number = _version(version)
+        guard(request.headers.get("authorization"), "read", "models", name)
+        number = parse_version(version)
         try:
             manager.get(name, number)
         except NotFoundError:
@@ -157,20 +133,12 @@ def _model_routes(app: FastAPI, manager: ModelManager, guard: _Guard) -> None:
             return _json({"name": name, "ready": False}, 503)
         return _json({"name": name, "ready": True})
 
-    async def infer(request: Request, name: str, version: str | None = None) -> Response:
-        guard(request, "invoke", "models", name)
-        number = _version(version)
-        parsed = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
-        # No await between choosing the model and queueing on it: a hot reload cannot slip in between.
-        model = manager.get(name, number)
-        outputs = await model.infer(parsed.inputs)
-        body, header_length = encode_response(
-            model=name,
-            version=model.manifest.version,
-            request=parsed,
-            outputs=outputs,
-            order=[o.name for o in model.manifest.outputs],
-        )
+    async def infer_route(request: Request, name: str, version: str | None = None) -> Response:
+        # Normally answered by InferFastPath before routing; kept for the OpenAPI document and as a fallback.
+        body, header_length = await infer(
+            manager, guard, name=name, version=version, authorization=request.headers.get("authorization"),
+            header_length=request.headers.get(HEADER_LENGTH), body=await request.body(),
+        )  # fmt: skip
         if header_length is None:
             return Response(body, media_type=JSON)
         return Response(
@@ -182,16 +150,16 @@ def _model_routes(app: FastAPI, manager: ModelManager, guard: _Guard) -> None:
         app.add_api_route(f"{prefix}/ready", model_ready, methods=["GET"])
         app.add_api_route(
             f"{prefix}/infer",
-            infer,
+            infer_route,
             methods=["POST"],
             openapi_extra={"requestBody": INFER_REQUEST, "responses": INFER_RESPONSES},
         )
 
 
-def _repository_routes(app: FastAPI, manager: ModelManager, guard: _Guard) -> None:
+def _repository_routes(app: FastAPI, manager: ModelManager, guard: Guard) -> None:
     @app.post("/v2/repository/index", openapi_extra={"requestBody": INDEX_REQUEST})
     async def index(request: Request) -> Response:
-        guard(request, "read", "repository")
+        guard(request.headers.get("authorization"), "read", "repository")
         body = await request.body()
         try:
             only_ready = bool(orjson.loads(body).get("ready")) if body.strip() else False
@@ -210,12 +178,12 @@ def _repository_routes(app: FastAPI, manager: ModelManager, guard: _Guard) -> No
 
     @app.post("/v2/repository/models/{name}/load")
     async def load(request: Request, name: str) -> Response:
-        guard(request, "update", "repository", name)
+        guard(request.headers.get("authorization"), "update", "repository", name)
         await asyncio.shield(manager.load(name))  # a client going away does not abort a half-done load
         return _json({})
 
     @app.post("/v2/repository/models/{name}/unload")
     async def unload(request: Request, name: str) -> Response:
-        guard(request, "update", "repository", name)
+        guard(request.headers.get("authorization"), "update", "repository", name)
         await asyncio.shield(manager.unload(name))
         return _json({})

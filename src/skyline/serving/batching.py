@@ -9,9 +9,11 @@ more, and run the batch on a thread of their own. Guarantees:
 * nothing is answered twice: a request's future is resolved once, and a request whose caller gave up
   (timeout, disconnect) before its batch formed is dropped, not computed;
 * a full queue refuses at once with `OverloadedError` (HTTP 429 + Retry-After) instead of growing;
-* adaptive: a worker waits for more requests only when there is evidence that more are coming (other
-  requests in flight and a recent arrival gap shorter than what is left of the window), so a lone request
-  is never held for ``max_queue_delay_ms``. With ``adaptive=False`` it waits the full window (classic).
+* adaptive: a worker waits for more requests (up to ``max_queue_delay_ms`` after the oldest request
+  arrived or an instance freed up for it) only when there is evidence that more are coming: clients
+  answered by the last batch have not all come back yet, or other requests are in flight and arrive
+  faster than what is left of the window. A lone client's request is never held. With
+  ``adaptive=False`` a worker always waits the full window (classic Triton/Ray behaviour).
 """
 
 from __future__ import annotations
@@ -134,6 +136,12 @@ class DynamicBatcher:
         self._closing = False
         self._gap_s = math.inf  # moving average of the time between arrivals
         self._last_arrival = 0.0
+        # Closed-loop clients answered by the last batch come back soon: a worker that frees up while
+        # they are still on their way waits for them (one window) instead of splitting the load into
+        # alternating half batches.
+        self._answered_last = 0
+        self._completed_at = -math.inf
+        self._arrivals_since_completion = 0
         self._row_s = 0.0  # moving average of compute time per row, for Retry-After
         self._executor = ThreadPoolExecutor(config.instances, thread_name_prefix=f"skyline-{name}")
         self._workers: list[asyncio.Task[None]] = []
@@ -210,6 +218,7 @@ class DynamicBatcher:
             gap = now - self._last_arrival
             self._gap_s = gap if math.isinf(self._gap_s) else 0.8 * self._gap_s + 0.2 * gap
         self._last_arrival = now
+        self._arrivals_since_completion += 1
 
     async def _next(self) -> _Pending:
         while True:
@@ -237,13 +246,16 @@ class DynamicBatcher:
             return False
         if not cfg.adaptive:
             return True
-        others_in_flight = self._in_flight > rows
-        return others_in_flight and self._gap_s < remaining
+        returning = self._answered_last - self._arrivals_since_completion > 0
+        others_in_flight = self._in_flight > rows and self._gap_s < remaining
+        return returning or others_in_flight
 
     async def _form_batch(self) -> tuple[list[_Pending], int]:
         first = await self._next()
         batch, rows = [first], first.rows
-        deadline = first.enqueued_at + self.config.max_queue_delay_ms / 1000
+        # The window opens when the request arrived or, if it queued behind a running batch, when an
+        # instance freed up for it.
+        deadline = max(first.enqueued_at, self._completed_at) + self.config.max_queue_delay_ms / 1000
         rows = self._fill(batch, rows)
         while self._should_wait(rows, deadline):
             self._arrival.clear()
@@ -275,6 +287,8 @@ class DynamicBatcher:
             for pending, answer in zip(live, answers, strict=True):
                 if not pending.future.done():
                     pending.future.set_result(answer)
+            self._answered_last, self._completed_at = len(live), time.perf_counter()
+            self._arrivals_since_completion = 0
             if self.on_batch is not None:
                 queue_s = tuple(started - p.enqueued_at for p in live)
                 self.on_batch(BatchStats(sum(p.rows for p in live), len(live), queue_s, compute_s))

@@ -45,7 +45,7 @@ class HttpConnection:
         self._writer.write(head.encode() + body)
         try:
             status, length, close = self._parse_head(await self._reader.readuntil(b"\r\n\r\n"))
-            payload = await self._reader.readexactly(length)
+            payload = await self._read_chunked() if length < 0 else await self._reader.readexactly(length)
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             await self.close()
             raise UnavailableError(f"connection to {self.host}:{self.port} broke: {exc!r}") from exc
@@ -60,9 +60,20 @@ class HttpConnection:
         fields = {
             k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
         }
-        if "content-length" not in fields:
-            raise UnavailableError("the server answered without Content-Length (chunked is not supported)")
-        return status, int(fields["content-length"]), fields.get("connection", "").lower() == "close"
+        close = fields.get("connection", "").lower() == "close"
+        if fields.get("transfer-encoding", "").lower() == "chunked":
+            return status, -1, close
+        return status, int(fields.get("content-length", "0")), close
+
+    async def _read_chunked(self) -> bytes:
+        assert self._reader is not None
+        parts: list[bytes] = []
+        while True:
+            size = int((await self._reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            chunk = await self._reader.readexactly(size + 2)  # the chunk and its CRLF
+            if size == 0:
+                return b"".join(parts)
+            parts.append(chunk[:-2])
 
     async def close(self) -> None:
         if self._writer is not None:

@@ -117,3 +117,20 @@ def minilm_tokens(texts: list[str], *, seq_len: int = 32) -> tuple[np.ndarray, n
     ids = np.array([e.ids for e in encoded], dtype=np.int64)
     mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
     return ids, mask
+
+
+def write_identity_onnx(path: Path, *, features: int = 16) -> Path:
+    """A no-op model ``x: FP32[-1, features] → y = x``: serving it measures the protocol's own cost."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "identity",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", features])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
