@@ -119,6 +119,18 @@ class RoundProblem:
             counts[size][0] += use
         return True
 
+    def upper_bound(self) -> float:
+        """Fractional-knapsack bound on the total free GPUs: no feasible answer is worth more."""
+        room = float(sum(self.node_free))
+        bound = 0.0
+        for j in sorted(range(len(self.job_gpus)), key=lambda k: -self.job_weight[k] / self.job_gpus[k]):
+            take = min(1.0, room / self.job_gpus[j])
+            if take <= 0:
+                break
+            bound += take * self.job_weight[j]
+            room -= take * self.job_gpus[j]
+        return bound
+
     def greedy_orders(self) -> list[list[int]]:
         """Good starting orders: by weight per GPU, by weight, and as given (oldest first)."""
         jobs = range(len(self.job_gpus))

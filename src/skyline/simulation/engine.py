@@ -246,39 +246,43 @@ class Simulation:
             heap.append((job.submit_s, _ARRIVAL, i, 0))
         heapq.heapify(heap)
         round_s = self.config.round_s
-        next_round = math.inf
+        tick_pending = False  # a round tick is in the heap
+        dirty = False  # something happened since the last decision
         while heap:
             t = heap[0][0]
             self._account(t)
             self.clock.t = t
-            changed = False
+            tick = False
             done = 0
             while heap and heap[0][0] <= t + _EPS:
                 _, kind, i, v = heapq.heappop(heap)
                 if kind == _ARRIVAL:
                     self._arrive(i)
-                    changed = True
+                    dirty = True
                 elif kind == _ROUND:
-                    changed = True
+                    tick = True
                 elif v == self.version[i]:
                     if kind == _FINISH:
                         self._complete(i, t)
                         done += 1
-                    changed = True
+                    dirty = True
             if progress is not None and done:
                 progress(done)
-            if not changed:
-                continue
-            if round_s > 0:
-                if t + _EPS >= next_round or next_round == math.inf:
+            if round_s <= 0:
+                if dirty:
                     self._decide(t)
-                    next_round = (math.floor(t / round_s + _EPS) + 1) * round_s
-                    if self.active:
-                        heapq.heappush(heap, (next_round, _ROUND, -1, 0))
-                    else:
-                        next_round = math.inf
-            else:
+                    dirty = False
+                continue
+            # Rounds: decide at multiples of round_s, and only when something changed since the last.
+            if tick:
+                tick_pending = False
+            on_boundary = abs(t / round_s - round(t / round_s)) < _EPS
+            if dirty and (tick or on_boundary):
                 self._decide(t)
+                dirty = False
+            elif dirty and not tick_pending:
+                heapq.heappush(heap, ((math.floor(t / round_s) + 1) * round_s, _ROUND, -1, 0))
+                tick_pending = True
         stuck = list(self.active)  # jobs the policy never placed (reported, not hidden)
         return Outcome(
             trace=self.trace,

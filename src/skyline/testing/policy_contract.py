@@ -1,0 +1,73 @@
+"""The contract every registered scheduling policy passes (run by tests/contract/test_policy_contract.py)."""
+
+from __future__ import annotations
+
+from skyline.core import Allocation, ClusterState, JobStatus
+from skyline.scheduling.policy import Policy, ViewPolicy
+from skyline.simulation.config import SimConfig
+from skyline.simulation.engine import simulate
+from skyline.simulation.synthetic import synthetic_trace
+from skyline.simulation.trace import parse_cluster
+from skyline.testing.scheduling import gang, state_of
+
+
+def check_identity(name: str, policy: Policy) -> None:
+    assert policy.name == name, f"registry key {name!r} but policy.name {policy.name!r}"
+    assert isinstance(policy.oracle, bool)
+    assert isinstance(policy, Policy)
+
+
+def check_empty_state(policy: Policy) -> None:
+    assert len(policy.allocate(state_of(2, 8, []))) == 0
+
+
+def check_feasible_and_busy(policy: Policy) -> None:
+    """Pending work on an idle cluster: a feasible allocation that starts something, and no job that
+    could never fit."""
+    jobs = [gang("a", 4, submit_s=0), gang("b", 8, submit_s=1), gang("c", 2, submit_s=2), gang("huge", 64)]
+    state = state_of(2, 8, jobs)
+    allocation = policy.allocate(state)
+    state.check(allocation)
+    assert len(allocation) >= 1
+    assert "huge" not in allocation
+
+
+def check_respects_running(policy: Policy) -> None:
+    """A full cluster of running jobs: a non-preemptive policy keeps them; every policy stays feasible
+    and keeps the placement of whatever running job it keeps."""
+    running_jobs = [
+        gang("r1", 8, submit_s=0).transition(JobStatus.PLACED, at_s=0).transition(JobStatus.RUNNING, at_s=0),
+    ]
+    first = policy.allocate(state_of(1, 8, running_jobs))
+    waiting = [gang("w1", 8, submit_s=5, duration_s=1)]
+    state = state_of(1, 8, running_jobs + waiting, running=first, now_s=10)
+    allocation = policy.allocate(state)
+    state.check(allocation)
+    if "r1" in allocation:
+        assert allocation.placements["r1"] == first.placements["r1"]
+    if not getattr(policy, "preemptive", False):
+        assert "r1" in allocation and "w1" not in allocation
+
+
+def check_deterministic(policy_a: Policy, policy_b: Policy) -> None:
+    jobs = [
+        gang(f"j{k}", g, submit_s=k, duration_s=10 * (k + 1)) for k, g in enumerate([1, 2, 4, 8, 1, 2, 4])
+    ]
+    state: ClusterState = state_of(2, 8, jobs)
+    a, b = policy_a.allocate(state), policy_b.allocate(state)
+    assert dict(a.placements) == dict(b.placements)
+
+
+def check_simulates(policy: Policy) -> None:
+    """A small synthetic replay in 10-minute rounds: every job finishes, none twice, JCT >= duration."""
+    assert isinstance(policy, ViewPolicy)
+    trace = synthetic_trace(jobs=16, jobs_per_hour=20, seed=3)
+    outcome = simulate(trace, policy, nodes=parse_cluster("2x8"), config=SimConfig(round_s=600))
+    assert not outcome.unfinished and not outcome.rejected
+    for job, finish, start in zip(trace.jobs, outcome.finish, outcome.first_start, strict=True):
+        assert finish is not None and start is not None
+        assert finish - job.submit_s >= job.duration_s - 1e-6
+
+
+def check_empty_allocation_type(policy: Policy) -> None:
+    assert isinstance(policy.allocate(state_of(1, 1, [])), Allocation)
