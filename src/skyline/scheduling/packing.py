@@ -8,6 +8,7 @@ every node. GPU amounts are in milli-GPU (1000 = one device); fractions live on 
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -69,15 +70,20 @@ class Packer:
         self.nodes = tuple(nodes)
         self.index = {n.id: i for i, n in enumerate(self.nodes)}
         self.dev_free = [[GPU] * n.gpus for n in self.nodes]
+        # Fully free devices of each node, ascending; len() is the node's bucket.
+        self.free_devs = [list(range(n.gpus)) for n in self.nodes]
         self.full = [n.gpus for n in self.nodes]
         self.cpu_free = [n.cpu_milli for n in self.nodes]
         self.mem_free = [n.memory_mib for n in self.nodes]
         self.types = tuple(sorted({n.gpu_type or "" for n in self.nodes}))
         self.max_gpus = max(n.gpus for n in self.nodes)
-        # buckets[(type, fully free devices)] = ordered set of node indices (dict keys keep order)
-        self.buckets: dict[tuple[str, int], dict[int, None]] = {}
+        self._type_of = [n.gpu_type or "" for n in self.nodes]
+        # buckets[type][fully free devices] = ordered set of node indices (dict keys keep order)
+        self.buckets: dict[str, list[dict[int, None]]] = {
+            t: [{} for _ in range(self.max_gpus + 1)] for t in self.types
+        }
         for i, n in enumerate(self.nodes):
-            self.buckets.setdefault((n.gpu_type or "", n.gpus), {})[i] = None
+            self.buckets[self._type_of[i]][n.gpus][i] = None
         self.partial: dict[int, None] = {}  # nodes with a partly used device (fractional jobs)
         self.total_gpus = sum(n.gpus for n in self.nodes)
         self.free_gpu_milli = self.total_gpus * GPU
@@ -88,11 +94,11 @@ class Packer:
 
     # ------------------------------------------------------------------ bookkeeping
     def _move(self, node: int, new_full: int) -> None:
-        t = self.nodes[node].gpu_type or ""
         old = self.full[node]
         if old != new_full:
-            del self.buckets[(t, old)][node]
-            self.buckets.setdefault((t, new_full), {})[node] = None
+            row = self.buckets[self._type_of[node]]
+            del row[old][node]
+            row[new_full][node] = None
             self.full[node] = new_full
 
     def _refresh_partial(self, node: int) -> None:
@@ -103,33 +109,40 @@ class Packer:
 
     def take(self, req: Request, placing: Placing) -> None:
         """Commit ``placing`` (raises `CapacityError` if it does not fit: a policy bug, not user input)."""
-        amount = min(req.gpu_milli, GPU)
+        amount = req.gpu_milli if req.gpu_milli < GPU else GPU
         for node, devices in placing:
             free = self.dev_free[node]
+            fully = self.free_devs[node]
             for d in devices:
-                if free[d] < amount:
-                    raise CapacityError(f"device {d} of node {self.nodes[node].id} has {free[d]} milli free")
-                free[d] -= amount
+                f = free[d]
+                if f < amount:
+                    raise CapacityError(f"device {d} of node {self.nodes[node].id} has {f} milli free")
+                if f == GPU:
+                    fully.remove(d)
+                free[d] = f - amount
             self.free_gpu_milli -= amount * len(devices)
             if self.checks_cpu:
                 self.cpu_free[node] -= req.cpu_milli
                 self.mem_free[node] -= req.memory_mib
-            self._move(node, sum(1 for f in free if f == GPU))
+            self._move(node, len(fully))
             if 0 < amount < GPU:
                 self._refresh_partial(node)
 
     def release(self, req: Request, placing: Placing) -> None:
         """Give back what `take` committed."""
-        amount = min(req.gpu_milli, GPU)
+        amount = req.gpu_milli if req.gpu_milli < GPU else GPU
         for node, devices in placing:
             free = self.dev_free[node]
+            fully = self.free_devs[node]
             for d in devices:
                 free[d] += amount
+                if free[d] == GPU:
+                    bisect.insort(fully, d)
             self.free_gpu_milli += amount * len(devices)
             if self.checks_cpu:
                 self.cpu_free[node] += req.cpu_milli
                 self.mem_free[node] += req.memory_mib
-            self._move(node, sum(1 for f in free if f == GPU))
+            self._move(node, len(fully))
             if 0 < amount < GPU:
                 self._refresh_partial(node)
 
@@ -161,7 +174,7 @@ class Packer:
                     best = d
             return None if best < 0 else (best,)
         want = req.whole
-        chosen = tuple(d for d, f in enumerate(free) if f == GPU)[:want]
+        chosen = tuple(self.free_devs[node][:want])
         return chosen if len(chosen) == want else None
 
     def could_ever_fit(self, req: Request) -> bool:
@@ -196,10 +209,11 @@ class Packer:
         if need * GPU > self.free_gpu_milli:
             return None
         for t in self._types(req):
+            row = self.buckets[t]
             for free in range(need, self.max_gpus + 1):
-                for node in self.buckets.get((t, free), ()):
-                    if self._cpu_ok(node, req, req.replicas):
-                        return self._fill(req, [node])
+                for node in row[free]:
+                    if not self.checks_cpu or self._cpu_ok(node, req, req.replicas):
+                        return self._fill(req, node)
         return self._span(req, unit, descending=True)
 
     def spread(self, req: Request) -> Placing | None:
@@ -211,6 +225,14 @@ class Packer:
         unit = max(req.whole, 1)
         if unit * req.replicas * GPU > self.free_gpu_milli:
             return None
+        distinct: list[int] = []  # one replica per node, emptiest first: O(replicas + buckets)
+        for free in range(self.max_gpus, unit - 1, -1):
+            for t in self._types(req):
+                for node in self.buckets[t][free]:
+                    if self._cpu_ok(node, req):
+                        distinct.append(node)
+                        if len(distinct) == req.replicas:
+                            return self._assign_devices(req, [(n, ()) for n in distinct])
         order = self._nodes_by_free(req, descending=True)
         placing: list[Replica] = []
         taken: dict[int, int] = {}
@@ -233,7 +255,7 @@ class Packer:
         frees = range(self.max_gpus, 0, -1) if descending else range(1, self.max_gpus + 1)
         for free in frees:
             for t in self._types(req):
-                nodes.extend(self.buckets.get((t, free), ()))
+                nodes.extend(self.buckets[t][free])
         return nodes
 
     def _span(self, req: Request, unit: int, *, descending: bool) -> Placing | None:
@@ -247,17 +269,22 @@ class Packer:
                 return self._assign_devices(req, placing)
         return None
 
-    def _fill(self, req: Request, nodes: list[int]) -> Placing:
-        return self._assign_devices(req, [(nodes[0], ())] * req.replicas)
+    def _fill(self, req: Request, node: int) -> Placing:
+        """Every replica on ``node``, on its lowest fully free devices."""
+        unit = req.whole or 1
+        devices = self.free_devs[node]
+        if req.replicas == 1:
+            return ((node, tuple(devices[:unit])),)
+        return tuple((node, tuple(devices[k * unit : (k + 1) * unit])) for k in range(req.replicas))
 
     def _assign_devices(self, req: Request, placing: list[Replica]) -> Placing:
         unit = max(req.whole, 1)
-        cursor: dict[int, list[int]] = {}
+        cursor: dict[int, int] = {}
         out: list[Replica] = []
         for node, _ in placing:
-            free = cursor.setdefault(node, [d for d, f in enumerate(self.dev_free[node]) if f == GPU])
-            out.append((node, tuple(free[:unit])))
-            del free[:unit]
+            start = cursor.get(node, 0)
+            out.append((node, tuple(self.free_devs[node][start : start + unit])))
+            cursor[node] = start + unit
         return tuple(out)
 
     def fragmentation_aware(self, req: Request) -> Placing | None:
@@ -270,17 +297,29 @@ class Packer:
         types = set(self._types(req))
         scored: dict[tuple[str, tuple[int, ...]], tuple[float, tuple[int, ...]] | None] = {}
         best: tuple[float, int, tuple[int, ...]] | None = None
-        for node, spec in enumerate(self.nodes):
-            kind = spec.gpu_type or ""
-            if kind not in types or not self._cpu_ok(node, req):
+        for node in self._distinct_candidates(types):
+            if not self._cpu_ok(node, req):
                 continue
-            signature = (kind, tuple(self.dev_free[node]))
+            signature = (self._type_of[node], tuple(self.dev_free[node]))
             if signature not in scored:
                 scored[signature] = self._best_devices(node, req)
             found = scored[signature]
             if found is not None and (best is None or found[0] < best[0]):
                 best = (found[0], node, found[1])
         return None if best is None else ((best[1], best[2]),)
+
+    def _distinct_candidates(self, types: set[str]) -> list[int]:
+        """Nodes worth scoring: every partly used node, and of the others (devices all free or all
+        taken, so equal when their free count is) the first of each bucket, unless CPU is checked."""
+        if self.checks_cpu:
+            return [n for n in range(len(self.nodes)) if self._type_of[n] in types]
+        out = [n for n in self.partial if self._type_of[n] in types]
+        for t in types:
+            for bucket in self.buckets[t][1:]:
+                first = next((n for n in bucket if n not in self.partial), None)
+                if first is not None:
+                    out.append(first)
+        return out
 
     def _best_devices(self, node: int, req: Request) -> tuple[float, tuple[int, ...]] | None:
         free = self.dev_free[node]
