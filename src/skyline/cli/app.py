@@ -22,6 +22,7 @@ from skyline.cli.example import example_app
 from skyline.cli.keys import keys_app
 from skyline.cli.serve import bench_app, serve_app
 from skyline.cli.tokens import token_app
+from skyline.cli.train import train
 from skyline.errors import SkylineError
 
 app = typer.Typer(
@@ -43,6 +44,7 @@ app.add_typer(node_app, name="node")
 app.add_typer(serve_app, name="serve")
 app.add_typer(bench_app, name="bench")
 app.command("demo")(demo)
+app.command("train")(train)
 
 
 def _show_version(value: bool) -> None:

@@ -195,17 +195,17 @@ def split_indices(
 
     val_fraction, test_fraction = fractions
     rows = np.arange(len(y), dtype=np.int64)
-    held = val_fraction + test_fraction
+    # Whole row counts, rounded once, so that the sizes do not depend on float quirks of the fractions.
+    val_rows, test_rows = round(val_fraction * len(y)), round(test_fraction * len(y))
     labels = y if stratify else None
     try:
-        train, rest = train_test_split(rows, test_size=held, random_state=seed, stratify=labels)
-        if test_fraction == 0:
+        train, rest = train_test_split(
+            rows, test_size=val_rows + test_rows, random_state=seed, stratify=labels
+        )
+        if test_rows == 0:
             return np.sort(train), np.sort(rest), np.empty(0, dtype=np.int64)
         val, test = train_test_split(
-            rest,
-            test_size=test_fraction / held,
-            random_state=seed,
-            stratify=None if labels is None else y[rest],
+            rest, test_size=test_rows, random_state=seed, stratify=None if labels is None else y[rest]
         )
     except ValueError as exc:
         raise ConfigError(f"cannot split {len(y)} rows {fractions} stratified: {exc}; use more data") from exc

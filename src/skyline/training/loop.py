@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -191,8 +192,11 @@ def train_step(session: Session, rows: torch.Tensor) -> float:
     train, device = session.data.train, session.ctx.device
     x, y = train.x[rows].to(device), train.y[rows].to(device)
     session.optimizer.zero_grad(set_to_none=True)
-    loss = loss_fn(session.data.task, session.net(x), y)
-    loss.backward()  # type: ignore[no-untyped-call]
+    with warnings.catch_warnings():
+        # Opacus's per-sample-gradient hooks on the input layer make torch say this every step; harmless.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+        loss = loss_fn(session.data.task, session.net(x), y)
+        loss.backward()  # type: ignore[no-untyped-call]
     session.optimizer.step()
     return float(loss.detach())
 
@@ -361,9 +365,10 @@ def run_worker(
     """Train as rank ``ctx.rank``; the main rank writes the artifacts and returns the result, others None."""
     from skyline.training.artifacts import finish
 
+    saved = load_latest_checkpoint(config.out_dir) if config.resume else None  # fail before loading data
     session = build_session(config, ctx)
-    if config.resume:
-        restore(session, load_latest_checkpoint(config.out_dir))
+    if saved is not None:
+        restore(session, saved)
     run_loop(session, on_epoch=on_epoch, on_step=on_step)
     if not ctx.is_main:
         return None

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+# RDP's note that a larger order might give a slightly tighter bound; the bound given is still valid.
+_RDP_NOTE = "Optimal order is the largest alpha"
+
+
 def prepare_model(model: nn.Module, *, fix: bool) -> tuple[nn.Module, tuple[str, ...]]:
     """Check that Opacus can compute per-sample gradients of ``model``; fix it (BatchNorm → GroupNorm) or refuse."""
     from opacus.validators import ModuleValidator
@@ -73,15 +77,17 @@ class PrivateTraining:
             raise ConfigError(f"DP-SGD needs batch_size < training rows ({train_rows}), got {batch_size}")
         self.delta = delta
         self.sample_rate = batch_size / train_rows
-        self.noise_multiplier = float(
-            get_noise_multiplier(
-                target_epsilon=target_epsilon,
-                target_delta=delta,
-                sample_rate=self.sample_rate,
-                steps=planned_steps,
-                accountant=accountant,
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_RDP_NOTE, category=UserWarning)
+            self.noise_multiplier = float(
+                get_noise_multiplier(
+                    target_epsilon=target_epsilon,
+                    target_delta=delta,
+                    sample_rate=self.sample_rate,
+                    steps=planned_steps,
+                    accountant=accountant,
+                )
             )
-        )
         self.module = GradSampleModule(model)
         self.noise_generator = torch.Generator().manual_seed(seed + 7919)
         with warnings.catch_warnings():
@@ -101,7 +107,9 @@ class PrivateTraining:
         """ε spent so far at this run's δ (0 before the first step)."""
         if not self.accountant.history:
             return 0.0
-        return float(self.accountant.get_epsilon(delta=self.delta))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_RDP_NOTE, category=UserWarning)
+            return float(self.accountant.get_epsilon(delta=self.delta))
 
     def state_dict(self) -> dict[str, Any]:
         return {
