@@ -1,0 +1,161 @@
+"""`skyline edge`: the edge agent and the edge–cloud collaboration evaluations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from skyline.cli.output import console, progress, write_json
+from skyline.errors import ConfigError
+
+edge_app = typer.Typer(
+    help="Edge agent and edge–cloud collaboration (cascade, split, uplink).", no_args_is_help=True
+)
+EVAL_STRATEGIES = ("cascade", "split")
+
+
+@edge_app.command("eval")
+def evaluate(
+    strategy: str = typer.Option(..., help="cascade or split."),
+    dataset: str = typer.Option("digits", help="Cascade: digits or fashion-mnist."),
+    target_offload: float | None = typer.Option(
+        None, "--target-offload", help="Cascade: fraction sent to the cloud (default 0.15)."
+    ),
+    target_accuracy: float | None = typer.Option(
+        None, "--target-accuracy", help="Cascade: least offload reaching this accuracy."
+    ),
+    method: str = typer.Option("margin", help="Cascade: hardness score (max-prob, margin, entropy)."),
+    bandwidth_mbps: float | None = typer.Option(
+        None, "--bandwidth-mbps", help="Split: link bandwidth (Mbit/s)."
+    ),
+    rtt_ms: float = typer.Option(10.0, "--rtt-ms", help="Split/cascade: link round-trip time (ms)."),
+    int8: bool = typer.Option(False, "--int8", help="Split: send int8 activations."),
+    edge_slowdown: float = typer.Option(
+        10.0, "--edge-slowdown", help="Split: how much slower the edge computes."
+    ),
+    seed: int = typer.Option(0, help="Seed of data split and models."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the results here (quiet stdout)."),
+) -> None:
+    """Measure a collaboration strategy end to end over an emulated link on 127.0.0.1."""
+    if strategy not in EVAL_STRATEGIES:
+        raise ConfigError(f"--strategy must be one of {', '.join(EVAL_STRATEGIES)}, got {strategy!r}")
+    if strategy == "cascade":
+        result = _cascade(
+            dataset, target_offload, target_accuracy, method, rtt_ms, seed, quiet=json_path is not None
+        )
+    else:
+        if bandwidth_mbps is None:
+            raise ConfigError("--strategy split needs --bandwidth-mbps (for example 10)")
+        result = _split(bandwidth_mbps, rtt_ms, int8, edge_slowdown, seed, quiet=json_path is not None)
+    if json_path is not None:
+        write_json(json_path, result)
+        return
+    for key, value in result.items():
+        console.print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+
+
+def _cascade(
+    dataset: str,
+    target_offload: float | None,
+    target_accuracy: float | None,
+    method: str,
+    rtt_ms: float,
+    seed: int,
+    *,
+    quiet: bool,
+) -> dict[str, Any]:
+    from skyline.edge.cascade_eval import CascadeEvalConfig, evaluate_cascade
+    from skyline.edge.link import LinkConditions
+
+    if target_offload is None and target_accuracy is None:
+        target_offload = 0.15
+    config = CascadeEvalConfig(
+        dataset=dataset,
+        target_offload=target_offload,
+        target_accuracy=target_accuracy,
+        method=method,
+        seed=seed,
+        link=LinkConditions(latency_ms=rtt_ms / 2, bandwidth_mbps=100.0),
+    )
+    with progress("cascade: test inputs", None, enabled=not quiet) as advance:
+        return evaluate_cascade(config, advance=advance)
+
+
+def _split(
+    bandwidth_mbps: float, rtt_ms: float, int8: bool, edge_slowdown: float, seed: int, *, quiet: bool
+) -> dict[str, Any]:
+    from skyline.edge.split_eval import SplitEvalConfig, evaluate_split
+
+    config = SplitEvalConfig(
+        bandwidth_mbps=bandwidth_mbps, rtt_ms=rtt_ms, int8=int8, edge_slowdown=edge_slowdown, seed=seed
+    )
+    with progress("split: measuring every cut", config.repeats - 1, enabled=not quiet) as advance:
+        result = evaluate_split(config, advance=advance)
+    result.pop("details")
+    return result
+
+
+@edge_app.command("run")
+def run(
+    cloud: str = typer.Option(..., help="The cloud's base URL, e.g. http://127.0.0.1:8500."),
+    token: str = typer.Option(
+        ..., envvar="SKYLINE_EDGE_TOKEN", help="Bearer token (or $SKYLINE_EDGE_TOKEN)."
+    ),
+    model: str = typer.Option(..., help="Model name in the cloud's repository."),
+    public_key: Path = typer.Option(..., "--public-key", help="Ed25519 public key that signs the models."),
+    strategy: str = typer.Option("local", help="local, cascade or cloud."),
+    store: Path = typer.Option(Path("runs/edge-agent"), help="Where models and the uplink queue live."),
+    port: int = typer.Option(0, help="Port of the local inference API on 127.0.0.1 (0: any free port)."),
+    cloud_model: str = typer.Option(
+        "cloud-classifier", "--cloud-model", help="Cloud model for cascade/cloud."
+    ),
+    threshold: float = typer.Option(0.5, help="Cascade: hardness above which inputs go to the cloud."),
+    poll_s: float = typer.Option(5.0, "--poll-s", help="Seconds between repository checks."),
+    duration_s: float | None = typer.Option(None, "--duration-s", help="Stop after this many seconds."),
+) -> None:
+    """Run the edge agent: verified model updates, local inference API, cascade, uplink and telemetry."""
+    import time
+
+    import uvicorn
+
+    from skyline.edge.agent import AgentConfig, EdgeAgent
+    from skyline.edge.agent_app import create_agent_app
+
+    config = AgentConfig(
+        cloud_url=cloud,
+        token=token,
+        model=model,
+        store=store,
+        public_key=public_key,
+        strategy=strategy,
+        cloud_model=cloud_model,
+        threshold=threshold,
+        poll_s=poll_s,
+    )
+    if not public_key.is_file():
+        raise ConfigError(
+            f"--public-key {public_key} is not a file; pass the key that signs the cloud's models"
+        )
+    agent = EdgeAgent(config).start()
+    server = uvicorn.Server(
+        uvicorn.Config(create_agent_app(agent), host="127.0.0.1", port=port, log_level="warning", ws="none")
+    )
+    console.print(f"edge agent {config.name}: model {model}, strategy {strategy}, store {store}")
+    started = time.monotonic()
+
+    def watchdog() -> None:
+        while duration_s is not None and not server.should_exit:
+            if time.monotonic() - started > duration_s:
+                server.should_exit = True
+            time.sleep(0.2)
+
+    import threading
+
+    threading.Thread(target=watchdog, daemon=True).start()
+    try:
+        server.run()
+    finally:
+        agent.stop()
+    console.print("edge agent stopped")

@@ -1,0 +1,202 @@
+"""The edge agent (`skyline edge run`): verified model updates, local inference, cascade to the cloud,
+store-and-forward uplink and telemetry — each in its own thread, all stopped by `EdgeAgent.stop`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+from skyline.edge.cascade import CascadeRouter
+from skyline.edge.cloud_client import CloudClient
+from skyline.edge.detector import HardExampleDetector
+from skyline.edge.model_sync import ModelSync
+from skyline.edge.uplink_sender import SenderConfig, UplinkSender
+from skyline.edge.uplink_store import UplinkPolicy, UplinkStore
+from skyline.errors import ConfigError, IntegrityError, NotFoundError, UnavailableError
+
+FloatArray = npt.NDArray[np.float32]
+AGENT_STRATEGIES = ("local", "cascade", "cloud")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentConfig:
+    """Everything `skyline edge run` takes."""
+
+    cloud_url: str
+    token: str
+    model: str
+    store: Path
+    public_key: Path
+    strategy: str = "local"
+    cloud_model: str = "cloud-classifier"
+    method: str = "margin"
+    threshold: float = 0.5
+    cloud_timeout_s: float = 1.0
+    poll_s: float = 5.0
+    telemetry_s: float = 5.0
+    name: str = "edge-agent"
+    uplink: UplinkPolicy = field(default_factory=UplinkPolicy)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in AGENT_STRATEGIES:
+            raise ConfigError(
+                f"--strategy must be one of {', '.join(AGENT_STRATEGIES)} for the agent, got {self.strategy!r} "
+                "(split inference is measured with `skyline edge eval --strategy split`)"
+            )
+        if self.poll_s <= 0 or self.telemetry_s <= 0 or self.cloud_timeout_s <= 0:
+            raise ConfigError("poll_s, telemetry_s and cloud_timeout_s must be positive")
+
+
+class LocalModel:
+    """An ONNX classifier from a verified version folder, run with ONNX Runtime (one thread)."""
+
+    def __init__(self, folder: Path, version: int) -> None:
+        import onnxruntime as ort
+
+        files = sorted(folder.glob("*.onnx"))
+        if not files:
+            raise NotFoundError(f"no .onnx file in {folder}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        self.version = version
+        self._session = ort.InferenceSession(
+            str(files[0]), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._input = self._session.get_inputs()[0].name
+
+    def predict(self, x: FloatArray) -> FloatArray:
+        logits = np.asarray(self._session.run(None, {self._input: x.astype(np.float32)})[0], dtype=np.float64)
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return np.asarray(shifted / shifted.sum(axis=1, keepdims=True), dtype=np.float32)
+
+
+class EdgeAgent:
+    """Runs the agent's background loops and answers inference requests."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        config.store.mkdir(parents=True, exist_ok=True)
+        headers = {"authorization": f"Bearer {config.token}"}
+        self._http = httpx.Client(
+            base_url=config.cloud_url, timeout=max(5.0, config.cloud_timeout_s), headers=headers
+        )
+        self.sync = ModelSync(
+            store=config.store, model=config.model, http=self._http, public_key=config.public_key
+        )
+        self.uplink = UplinkStore(config.store / "uplink.db", config.uplink)
+        self.sender = UplinkSender(self.uplink, SenderConfig(cloud_url=config.cloud_url, token=config.token))
+        self.cloud = CloudClient(config.cloud_url, token=config.token, timeout_s=config.cloud_timeout_s)
+        self._model: LocalModel | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.telemetry_failures = 0
+        current = self.sync.current_dir()
+        if current is not None:  # a restart serves the last verified model at once, even offline
+            self._model = LocalModel(current, self.sync.current_version() or 0)
+        self.router = CascadeRouter(
+            edge=self._predict_local,
+            cloud=lambda x: self.cloud.infer(config.cloud_model, x),
+            detector=HardExampleDetector(method=config.method, threshold=config.threshold),
+            uplink=self.uplink,
+        )
+
+    @property
+    def model_version(self) -> int | None:
+        return None if self._model is None else self._model.version
+
+    def refresh_model(self) -> int | None:
+        """One repository check; swaps in a newly verified version. A refused download keeps the old model."""
+        try:
+            installed = self.sync.check()
+        except (IntegrityError, UnavailableError):
+            return None
+        if installed is not None:
+            folder = self.sync.current_dir()
+            assert folder is not None
+            fresh = LocalModel(folder, installed)
+            with self._lock:
+                self._model = fresh
+        return installed
+
+    def _predict_local(self, x: FloatArray) -> FloatArray:
+        model = self._model
+        if model is None:
+            raise UnavailableError(
+                f"no verified version of model {self.config.model!r} yet; the agent is syncing"
+            )
+        return model.predict(x)
+
+    def infer(self, x: FloatArray) -> tuple[FloatArray, list[str]]:
+        """Class probabilities for a batch, and who answered each row (edge, cloud, edge-degraded)."""
+        if self.config.strategy == "local":
+            probs, sources = self._predict_local(x), ["edge"] * len(x)
+        elif self.config.strategy == "cloud":
+            probs, sources = self.cloud.infer(self.config.cloud_model, x), ["cloud"] * len(x)
+        else:
+            answers = [self.router.answer(row) for row in x]
+            probs = np.asarray([a.probs for a in answers], dtype=np.float32)
+            sources = [a.source + ("-degraded" if a.degraded else "") for a in answers]
+        for row, source in zip(probs, sources, strict=True):
+            self.uplink.put(
+                "result", {"label": int(row.argmax()), "source": source, "model_version": self.model_version}
+            )
+        return probs, sources
+
+    def status(self) -> dict[str, Any]:
+        counts = self.router.counts
+        return {
+            "agent": self.config.name,
+            "model": self.config.model,
+            "model_version": self.model_version,
+            "strategy": self.config.strategy,
+            "answered": counts.answered,
+            "offloaded": counts.offloaded,
+            "degraded": counts.degraded,
+            "uplink_queued": len(self.uplink),
+            **{f"uplink_{k}": v for k, v in self.uplink.counters().items()},
+            "sync_installed": self.sync.counts.installed,
+            "sync_refused": self.sync.counts.refused,
+            "telemetry_failures": self.telemetry_failures,
+        }
+
+    def _every(self, period_s: float, action: Any) -> None:
+        while not self._stop.is_set():
+            action()
+            self._stop.wait(period_s)
+
+    def _report(self) -> None:
+        try:
+            self.cloud.telemetry(self.config.name, self.status())
+        except UnavailableError:
+            self.telemetry_failures += 1
+
+    def start(self) -> EdgeAgent:
+        targets: list[tuple[str, Any, tuple[Any, ...]]] = [
+            ("model-sync", self._every, (self.config.poll_s, self.refresh_model)),
+            ("telemetry", self._every, (self.config.telemetry_s, self._report)),
+            ("uplink", self.sender.loop, (self._stop,)),
+        ]
+        for name, target, args in targets:
+            thread = threading.Thread(target=target, args=args, name=f"edge-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        deadline = time.monotonic() + 10
+        for thread in self._threads:
+            thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        self.sender.close()
+        self.cloud.close()
+        self._http.close()
+        self.uplink.close()

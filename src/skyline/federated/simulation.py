@@ -1,0 +1,75 @@
+"""`skyline fl run`: the Flower apps in Flower's simulation engine (Ray), plus the centralized baseline."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from skyline.federated.apps import FederatedConfig, _dataset, make_client_app, make_server_app, new_model
+from skyline.federated.local_training import LocalTraining, accuracy, train_local
+from skyline.federated.privacy import epsilon_for, noise_for_epsilon
+
+RAY_OBJECT_STORE_BYTES = 80 * 1024**2
+
+
+def centralized_accuracy(config: FederatedConfig) -> float:
+    """The same model trained on the whole training split for as many epochs as a client saw in total."""
+    splits = _dataset(config.dataset, config.seed)
+    model = new_model(config)
+    settings = LocalTraining(
+        epochs=config.rounds * config.local.epochs,
+        lr=config.local.lr,
+        momentum=config.local.momentum,
+        batch_size=config.local.batch_size,
+    )
+    train_local(model, splits.train.x, splits.train.y, settings, seed=config.seed)
+    return accuracy(model, splits.test.x, splits.test.y)
+
+
+def run_federated(config: FederatedConfig, *, num_cpus: int = 2, quiet: bool = False) -> dict[str, Any]:
+    """Run the federation in simulation; returns the JSON contract of `skyline fl run`."""
+    from flwr.simulation import run_simulation
+
+    if quiet:
+        logging.getLogger("flwr").setLevel(logging.ERROR)
+    for name, value in {
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "OMP_NUM_THREADS": "1",
+    }.items():
+        os.environ.setdefault(name, value)
+    noise = None
+    if config.dp_epsilon is not None:
+        noise = noise_for_epsilon(
+            target_epsilon=config.dp_epsilon, rounds=config.rounds, sample_rate=1.0, delta=config.dp_delta
+        )
+    accuracies: list[float] = []
+    backend: Any = {
+        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        "init_args": {
+            "num_cpus": num_cpus,
+            "object_store_memory": RAY_OBJECT_STORE_BYTES,
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "logging_level": logging.ERROR,
+        },
+    }
+    run_simulation(
+        server_app=make_server_app(config, accuracies, noise),
+        client_app=make_client_app(config),
+        num_supernodes=config.clients,
+        backend_config=backend,
+    )
+    epsilon = None
+    if noise is not None:
+        epsilon = epsilon_for(
+            noise_multiplier=noise, rounds=config.rounds, sample_rate=1.0, delta=config.dp_delta
+        )
+    return {
+        "rounds": config.rounds,
+        "final_accuracy": accuracies[-1] if accuracies else None,
+        "centralized_accuracy": centralized_accuracy(config),
+        "accuracy_per_round": accuracies,
+        "epsilon": epsilon,
+    }
