@@ -18,7 +18,9 @@ from skyline.cli.audit import audit_app
 from skyline.cli.cluster import agent_app, cluster_app, job_app, node_app
 from skyline.cli.compress import compress_app
 from skyline.cli.demo import demo
+from skyline.cli.edge import edge_app
 from skyline.cli.example import example_app
+from skyline.cli.fl import fl_app
 from skyline.cli.keys import keys_app
 from skyline.cli.serve import bench_app, serve_app
 from skyline.cli.tokens import token_app
@@ -43,6 +45,8 @@ app.add_typer(job_app, name="job")
 app.add_typer(node_app, name="node")
 app.add_typer(serve_app, name="serve")
 app.add_typer(bench_app, name="bench")
+app.add_typer(edge_app, name="edge")
+app.add_typer(fl_app, name="fl")
 app.command("demo")(demo)
 app.command("train")(train)
 
