@@ -65,6 +65,9 @@ def pack(
     max_queue_size: int = typer.Option(1024, help="Queued requests before answering 429."),
     input_spec: list[str] = typer.Option([], "--input", help="NAME:DATATYPE:D1xD2 (.pt2 only)."),
     output_spec: list[str] = typer.Option([], "--output", help="NAME:DATATYPE:D1xD2 (.pt2 only)."),
+    dynamic_size: int | None = typer.Option(
+        None, help="Size for dynamic non-batch dimensions (sequence length)."
+    ),
     sign_key: Path | None = typer.Option(None, help="Ed25519 private key: also write a signed manifest."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the manifest here."),
 ) -> None:
@@ -86,8 +89,9 @@ def pack(
     repo.mkdir(parents=True, exist_ok=True)
     repository = ModelRepository(repo)
     manifest = repository.add(
-        model, name=name, version=version, inputs=specs[0], outputs=specs[1], batching=batching
-    )
+        model, name=name, version=version, inputs=specs[0], outputs=specs[1], batching=batching,
+        dynamic_size=dynamic_size,
+    )  # fmt: skip
     if sign_key is not None:
         from skyline.security.signing import sign_directory
 

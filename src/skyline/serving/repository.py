@@ -166,13 +166,14 @@ class ModelRepository:
         inputs: Sequence[TensorSpec] | None = None,
         outputs: Sequence[TensorSpec] | None = None,
         batching: BatchingConfig | None = None,
+        dynamic_size: int | None = None,
     ) -> ModelManifest:
         """Copy a model file in as ``name``/``version`` and write its manifest (ONNX specs are read from it)."""
         fmt = "onnx" if source.suffix == ".onnx" else "torch-export"
         if not source.is_file():
             raise NotFoundError(f"model file {source} does not exist")
         if fmt == "onnx" and (inputs is None or outputs is None):
-            found_inputs, found_outputs = onnx_signature(source)
+            found_inputs, found_outputs = onnx_signature(source, dynamic_size=dynamic_size)
             inputs, outputs = inputs or found_inputs, outputs or found_outputs
         if not inputs or not outputs:
             raise ConfigError(
@@ -198,8 +199,14 @@ class ModelRepository:
         return manifest
 
 
-def onnx_signature(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    """Inputs and outputs of an ONNX file, with the first dimension as the batch (-1)."""
+def onnx_signature(
+    path: Path, *, dynamic_size: int | None = None
+) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Inputs and outputs of an ONNX file, with the first dimension as the batch (-1).
+
+    Other dimensions must be fixed; with ``dynamic_size`` (e.g. a sequence length) dynamic input
+    dimensions take that size and the output shapes are read from one inference on zeros.
+    """
     import onnx
     from onnx import helper
 
@@ -211,16 +218,34 @@ def onnx_signature(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec
         raise ConfigError(f"{path} is not a readable ONNX model: {exc}") from exc
     initializers = {i.name for i in model.graph.initializer}
 
-    def spec(value: Any) -> TensorSpec:
+    def spec(value: Any, fill: int | None) -> TensorSpec:
         tensor = value.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+        dims = [d.dim_value if d.HasField("dim_value") else (fill or -1) for d in tensor.shape.dim]
         if not dims or any(d < 1 for d in dims[1:]):
             raise ConfigError(
-                f"ONNX {value.name!r} has shape {dims}; only the first (batch) dimension may be dynamic"
+                f"ONNX {value.name!r} has shape {dims}; only the first (batch) dimension may be dynamic "
+                "(pack with --dynamic-size N to fix the others, e.g. a sequence length)"
             )
         dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type)
         return TensorSpec(name=value.name, datatype=datatype_of(dtype), shape=(-1, *dims[1:]))
 
-    inputs = tuple(spec(v) for v in model.graph.input if v.name not in initializers)
-    outputs = tuple(spec(v) for v in model.graph.output)
-    return inputs, outputs
+    inputs = tuple(spec(v, dynamic_size) for v in model.graph.input if v.name not in initializers)
+    if dynamic_size is None:
+        return inputs, tuple(spec(v, None) for v in model.graph.output)
+    return inputs, _observed_outputs(path, inputs)
+
+
+def _observed_outputs(path: Path, inputs: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
+    import numpy as np
+    import onnxruntime as ort
+
+    from skyline.serving.tensors import datatype_of
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {s.name: np.zeros((1, *s.shape[1:]), dtype=s.dtype) for s in inputs}
+    names = [o.name for o in session.get_outputs()]
+    results = session.run(names, feeds)
+    return tuple(
+        TensorSpec(name=n, datatype=datatype_of(r.dtype), shape=(-1, *r.shape[1:]))
+        for n, r in zip(names, results, strict=True)
+    )

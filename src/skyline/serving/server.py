@@ -88,7 +88,7 @@ def background_server(app: FastAPI, *, host: str = "127.0.0.1", timeout_s: float
     sock.bind((host, 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, loop="asyncio", http="httptools", ws="none"
+        app, log_level="warning", access_log=False, loop="uvloop", http="httptools", ws="none"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ def _pack_models(ctx: DemoContext, repo_root: Path) -> tuple[Any, list[str]]:
     from skyline.serving.repository import ModelRepository
     from skyline.serving.samples import write_mlp_onnx
 
-    repo_root.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(repo_root, ignore_errors=True)  # this step's own output from an earlier run
+    repo_root.mkdir(parents=True)
     repo = ModelRepository(repo_root)
     batching = BatchingConfig(max_batch_size=32, max_queue_delay_ms=2.0)
     repo.add(write_mlp_onnx(ctx.out_dir / "mlp.onnx"), name="mlp", version=1, batching=batching)
@@ -27,7 +29,8 @@ def _pack_models(ctx: DemoContext, repo_root: Path) -> tuple[Any, list[str]]:
     for path in compressed:
         name = f"{path.parent.parent.name}-{path.stem}"
         try:
-            repo.add(path, name=name, version=1, batching=batching)
+            # Text models take token ids of any length: serve them at 32 tokens.
+            repo.add(path, name=name, version=1, batching=batching, dynamic_size=32)
         except SkylineError as exc:  # a variant the server cannot describe (dynamic non-batch sizes)
             notes.append(f"{name}: not served ({exc})")
     if not compressed:
