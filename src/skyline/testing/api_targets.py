@@ -1,0 +1,238 @@
+"""Every HTTP API of skyline, started for real on 127.0.0.1 with tokens for every role, for the security
+matrix and the fuzzers (tests/integration/test_security_matrix.py, bench/bench_security.py).
+
+A target says, for each operation of its OpenAPI document, which (action, resource kind) of the ONE
+permission table guards it (`Rule`), or that it is public (``None``), or that it accepts one shared edge
+token (`STATIC`). An API that does not exist in this tree yet is reported as `TargetUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from skyline.errors import UnavailableError
+
+__all__ = ["STATIC", "TARGETS", "ApiTarget", "Rule", "TargetUnavailableError", "serve_app"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """The permission an operation needs: ``authorize(principal, action, kind)``."""
+
+    action: str
+    kind: str
+
+
+STATIC = Rule("static", "token")  # a shared bearer secret (no roles): valid token → allowed
+
+
+class TargetUnavailableError(Exception):
+    """The API's package is not in this tree (yet); the caller skips it and says so."""
+
+
+@dataclass(slots=True, kw_only=True)
+class ApiTarget:
+    name: str
+    url: str
+    tokens: Mapping[str, str]  # role name (or "edge") → a valid token of that role
+    rules: Mapping[str, Rule | None]  # "GET /v1/jobs/{job_id}" → Rule, None = public
+    path_values: Mapping[str, str] = field(default_factory=dict)  # sample values for the matrix
+    body_limit_bytes: int | None = None  # the server's documented request body cap, if any
+    fuzz_token: str = "admin"  # the most privileged token: lets fuzz cases reach the handlers
+
+
+@contextmanager
+def serve_app(app: Any, *, timeout_s: float = 30.0) -> Iterator[str]:
+    """Run an ASGI app with uvicorn on a free 127.0.0.1 port in a thread; yield its URL; stop it after."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="error", access_log=False, ws="none", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise UnavailableError(f"test server did not start within {timeout_s} s")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=timeout_s)
+        sock.close()
+
+
+def _role_tokens(authority: Any) -> dict[str, str]:
+    from skyline.security.rbac import Role
+
+    tokens = {"admin": authority.bootstrap_admin() or authority.issue("root", Role.ADMIN)}
+    for role in Role:
+        if role is not Role.ADMIN:
+            tokens[role.value] = authority.issue(f"{role.value}-1", role)
+    return tokens
+
+
+CLUSTER_RULES: dict[str, Rule | None] = {
+    "GET /healthz": None,
+    "POST /v1/jobs": Rule("create", "jobs"),
+    "GET /v1/jobs": Rule("read", "jobs"),
+    "GET /v1/jobs/{job_id}": Rule("read", "jobs"),
+    "POST /v1/jobs/{job_id}/cancel": Rule("delete", "jobs"),
+    "GET /v1/jobs/{job_id}/logs": Rule("read", "jobs"),
+    "POST /v1/nodes": Rule("create", "nodes"),
+    "GET /v1/nodes": Rule("read", "nodes"),
+    "GET /v1/nodes/{node_id}": Rule("read", "nodes"),
+    "POST /v1/nodes/{node_id}/heartbeat": Rule("update", "nodes"),
+    "POST /v1/nodes/{node_id}/replicas": Rule("update", "nodes"),
+    "POST /v1/nodes/{node_id}/logs": Rule("update", "nodes"),
+    "GET /v1/nodes/{node_id}/metrics": Rule("read", "metrics"),
+    "GET /metrics": Rule("read", "metrics"),
+    "POST /v1/tokens": Rule("create", "tokens"),
+    "GET /v1/whoami": Rule("read", "jobs"),
+}
+
+
+@contextmanager
+def cluster_target(folder: Path) -> Iterator[ApiTarget]:
+    """The control plane (skyline.cluster), its loop stopped: the API and store are what is tested."""
+    try:
+        from skyline.cluster.server import ServerConfig, build
+    except ImportError as exc:
+        raise TargetUnavailableError(f"skyline.cluster has no server yet ({exc})") from exc
+    built = build(ServerConfig(state_dir=folder / "cluster", port=0))
+    try:
+        with serve_app(built.app) as url:
+            yield ApiTarget(
+                name="cluster",
+                url=url,
+                tokens=_role_tokens(built.authority),
+                rules=CLUSTER_RULES,
+                path_values={"job_id": "job-missing", "node_id": "node-missing"},
+            )
+    finally:
+        built.store.close()
+
+
+SERVING_RULES: dict[str, Rule | None] = {
+    "GET /v2/health/live": None,
+    "GET /v2/health/ready": None,
+    "GET /v2": None,
+    "GET /v2/models/{name}": Rule("read", "models"),
+    "GET /v2/models/{name}/versions/{version}": Rule("read", "models"),
+    "GET /v2/models/{name}/ready": Rule("read", "models"),
+    "GET /v2/models/{name}/versions/{version}/ready": Rule("read", "models"),
+    "POST /v2/models/{name}/infer": Rule("invoke", "models"),
+    "POST /v2/models/{name}/versions/{version}/infer": Rule("invoke", "models"),
+    "POST /v2/repository/index": Rule("read", "repository"),
+    "POST /v2/repository/models/{name}/load": Rule("update", "repository"),
+    "POST /v2/repository/models/{name}/unload": Rule("update", "repository"),
+}
+
+
+@contextmanager
+def serving_target(folder: Path) -> Iterator[ApiTarget]:
+    """The inference server (skyline.serving) over a one-model repository (a small ONNX MLP)."""
+    try:
+        from skyline.security.tokens import TokenAuthority
+        from skyline.serving.app import MAX_BODY_BYTES, create_app
+        from skyline.serving.repository import ModelRepository
+        from skyline.serving.samples import write_mlp_onnx
+    except ImportError as exc:
+        raise TargetUnavailableError(f"skyline.serving has no app yet ({exc})") from exc
+    root = folder / "serving" / "repo"
+    root.mkdir(parents=True, exist_ok=True)
+    repo = ModelRepository(root)
+    repo.add(write_mlp_onnx(folder / "serving" / "mlp.onnx"), name="mlp", version=1)
+    authority = TokenAuthority(folder / "serving" / "tokens.json")
+    with serve_app(create_app(repo, authority=authority, cores=1)) as url:
+        yield ApiTarget(
+            name="serving",
+            url=url,
+            tokens=_role_tokens(authority),
+            rules=SERVING_RULES,
+            path_values={"name": "mlp", "version": "1"},
+            body_limit_bytes=MAX_BODY_BYTES,
+        )
+
+
+EDGE_RULES: dict[str, Rule | None] = {
+    "GET /health": None,
+    "POST /v1/uplink": STATIC,
+    "POST /v2/models/{name}/infer": STATIC,
+    "POST /v1/split/{name}/{partition}": STATIC,
+    "POST /v1/echo": STATIC,
+    "POST /v1/telemetry": STATIC,
+    "GET /v1/telemetry": STATIC,
+    "GET /v1/repository/{model}": STATIC,
+    "GET /v1/repository/{model}/{version}": STATIC,
+    "GET /v1/repository/{model}/{version}/{filename}": STATIC,
+}
+
+
+@contextmanager
+def edge_target(folder: Path) -> Iterator[ApiTarget]:
+    """The cloud side of the edge (skyline.edge.cloud_app): uplink ingestion, inference, repository."""
+    try:
+        import numpy as np
+
+        from skyline.edge.cloud_app import create_cloud_app, static_token
+        from skyline.edge.ingest import IngestStore
+    except ImportError as exc:
+        raise TargetUnavailableError(f"skyline.edge has no cloud app yet ({exc})") from exc
+    token = "edge-shared-secret-for-tests"
+    repository = folder / "edge" / "repo"
+    (repository / "digits" / "1").mkdir(parents=True, exist_ok=True)
+    (repository / "digits" / "1" / "model.onnx").write_bytes(b"\x00" * 64)
+
+    def classify(x: Any) -> Any:
+        return np.full((x.shape[0] if x.ndim else 1, 10), 0.1, dtype=np.float32)
+
+    def tail(partition: int, x: Any) -> Any:
+        return np.full((1, 10), 0.1, dtype=np.float32)
+
+    ingest = IngestStore(folder / "edge" / "ingest.db")
+    app = create_cloud_app(
+        ingest=ingest,
+        token_check=static_token(token),
+        models={"digits": classify},
+        tails={"digits": tail},
+        repository=repository,
+    )
+    try:
+        with serve_app(app) as url:
+            yield ApiTarget(
+                name="edge",
+                url=url,
+                tokens={"edge": token},
+                rules=EDGE_RULES,
+                path_values={
+                    "name": "digits",
+                    "model": "digits",
+                    "version": "1",
+                    "filename": "model.onnx",
+                    "partition": "1",
+                },
+                fuzz_token="edge",
+            )
+    finally:
+        ingest.close()
+
+
+TARGETS: dict[str, Callable[[Path], AbstractContextManager[ApiTarget]]] = {
+    "cluster": cluster_target,
+    "serving": serving_target,
+    "edge": edge_target,
+}
