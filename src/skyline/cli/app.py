@@ -23,6 +23,7 @@ from skyline.cli.example import example_app
 from skyline.cli.fl import fl_app
 from skyline.cli.keys import keys_app
 from skyline.cli.serve import bench_app, serve_app
+from skyline.cli.sim import sim_app
 from skyline.cli.tokens import token_app
 from skyline.cli.train import train
 from skyline.errors import SkylineError
@@ -35,6 +36,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(example_app, name="example")
+app.add_typer(sim_app, name="sim")
 app.add_typer(keys_app, name="keys")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
