@@ -131,3 +131,25 @@ def test_every_state_changing_http_call_is_audited_with_who_and_result(tmp_path:
     ]
     assert admin not in (tmp_path / "audit.jsonl").read_text()
     assert verify_audit_log(tmp_path / "audit.jsonl").records == 3
+
+
+def test_apps_with_their_own_auth_are_audited_through_the_authority(tmp_path: Path) -> None:
+    # Like the inference server's guard: the endpoint verifies the token itself, not via bearer_principal.
+    authority = TokenAuthority(tmp_path / "tokens.json")
+    invoker = authority.issue("ivan", "invoker")
+    app = FastAPI()
+    install_error_handlers(app)
+    install_audit(app, AuditLog(tmp_path / "audit.jsonl"), authority=authority)
+
+    @app.post("/v2/models/{name}/infer")
+    def infer(name: str) -> dict[str, str]:
+        return {"model": name}
+
+    client = TestClient(app)
+    client.post("/v2/models/m/infer", headers={"Authorization": f"Bearer {invoker}"})
+    client.post("/v2/models/m/infer", headers={"Authorization": "Bearer sky_0123456789ab_forged"})
+    records = [json.loads(line) for line in lines(tmp_path / "audit.jsonl")]
+    assert [(r["subject"], r["role"], r["resource"]) for r in records] == [
+        ("ivan", "invoker", "models"),
+        ("anonymous", "-", "models"),
+    ]

@@ -1,9 +1,9 @@
 """Audit every state-changing HTTP call of a skyline server: who, what, when, result — one chained record each.
 
-``install_audit(app, AuditLog(path))`` adds an ASGI middleware. For each POST, PUT, PATCH or DELETE it
-appends one record once the response status is known: the subject and role that `bearer_principal`
-stored in ``request.state.principal`` (``anonymous`` when authentication failed), the method and route,
-and the status code. Refused calls (401, 403, 413, 422, 429) are audited too: attempts matter. Bodies,
+``install_audit(app, AuditLog(path), authority=...)`` adds an ASGI middleware. For each POST, PUT, PATCH
+or DELETE it appends one record, durably, before the last byte of the response is sent: who (the
+principal `bearer_principal` stored in ``request.state.principal``; else, with ``authority``, the
+bearer token's principal; else ``anonymous``), the method and route, and the status code. Refused calls (401, 403, 413, 422, 429) are audited too: attempts matter. Bodies,
 headers and tokens are never recorded.
 """
 
@@ -12,10 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from skyline.errors import SkylineError
 from skyline.security.audit import AuditLog
 from skyline.security.rbac import Principal
+from skyline.security.tokens import TokenAuthority
 
 __all__ = ["STATE_CHANGING_METHODS", "AuditMiddleware", "install_audit"]
 
@@ -39,36 +42,64 @@ def _resource(template: str) -> str:
 class AuditMiddleware:
     """Records one audit entry per state-changing request, after the response status is sent."""
 
-    def __init__(self, app: ASGIApp, *, log: AuditLog) -> None:
+    def __init__(self, app: ASGIApp, *, log: AuditLog, authority: TokenAuthority | None = None) -> None:
         self.app = app
         self.log = log
+        self.authority = authority
+
+    def _who(self, scope: Scope) -> Principal | None:
+        principal = scope.get("state", {}).get("principal")
+        if isinstance(principal, Principal):
+            return principal
+        if self.authority is None:
+            return None
+        header = dict(scope.get("headers", ())).get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        try:
+            return self.authority.verify(token.strip())
+        except SkylineError:
+            return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") not in STATE_CHANGING_METHODS:
             await self.app(scope, receive, send)
             return
         status: list[int] = []
+        audited: list[bool] = []
 
-        async def recording_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status.append(int(message["status"]))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            principal = scope.get("state", {}).get("principal")
+        async def audit() -> None:
+            if audited:
+                return
+            audited.append(True)
+            principal = self._who(scope)
             template = _route_template(scope)
-            self.log.append(
-                subject=principal.subject if isinstance(principal, Principal) else "anonymous",
-                role=principal.role.value if isinstance(principal, Principal) else "-",
+            # The append waits for the disk (fdatasync): off the event loop, so other requests go on.
+            await run_in_threadpool(
+                self.log.append,
+                subject=principal.subject if principal is not None else "anonymous",
+                role=principal.role.value if principal is not None else "-",
                 action=f"{scope['method']} {template}",
                 resource=_resource(template),
                 result=str(status[0]) if status else "500",
                 detail={"path": str(scope.get("path", ""))},
             )
 
+        async def recording_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(int(message["status"]))
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                await audit()  # on disk before the client sees the end of the answer
+            await send(message)
 
-def install_audit(app: FastAPI, log: AuditLog) -> None:
-    """Audit every state-changing call of ``app`` into ``log``."""
-    app.add_middleware(AuditMiddleware, log=log)
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            await audit()  # the app failed before answering: still recorded (as 500)
+
+
+def install_audit(app: FastAPI, log: AuditLog, *, authority: TokenAuthority | None = None) -> None:
+    """Audit every state-changing call of ``app`` into ``log`` (``authority`` names callers of apps that
+    authenticate without `bearer_principal`)."""
+    app.add_middleware(AuditMiddleware, log=log, authority=authority)

@@ -11,8 +11,12 @@ from skyline.errors import ConfigError
 __all__ = ["check_private", "read_private", "write_private"]
 
 
-def write_private(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` with mode 0600, atomically (a temporary file in the same folder, renamed)."""
+def write_private(path: Path, data: bytes, *, durable: bool = True) -> Path:
+    """Write ``data`` to ``path`` with mode 0600, atomically (a temporary file in the same folder, renamed).
+
+    ``durable`` flushes it to disk before the rename (keys); without it, a crash may lose the new content
+    but never leaves a half-written file.
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -21,7 +25,8 @@ def write_private(path: Path, data: bytes) -> Path:
         try:
             os.fchmod(fd, 0o600)  # the umask cannot widen it, an old tmp file cannot keep wider bits
             os.write(fd, data)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
