@@ -36,6 +36,7 @@ def evaluate(
         10.0, "--edge-slowdown", help="Split: how much slower the edge computes."
     ),
     seed: int = typer.Option(0, help="Seed of data split and models."),
+    epochs: int = typer.Option(20, help="Cascade: training epochs of the edge and cloud models."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results here (quiet stdout)."),
 ) -> None:
     """Measure a collaboration strategy end to end over an emulated link on 127.0.0.1."""
@@ -43,7 +44,14 @@ def evaluate(
         raise ConfigError(f"--strategy must be one of {', '.join(EVAL_STRATEGIES)}, got {strategy!r}")
     if strategy == "cascade":
         result = _cascade(
-            dataset, target_offload, target_accuracy, method, rtt_ms, seed, quiet=json_path is not None
+            dataset,
+            target_offload,
+            target_accuracy,
+            method,
+            rtt_ms,
+            seed,
+            epochs,
+            quiet=json_path is not None,
         )
     else:
         if bandwidth_mbps is None:
@@ -63,6 +71,7 @@ def _cascade(
     method: str,
     rtt_ms: float,
     seed: int,
+    epochs: int,
     *,
     quiet: bool,
 ) -> dict[str, Any]:
@@ -77,6 +86,7 @@ def _cascade(
         target_accuracy=target_accuracy,
         method=method,
         seed=seed,
+        epochs=epochs,
         link=LinkConditions(latency_ms=rtt_ms / 2, bandwidth_mbps=100.0),
     )
     with progress("cascade: test inputs", None, enabled=not quiet) as advance:

@@ -8,6 +8,8 @@ with Rényi DP (Opacus' RDP accountant). For a target ε the noise multiplier σ
 
 from __future__ import annotations
 
+import warnings
+
 from skyline.errors import ConfigError
 
 
@@ -21,14 +23,19 @@ def epsilon_for(*, noise_multiplier: float, rounds: int, sample_rate: float, del
         )
     accountant = RDPAccountant()
     accountant.history = [(noise_multiplier, sample_rate, rounds)]
-    return float(accountant.get_epsilon(delta=delta))
+    with warnings.catch_warnings():
+        # Opacus notes when the best Rényi order sits at the edge of its grid: ε is then a (valid) upper bound.
+        warnings.filterwarnings(
+            "ignore", message="Optimal order is the (smallest|largest) alpha", category=UserWarning
+        )
+        return float(accountant.get_epsilon(delta=delta))
 
 
 def noise_for_epsilon(*, target_epsilon: float, rounds: int, sample_rate: float, delta: float) -> float:
     """The smallest noise multiplier whose ε after ``rounds`` rounds is at most ``target_epsilon``."""
     if target_epsilon <= 0:
         raise ConfigError(f"--dp-epsilon must be positive, got {target_epsilon}")
-    low, high = 0.05, 1.0
+    low, high = 0.01, 1.0
     while (
         epsilon_for(noise_multiplier=high, rounds=rounds, sample_rate=sample_rate, delta=delta)
         > target_epsilon

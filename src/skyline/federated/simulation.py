@@ -36,6 +36,7 @@ def run_federated(config: FederatedConfig, *, num_cpus: int = 2, quiet: bool = F
     for name, value in {
         "RAY_USAGE_STATS_ENABLED": "0",
         "FLWR_TELEMETRY_ENABLED": "0",
+        "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",  # keep accelerator env vars as they are; silences a FutureWarning
         "OMP_NUM_THREADS": "1",
     }.items():
         os.environ.setdefault(name, value)

@@ -1,0 +1,92 @@
+"""`skyline edge eval` and `skyline fl run` as a user runs them: JSON contracts and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from skyline.cli.app import main
+
+pytestmark = pytest.mark.e2e
+
+
+def _skyline(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "skyline.cli.app", *args],
+        capture_output=True, text=True, timeout=400, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+
+
+def test_split_eval_writes_the_contract(tmp_path: Path) -> None:
+    out = tmp_path / "split.json"
+    done = _skyline(
+        "edge", "eval", "--strategy", "split", "--bandwidth-mbps", "100", "--rtt-ms", "5", "--json", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    result = json.loads(out.read_text())
+    assert set(result) == {
+        "chosen_partition",
+        "best_partition_bruteforce",
+        "latency_ms",
+        "edge_only_ms",
+        "cloud_only_ms",
+    }
+    assert 0 <= result["chosen_partition"] <= 16 and result["latency_ms"] > 0
+
+
+@pytest.mark.slow
+def test_cascade_eval_writes_the_contract(tmp_path: Path) -> None:
+    out = tmp_path / "cascade.json"
+    args = (
+        "edge",
+        "eval",
+        "--strategy",
+        "cascade",
+        "--dataset",
+        "digits",
+        "--target-offload",
+        "0.2",
+        "--epochs",
+        "3",
+    )
+    done = _skyline(*args, "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert set(result) == {
+        "edge_accuracy",
+        "cloud_accuracy",
+        "cascade_accuracy",
+        "offload_fraction",
+        "latency_p50_ms",
+    }
+    assert (
+        0 <= result["offload_fraction"] <= 0.35
+    )  # calibrated for 0.2 on validation; the test split may differ
+    assert result["cascade_accuracy"] >= result["edge_accuracy"] - 0.02
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("edge", "eval", "--strategy", "mystery"), "--strategy must be one of cascade, split"),
+        (("edge", "eval", "--strategy", "split"), "needs --bandwidth-mbps"),
+        (("edge", "eval", "--strategy", "split", "--bandwidth-mbps", "-1"), "bandwidth-mbps must be > 0"),
+        (("fl", "run", "--clients", "1"), "need clients >= 2"),
+        (("fl", "run", "--strategy", "fedsgd"), "unknown strategy"),
+        (("fl", "run", "--secagg"), "SecAgg+"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    args: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))  # in-process: the same entry point as the console script, without a new interpreter
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
