@@ -8,7 +8,6 @@ before a `Series` exists (see `skyline.scheduling.forecasting.loading`), so valu
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +55,7 @@ class Series:
     @classmethod
     def of(
         cls,
-        values: Sequence[float] | FloatArray,
+        values: npt.ArrayLike,
         *,
         step_s: float,
         start_s: float = 0.0,
@@ -82,7 +81,13 @@ class Series:
         """The first ``n`` values: the history as it was known at step ``n`` (nothing later)."""
         if not 0 <= n <= len(self):
             raise ConfigError(f"series {self.name!r}: cannot take the first {n} of {len(self)} values")
-        return Series(name=self.name, start_s=self.start_s, step_s=self.step_s, values=self.values[:n])
+        # A read-only view of already validated values: no copy, no re-validation (backtests call this
+        # once per origin on series of 50k+ steps).
+        head = object.__new__(Series)
+        for name, value in (("name", self.name), ("start_s", self.start_s), ("step_s", self.step_s)):
+            object.__setattr__(head, name, value)
+        object.__setattr__(head, "values", self.values[:n])
+        return head
 
     def tail_from(self, first: int) -> Series:
         """The values from step ``first`` on, with the start time moved accordingly."""
