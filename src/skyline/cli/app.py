@@ -21,6 +21,7 @@ from skyline.cli.demo import demo
 from skyline.cli.edge import edge_app
 from skyline.cli.example import example_app
 from skyline.cli.fl import fl_app
+from skyline.cli.forecast import forecast_app
 from skyline.cli.keys import keys_app
 from skyline.cli.serve import bench_app, serve_app
 from skyline.cli.sim import sim_app
@@ -37,6 +38,7 @@ app = typer.Typer(
 )
 app.add_typer(example_app, name="example")
 app.add_typer(sim_app, name="sim")
+app.add_typer(forecast_app, name="forecast")
 app.add_typer(keys_app, name="keys")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
