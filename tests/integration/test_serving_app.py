@@ -177,7 +177,7 @@ def test_a_full_queue_answers_429_with_retry_after(repo: ModelRepository, tmp_pa
         write_mlp_onnx(tmp_path / "tiny.onnx"),
         name="tiny",
         version=1,
-        batching=BatchingConfig(max_queue_size=1),
+        batching=BatchingConfig(max_queue_size=1, max_batch_size=1),
     )
     app = create_app(repo, cores=1)
     with TestClient(app) as c:
@@ -195,7 +195,10 @@ def test_a_full_queue_answers_429_with_retry_after(repo: ModelRepository, tmp_pa
         threads = [threading.Thread(target=call) for _ in range(2)]
         for t in threads:
             t.start()
-        while model.batcher.in_flight < 2:
+        # One request held in compute (batches of 1), one in the queue: the queue is full.
+        for _ in range(2000):
+            if model.batcher.in_flight == 2 and model.batcher.queue_depth == 1:
+                break
             threading.Event().wait(0.005)
         refused = c.post("/v2/models/tiny/infer", json=body(np.ones((1, 16), np.float32)))
         gate.set()

@@ -164,3 +164,24 @@ def test_request_type_is_frozen() -> None:
     request = InferenceRequest(id=None, inputs={}, binary_outputs=frozenset(), all_binary=False)
     with pytest.raises(AttributeError):
         request.id = "x"  # type: ignore[misc]
+
+
+def test_dynamic_sizes_need_dynamic_size_and_outputs_are_then_observed(
+    repo: ModelRepository, tmp_path: Path
+) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "seq",
+        [helper.make_tensor_value_info("x", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, ["batch", "seq"])],
+    )
+    path = tmp_path / "seq.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
+    with pytest.raises(ConfigError, match="--dynamic-size"):
+        repo.add(path, name="seq", version=1)
+    manifest = repo.add(path, name="seq", version=1, dynamic_size=5)
+    assert manifest.inputs == (TensorSpec(name="x", datatype="INT64", shape=(-1, 5)),)
+    assert manifest.outputs == (TensorSpec(name="y", datatype="INT64", shape=(-1, 5)),)
