@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from skyline.cli.app import main
 from skyline.compression.digits import classification_task, digits_data, small_cnn
 from skyline.compression.export import export_onnx
 
@@ -47,11 +48,29 @@ def test_corrupted_model_file_is_one_clear_line(tmp_path: Path) -> None:
     result = skyline("compress", str(bad), "--recipe", "int8", "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     assert result.stderr.startswith("error: cannot read model file") and "Traceback" not in result.stderr
-    unknown = skyline("compress", "digits-cnn", "--recipe", "int9", "--out", str(tmp_path / "o"))
-    assert unknown.returncode == 2 and "unknown recipe 'int9'" in unknown.stderr
 
 
-def test_infer_shards_over_processes_and_refuses_oversubscription(tmp_path: Path) -> None:
+def _main_exit(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """The CLI in-process (same entry point as the console script), for checks that fail before any work."""
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    return int(exited.value.code or 0), capsys.readouterr().err
+
+
+def test_unknown_recipe_and_oversubscription_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _main_exit(capsys, "compress", "digits-cnn", "--recipe", "int9", "--out", str(tmp_path / "o"))
+    assert code == 2 and err.startswith("error: unknown recipe 'int9'")
+    np.save(tmp_path / "x.npy", np.zeros((4, 1, 8, 8), dtype=np.float32))
+    code, err = _main_exit(
+        capsys, "compress", "infer", str(tmp_path / "m.onnx"), "--input", str(tmp_path / "x.npy"),
+        "--procs", "64", "--threads", "64",
+    )  # fmt: skip
+    assert code == 2 and "exceeds the" in err
+
+
+def test_infer_shards_the_input_over_processes(tmp_path: Path) -> None:
     data = digits_data()
     torch.manual_seed(0)
     model_path = export_onnx(
@@ -69,7 +88,3 @@ def test_infer_shards_over_processes_and_refuses_oversubscription(tmp_path: Path
     assert payload["samples"] == 100 and payload["procs"] == 2 and payload["threads"] == 1
     assert payload["throughput_per_s"] > 0
     assert np.load(outputs).shape == (100, 10)
-    too_many = skyline(
-        "compress", "infer", str(model_path), "--input", str(inputs), "--procs", "64", "--threads", "64"
-    )
-    assert too_many.returncode == 2 and "exceeds the" in too_many.stderr

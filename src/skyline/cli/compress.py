@@ -24,7 +24,10 @@ class _ModelFirstGroup(TyperGroup):
 
 compress_app = typer.Typer(
     cls=_ModelFirstGroup,
-    help="Prune, distill, export, quantize a model and compare the variants (size, latency, metric).",
+    help=(
+        "Prune, distill, export, quantize a model and compare the variants (size, latency, metric). "
+        "`skyline compress MODEL --recipe R --out DIR` is short for `skyline compress run MODEL ...`."
+    ),
     no_args_is_help=True,
 )
 

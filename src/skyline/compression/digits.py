@@ -74,7 +74,7 @@ def classification_task(name: str, data: ClassificationData, *, input_name: str 
     return Task(
         name=name,
         kind="cnn",
-        metric_name="accuracy_%",
+        metric_name="test accuracy (%)",
         input_names=(input_name,),
         dynamic_axes={input_name: {0: "batch"}},
         sample=sample,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +27,19 @@ class Subject:
 
 
 def _digits_cnn(*, epochs: int) -> Subject:
-    from skyline.compression.digits import classification_task, digits_data, train_digits_cnn
+    """The project's digits CNN, trained by `skyline.training` exactly as ``skyline train`` would."""
+    from skyline.compression.digits import classification_task
+    from skyline.training.config import TrainConfig
+    from skyline.training.trainer import train
 
-    data = digits_data()
+    with tempfile.TemporaryDirectory(prefix="skyline-compress-") as folder:
+        config = TrainConfig(
+            dataset="digits", model="cnn", epochs=epochs, out_dir=Path(folder), plot=False, export_onnx=False
+        )
+        train(config)
+        module = load_model_file(Path(folder) / "model.pt")
     return Subject(
-        name="digits-cnn",
-        module=train_digits_cnn(data, epochs=epochs),
-        task=classification_task("digits", data),
+        name="digits-cnn", module=module, task=classification_task("digits", _training_data("digits"))
     )
 
 
@@ -104,7 +111,7 @@ def check_model_fits(module: nn.Module, task: Task, *, source: str) -> None:
 def resolve_subject(model: str, *, dataset: str = "digits", quick: bool = False) -> Subject:
     """A built-in model name (see `BUILTIN_MODELS`) or the path of a `skyline train` model.pt."""
     if model == "digits-cnn":
-        return _digits_cnn(epochs=4 if quick else 8)
+        return _digits_cnn(epochs=4 if quick else 15)
     if model == "minilm":
         from skyline.compression.minilm import load_minilm, minilm_task
 
