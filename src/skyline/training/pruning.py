@@ -151,6 +151,11 @@ class ChannelPruner:
                 "use --prune-kind unstructured"
             )
         layers = _weighted_layers(model)
+        if len(layers) < 2:
+            raise ConfigError(
+                "structured pruning removes hidden channels/neurons and this model has no hidden layer; "
+                "use --prune-kind unstructured or a deeper model (mlp, cnn)"
+            )
         self.total = dense_weight_count(model)
         # Every weighted layer but the output one loses units; keep[name] marks the surviving units.
         self.keep: dict[str, torch.Tensor] = {
