@@ -141,13 +141,17 @@ def main() -> None:
         crypto = _crypto(root / "crypto")
     tested = [a for a in apis.values() if "skipped" not in a]
     results = {
-        "note": "machine shared with other jobs; counts are exact, timings are medians of 3 interleaved repeats",
+        "note": (
+            "machine shared with other jobs; counts are exact, timings are medians of 3 interleaved repeats; "
+            "server errors are 5xx except 503, the deliberate 'not ready' answer (counted apart, with samples)"
+        ),
         "fuzz_requests_per_api_target": FUZZ_REQUESTS,
         "totals": {
             "apis_tested": len(tested),
             "requests_tried": sum(a["requests_tried"] for a in tested),
             "refused_4xx": sum(a["refused_4xx"] for a in tested),
             "server_errors_5xx": sum(a["server_errors_5xx"] for a in tested),
+            "unavailable_503": sum(a["unavailable_503"] for a in tested),
             "matrix_cases": sum(a["matrix_cases"] for a in tested),
             "matrix_mismatches": sum(len(a["matrix_mismatches"]) for a in tested),
             "abusive_bodies_sent": sum(a["abusive_bodies_sent"] for a in tested),

@@ -83,12 +83,18 @@ def call_matrix_case(client: httpx.Client, target: ApiTarget, case: MatrixCase) 
 
 @dataclass(slots=True)
 class FuzzTotals:
-    """What fuzzing one API did: requests, how they were answered, and every server error seen."""
+    """What fuzzing one API did: requests, how they were answered, and every server error seen.
+
+    A server error is any 5xx except 503: 503 is the deliberate "not ready / unavailable" answer (for
+    example a readiness probe after a fuzzed admin call unloaded the model); those are counted apart,
+    with samples, so that they can be checked by eye.
+    """
 
     api: str
     tried: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     server_errors: list[str] = field(default_factory=list)  # "METHOD path → status: body" (first 20)
+    unavailable: list[str] = field(default_factory=list)  # the same for 503 answers (first 5)
     operations: int = 0
 
     @property
@@ -97,16 +103,27 @@ class FuzzTotals:
 
     @property
     def server_error_count(self) -> int:
-        return sum(n for code, n in self.statuses.items() if code >= 500)
+        return sum(n for code, n in self.statuses.items() if code >= 500 and code != 503)
+
+    def record(self, case: Any, status: int, text: str) -> None:
+        self.tried += 1
+        self.statuses[status] += 1
+        sample = f"{case.method} {case.formatted_path} → {status}: {text[:200]}"
+        if status == 503 and len(self.unavailable) < 5:
+            self.unavailable.append(sample)
+        elif status >= 500 and status != 503 and len(self.server_errors) < 20:
+            self.server_errors.append(sample)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "requests_tried": self.tried,
             "refused_4xx": self.refused,
             "server_errors_5xx": self.server_error_count,
+            "unavailable_503": self.statuses.get(503, 0),
             "operations": self.operations,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "server_error_samples": self.server_errors[:20],
+            "unavailable_samples": self.unavailable[:5],
         }
 
 
@@ -163,12 +180,7 @@ def fuzz(
                     token = _caller(target, totals.tried)
                     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
                     response = case.call(base_url=target.url, headers=headers, timeout=60)
-                    totals.tried += 1
-                    totals.statuses[response.status_code] += 1
-                    if response.status_code >= 500 and len(totals.server_errors) < 20:
-                        totals.server_errors.append(
-                            f"{case.method} {case.formatted_path} → {response.status_code}: {response.text[:200]}"
-                        )
+                    totals.record(case, response.status_code, response.text)
 
                 try:
                     send()
