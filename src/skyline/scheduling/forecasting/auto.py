@@ -34,6 +34,9 @@ class Auto(Forecaster):
     def _fit(self, history: Series) -> None:
         held_out = min(round(len(history) * self.validation), round(WEEK_S / history.step_s))
         held_out = max(held_out, self.horizon)
+        history.require_length(
+            held_out + 2, why=f"auto (a validation part of {held_out} steps and a history)"
+        )
         config = BacktestConfig(horizon=self.horizon, test_steps=held_out, refit_every=held_out + 1)
         training = history.head(len(history) - held_out)
         self.scores = {}

@@ -62,7 +62,7 @@ class Series:
         name: str = "series",
     ) -> Series:
         """Build a series from plain numbers (tests, examples, synthetic traces)."""
-        return cls(name=name, start_s=start_s, step_s=step_s, values=np.asarray(values, dtype=np.float64))
+        return cls(name=name, start_s=start_s, step_s=step_s, values=values)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
