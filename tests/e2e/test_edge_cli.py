@@ -90,3 +90,90 @@ def test_bad_input_is_one_line_and_exit_2(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_edge_run_pulls_a_signed_model_and_serves_it(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import httpx
+    import torch
+
+    from skyline.edge.background import BackgroundServer
+    from skyline.edge.cloud_app import create_cloud_app, static_token
+    from skyline.edge.ingest import IngestStore
+    from skyline.edge.publish import publish_model
+    from skyline.security.signing import generate_signing_keys
+    from skyline.training.models import build_model
+
+    private, public = generate_signing_keys(tmp_path / "signing.key", tmp_path / "signing.pub")
+    torch.manual_seed(0)
+    publish_model(
+        build_model("linear", (1, 8, 8), 10),
+        (1, 8, 8),
+        root=tmp_path / "repo",
+        name="digits",
+        version=1,
+        private_key=private,
+    )
+    ingest = IngestStore(tmp_path / "ingest.db")
+    app = create_cloud_app(ingest=ingest, token_check=static_token("t"), repository=tmp_path / "repo")
+    port = _free_port()
+    with BackgroundServer(app) as cloud:
+        args = [
+            "edge",
+            "run",
+            "--cloud",
+            cloud.url,
+            "--token",
+            "t",
+            "--model",
+            "digits",
+            "--public-key",
+            str(public),
+        ]
+        args += [
+            "--store",
+            str(tmp_path / "edge"),
+            "--port",
+            str(port),
+            "--poll-s",
+            "0.5",
+            "--duration-s",
+            "120",
+        ]
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "skyline.cli.app", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            health: dict[str, object] = {}
+            for _ in range(300):
+                try:
+                    health = httpx.get(f"http://127.0.0.1:{port}/health").json()
+                except httpx.HTTPError:
+                    health = {}
+                if health.get("model_version") == 1:
+                    break
+                time.sleep(0.2)
+            assert health == {"status": "ok", "model_version": 1}
+            body = {
+                "inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.5] * 64}]
+            }
+            answer = httpx.post(f"http://127.0.0.1:{port}/v2/models/digits/infer", json=body).json()
+            assert answer["model_version"] == "1" and len(answer["outputs"][0]["data"]) == 10
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            _, stderr = agent.communicate(timeout=30)
+    ingest.close()
+    assert agent.returncode == 0, stderr

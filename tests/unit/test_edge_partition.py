@@ -79,3 +79,26 @@ def test_every_cut_gives_the_whole_models_answer() -> None:
     whole = tail(0, x)
     for k in range(1, len(model)):
         np.testing.assert_allclose(tail(k, run_layers(model, 0, k, x)), whole, rtol=1e-5, atol=1e-6)
+
+
+def test_split_executor_matches_the_whole_model_at_every_cut() -> None:
+    from skyline.edge.split import SplitExecutor
+
+    model = split_network(seed=2)
+    tail = tail_runner(model)
+    x = np.random.default_rng(2).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    whole = tail(0, x)
+    for int8 in (False, True):
+        executor = SplitExecutor(
+            model,
+            lambda k, sent: tail(k, decode_activation(sent.payload, sent.headers)),
+            edge_ms=[0.0] * len(model),
+            int8=int8,
+        )
+        for k in range(len(model) + 1):
+            executor.partition = k
+            probs = executor.infer(x)
+            if int8 and k < len(model):
+                np.testing.assert_allclose(probs, whole, atol=0.05)  # quantized activations: close, not equal
+            else:
+                np.testing.assert_allclose(probs, whole, rtol=1e-5, atol=1e-6)

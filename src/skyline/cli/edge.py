@@ -126,7 +126,8 @@ def run(
     duration_s: float | None = typer.Option(None, "--duration-s", help="Stop after this many seconds."),
 ) -> None:
     """Run the edge agent: verified model updates, local inference API, cascade, uplink and telemetry."""
-    import time
+    import signal
+    import threading
 
     import uvicorn
 
@@ -152,20 +153,17 @@ def run(
     server = uvicorn.Server(
         uvicorn.Config(create_agent_app(agent), host="127.0.0.1", port=port, log_level="warning", ws="none")
     )
-    console.print(f"edge agent {config.name}: model {model}, strategy {strategy}, store {store}")
-    started = time.monotonic()
-
-    def watchdog() -> None:
-        while duration_s is not None and not server.should_exit:
-            if time.monotonic() - started > duration_s:
-                server.should_exit = True
-            time.sleep(0.2)
-
-    import threading
-
-    threading.Thread(target=watchdog, daemon=True).start()
+    # uvicorn in a thread; the main thread owns the signals, so SIGTERM/SIGINT stop everything cleanly.
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    thread = threading.Thread(target=server.run, name="edge-agent-api", daemon=True)
+    thread.start()
+    console.print(f"edge agent {config.name}: model {model}, strategy {strategy}, store {store}, port {port}")
     try:
-        server.run()
+        stop.wait(timeout=duration_s)
     finally:
+        server.should_exit = True
+        thread.join(timeout=10)
         agent.stop()
     console.print("edge agent stopped")

@@ -99,7 +99,7 @@ def evaluate_split(
             executor = SplitExecutor(
                 model,
                 lambda k, a: client.split_tail(SPLIT_MODEL, k, a.payload, a.headers),
-                edge_slowdown=config.edge_slowdown,
+                edge_ms=[layer.edge_ms for layer in layers],
                 int8=config.int8,
             )
             measured = brute_force_measure(executor, len(layers) + 1, x, config.repeats, advance)
