@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from skyline.errors import ConfigError, NotFoundError
+from skyline.errors import ConfigError, NotFoundError, SkylineError
 from skyline.training.config import TrainConfig
 from skyline.training.models import MODELS, build_model, count_parameters
 
@@ -88,3 +88,19 @@ def test_yaml_files_build_configs_and_flags_win(tmp_path: Path) -> None:
     path.write_text("- a list\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         TrainConfig.from_yaml(path)
+
+
+def test_a_workers_skyline_error_is_raised_again_in_the_parent_as_the_same_class(tmp_path: Path) -> None:
+    from skyline.errors import DataError
+    from skyline.training.distributed import _relayed_error
+
+    assert _relayed_error(tmp_path) is None
+    (tmp_path / "rank-1.json").write_text('{"type": "DataError", "message": "x.csv:3: 2 fields"}')
+    (tmp_path / "rank-0.json").write_text('{"type": "os.system", "message": "not an error class"}')
+    relayed = _relayed_error(tmp_path)
+    assert (
+        type(relayed) is SkylineError and str(relayed) == "not an error class"
+    )  # rank 0 first, unknown type
+    (tmp_path / "rank-0.json").unlink()
+    relayed = _relayed_error(tmp_path)
+    assert isinstance(relayed, DataError) and str(relayed) == "x.csv:3: 2 fields"

@@ -16,13 +16,16 @@ the same early-stopping decision without extra communication.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import socket
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from skyline.errors import ConfigError
+from skyline.errors import ConfigError, SkylineError, UnavailableError
 
 if TYPE_CHECKING:
     from skyline.training.config import TrainConfig
@@ -94,7 +97,7 @@ def context_from_env() -> WorkerContext:
     return WorkerContext(rank=rank, world_size=world_size, device=device)
 
 
-def _spawned_worker(rank: int, config: TrainConfig, port: int) -> None:
+def _spawned_worker(rank: int, config: TrainConfig, port: int, error_dir: str) -> None:
     import torch.distributed as dist
 
     from skyline.training.loop import run_worker
@@ -106,15 +109,49 @@ def _spawned_worker(rank: int, config: TrainConfig, port: int) -> None:
     )
     try:
         run_worker(config, WorkerContext(rank=rank, world_size=config.workers, device=device))
+    except SkylineError as exc:  # the user's mistake: hand it to the parent, no traceback
+        error = {"type": type(exc).__name__, "message": str(exc)}
+        (Path(error_dir) / f"rank-{rank}.json").write_text(json.dumps(error))
+        raise SystemExit(3) from None
     finally:
         dist.destroy_process_group()
 
 
-def spawn_local(config: TrainConfig) -> Path:
-    """Run ``config.workers`` DDP processes on this machine; rank 0 writes the results under ``out_dir``."""
-    import torch.multiprocessing as mp
+def _relayed_error(error_dir: Path) -> SkylineError | None:
+    """The SkylineError a worker reported, rebuilt in the parent (rank 0's first), or None."""
+    from skyline import errors
 
-    mp.start_processes(  # type: ignore[attr-defined,no-untyped-call]
-        _spawned_worker, args=(config, free_port()), nprocs=config.workers, join=True, start_method="spawn"
-    )
+    for report in sorted(error_dir.glob("rank-*.json")):
+        error = json.loads(report.read_text())
+        kind = getattr(errors, error["type"], SkylineError)
+        if not (isinstance(kind, type) and issubclass(kind, SkylineError)):
+            kind = SkylineError
+        return kind(error["message"])
+    return None
+
+
+def spawn_local(config: TrainConfig) -> Path:
+    """Run ``config.workers`` DDP processes on this machine; rank 0 writes the results under ``out_dir``.
+
+    A worker's `SkylineError` (bad data, a bad option) is raised again here, as the same class.
+    """
+    import torch.multiprocessing as mp
+    from torch.multiprocessing.spawn import ProcessException
+
+    # torch logs "Terminating process ..." when it stops the other ranks after one failed; the error said it.
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix="skyline-ddp-") as error_dir:
+        try:
+            mp.start_processes(  # type: ignore[attr-defined,no-untyped-call]
+                _spawned_worker,
+                args=(config, free_port(), error_dir),
+                nprocs=config.workers,
+                join=True,
+                start_method="spawn",
+            )
+        except ProcessException as exc:
+            relayed = _relayed_error(Path(error_dir))
+            if relayed is not None:
+                raise relayed from None
+            raise UnavailableError(f"a training worker failed: {exc}") from exc
     return config.out_dir

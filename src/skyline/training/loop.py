@@ -140,7 +140,8 @@ def build_session(config: TrainConfig, ctx: WorkerContext) -> Session:
     elif ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
-        session.net = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device != "cpu" else None)
+        device_ids = [torch.device(ctx.device)] if ctx.device != "cpu" else None
+        session.net = DistributedDataParallel(model, device_ids=device_ids)
     return session
 
 

@@ -65,7 +65,7 @@ def run_with_ray(config: TrainConfig) -> None:
                 run_config=RunConfig(storage_path=str(config.out_dir / "ray"), name="train"),
             )
         trainer.fit()
-    except ray.exceptions.RayError as exc:
+    except Exception as exc:  # Ray wraps worker failures in its own types; say which run failed and why
         raise UnavailableError(f"Ray Train could not run the training: {exc}") from exc
     finally:
         if started_here:
