@@ -238,9 +238,10 @@ class AbuseResult:
         return 400 <= self.status < 500
 
 
-def send_abuse(target: ApiTarget, *, oversized: bool = True) -> list[AbuseResult]:
-    """Every abusive body to every JSON-body operation, and (``oversized``) an oversized body to every
-    POST/PUT/PATCH operation, all with the most privileged token so that only the body is at fault."""
+def send_abuse(target: ApiTarget, *, oversized_ops: int | None = None) -> list[AbuseResult]:
+    """Every abusive body to every JSON-body operation, and an oversized body to every POST/PUT/PATCH
+    operation (or the first ``oversized_ops`` of them), all with the most privileged token so that only
+    the body is at fault."""
     spec_ops = operations(target)
     token = {"Authorization": f"Bearer {target.tokens[target.fuzz_token]}"}
     results = []
@@ -250,14 +251,11 @@ def send_abuse(target: ApiTarget, *, oversized: bool = True) -> list[AbuseResult
             for label, body, headers in abusive_bodies(target):
                 response = client.request(method, url, content=body, headers={**token, **headers})
                 results.append(AbuseResult(method, path, label, response.status_code))
-        if oversized:
-            big = oversized_body(target)
-            for method, path in spec_ops:
-                if method in {"POST", "PUT", "PATCH"}:
-                    url = target.url + path.format_map(dict(target.path_values))
-                    headers = {**token, "content-type": "application/json"}
-                    response = client.request(method, url, content=big, headers=headers)
-                    results.append(
-                        AbuseResult(method, path, f"oversized ({len(big)} bytes)", response.status_code)
-                    )
+        big = oversized_body(target)
+        writes = [(m, p) for m, p in spec_ops if m in {"POST", "PUT", "PATCH"}]
+        for method, path in writes[:oversized_ops]:
+            url = target.url + path.format_map(dict(target.path_values))
+            headers = {**token, "content-type": "application/json"}
+            response = client.request(method, url, content=big, headers=headers)
+            results.append(AbuseResult(method, path, f"oversized ({len(big)} bytes)", response.status_code))
     return results

@@ -11,15 +11,15 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from skyline.errors import UnavailableError
 
-__all__ = ["STATIC", "TARGETS", "ApiTarget", "Rule", "TargetUnavailableError", "serve_app"]
+__all__ = ["STATIC", "TARGETS", "ApiTarget", "Rule", "TargetUnavailableError", "TlsPair", "serve_app"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +48,22 @@ class ApiTarget:
     fuzz_token: str = "admin"  # the most privileged token: lets fuzz cases reach the handlers
 
 
+TlsPair = tuple[Path, Path]  # (certificate, private key)
+
+
 @contextmanager
-def serve_app(app: Any, *, timeout_s: float = 30.0) -> Iterator[str]:
-    """Run an ASGI app with uvicorn on a free 127.0.0.1 port in a thread; yield its URL; stop it after."""
+def serve_app(app: Any, *, tls: TlsPair | None = None, timeout_s: float = 30.0) -> Iterator[str]:
+    """Run an ASGI app with uvicorn on a free 127.0.0.1 port in a thread (HTTPS with ``tls``); yield its
+    URL; stop it after."""
     import uvicorn
+
+    from skyline.security.tls import uvicorn_ssl_kwargs
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="error", access_log=False, ws="none", lifespan="on")
+    ssl_kwargs: dict[str, Any] = uvicorn_ssl_kwargs(*tls) if tls else {}
+    config = uvicorn.Config(app, log_level="error", access_log=False, ws="none", lifespan="on", **ssl_kwargs)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -68,7 +75,7 @@ def serve_app(app: Any, *, timeout_s: float = 30.0) -> Iterator[str]:
             raise UnavailableError(f"test server did not start within {timeout_s} s")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=timeout_s)
@@ -106,7 +113,7 @@ CLUSTER_RULES: dict[str, Rule | None] = {
 
 
 @contextmanager
-def cluster_target(folder: Path) -> Iterator[ApiTarget]:
+def cluster_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
     """The control plane (skyline.cluster), its loop stopped: the API and store are what is tested."""
     try:
         from skyline.cluster.server import ServerConfig, build
@@ -114,7 +121,7 @@ def cluster_target(folder: Path) -> Iterator[ApiTarget]:
         raise TargetUnavailableError(f"skyline.cluster has no server yet ({exc})") from exc
     built = build(ServerConfig(state_dir=folder / "cluster", port=0))
     try:
-        with serve_app(built.app) as url:
+        with serve_app(built.app, tls=tls) as url:
             yield ApiTarget(
                 name="cluster",
                 url=url,
@@ -143,7 +150,7 @@ SERVING_RULES: dict[str, Rule | None] = {
 
 
 @contextmanager
-def serving_target(folder: Path) -> Iterator[ApiTarget]:
+def serving_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
     """The inference server (skyline.serving) over a one-model repository (a small ONNX MLP)."""
     try:
         from skyline.security.tokens import TokenAuthority
@@ -157,7 +164,7 @@ def serving_target(folder: Path) -> Iterator[ApiTarget]:
     repo = ModelRepository(root)
     repo.add(write_mlp_onnx(folder / "serving" / "mlp.onnx"), name="mlp", version=1)
     authority = TokenAuthority(folder / "serving" / "tokens.json")
-    with serve_app(create_app(repo, authority=authority, cores=1)) as url:
+    with serve_app(create_app(repo, authority=authority, cores=1), tls=tls) as url:
         yield ApiTarget(
             name="serving",
             url=url,
@@ -183,7 +190,7 @@ EDGE_RULES: dict[str, Rule | None] = {
 
 
 @contextmanager
-def edge_target(folder: Path) -> Iterator[ApiTarget]:
+def edge_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
     """The cloud side of the edge (skyline.edge.cloud_app): uplink ingestion, inference, repository."""
     try:
         import numpy as np
@@ -212,7 +219,7 @@ def edge_target(folder: Path) -> Iterator[ApiTarget]:
         repository=repository,
     )
     try:
-        with serve_app(app) as url:
+        with serve_app(app, tls=tls) as url:
             yield ApiTarget(
                 name="edge",
                 url=url,
@@ -231,7 +238,11 @@ def edge_target(folder: Path) -> Iterator[ApiTarget]:
         ingest.close()
 
 
-TARGETS: dict[str, Callable[[Path], AbstractContextManager[ApiTarget]]] = {
+class TargetFactory(Protocol):
+    def __call__(self, folder: Path, tls: TlsPair | None = None) -> AbstractContextManager[ApiTarget]: ...
+
+
+TARGETS: dict[str, TargetFactory] = {
     "cluster": cluster_target,
     "serving": serving_target,
     "edge": edge_target,
