@@ -9,7 +9,7 @@ in. Comparison is constant-time. There is no default password: `TokenAuthority.b
 the first admin token exactly once (the caller prints it once), and ``None`` ever after.
 
 Several processes may share one file (the CLI issues, a server verifies): writes hold an exclusive
-``fcntl`` lock and replace the file atomically; readers reload when the file's mtime or size changes.
+``fcntl`` lock and replace the file atomically; readers reload when the file (inode, mtime or size) changes.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class TokenAuthority:
         self.path = Path(path)
         self._clock = clock
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._records: dict[str, TokenRecord] = {}
         self._bootstrapped = False
 
@@ -90,7 +90,7 @@ class TokenAuthority:
         except FileNotFoundError:
             self._stamp, self._records, self._bootstrapped = None, {}, False
             return
-        stamp = (st.st_mtime_ns, st.st_size)
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # every write is a new file (atomic rename)
         if stamp == self._stamp:
             return
         check_private(self.path)
@@ -115,7 +115,7 @@ class TokenAuthority:
         }
         write_private(self.path, (json.dumps(payload, indent=1) + "\n").encode())
         st = self.path.stat()
-        self._stamp = (st.st_mtime_ns, st.st_size)
+        self._stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
