@@ -6,11 +6,13 @@ import logging
 import os
 from typing import Any
 
+from skyline.errors import UnavailableError
 from skyline.federated.apps import FederatedConfig, _dataset, make_client_app, make_server_app, new_model
 from skyline.federated.local_training import LocalTraining, accuracy, train_local
 from skyline.federated.privacy import epsilon_for, noise_for_epsilon
 
 RAY_OBJECT_STORE_BYTES = 80 * 1024**2
+START_ATTEMPTS = 3
 
 
 def centralized_accuracy(config: FederatedConfig) -> float:
@@ -56,12 +58,25 @@ def run_federated(config: FederatedConfig, *, num_cpus: int = 2, quiet: bool = F
             "logging_level": logging.ERROR,
         },
     }
-    run_simulation(
-        server_app=make_server_app(config, accuracies, noise),
-        client_app=make_client_app(config),
-        num_supernodes=config.clients,
-        backend_config=backend,
-    )
+    for attempt in range(1, START_ATTEMPTS + 1):
+        accuracies.clear()
+        try:
+            run_simulation(
+                server_app=make_server_app(config, accuracies, noise),
+                client_app=make_client_app(config),
+                num_supernodes=config.clients,
+                backend_config=backend,
+            )
+            break
+        except RuntimeError as exc:
+            # Ray gives its raylet a fixed 30 s to register; on an overloaded host that can fail. Retry.
+            if attempt == START_ATTEMPTS:
+                raise UnavailableError(
+                    f"Flower's simulation engine (Ray) failed {START_ATTEMPTS} times: {exc}; the host may be "
+                    "overloaded — retry when it is less busy, or with fewer --clients"
+                ) from exc
+    if len(accuracies) != config.rounds:
+        raise UnavailableError(f"the federated run ended after {len(accuracies)} of {config.rounds} rounds")
     epsilon = None
     if noise is not None:
         epsilon = epsilon_for(

@@ -19,6 +19,7 @@ from skyline.edge.digit_models import DigitModels, predict_proba, train_digit_mo
 from skyline.edge.ingest import IngestStore
 from skyline.edge.link import LinkConditions, LinkProxy
 from skyline.edge.publish import publish_model
+from skyline.errors import UnavailableError
 from skyline.federated.apps import FederatedConfig
 from skyline.federated.simulation import run_federated
 from skyline.security.signing import generate_signing_keys
@@ -122,32 +123,46 @@ def _plot(fl: dict[str, Any], path: Path) -> None:
 
 
 def run(ctx: DemoContext) -> StepReport:
-    models = train_digit_models(seed=0, epochs=10 if ctx.quick else 20)
+    models = train_digit_models(seed=0, epochs=5 if ctx.quick else 20)
     with tempfile.TemporaryDirectory() as tmp:
         edge = _cascade_and_outage(models, Path(tmp))
-    fl_config = FederatedConfig(clients=3 if ctx.quick else 10, rounds=3 if ctx.quick else 20, alpha=0.5)
-    fl = run_federated(fl_config, quiet=True)
-    figure = ctx.out_dir / "federated.png"
-    _plot(fl, figure)
+    fl_config = FederatedConfig(clients=3 if ctx.quick else 10, rounds=2 if ctx.quick else 20, alpha=0.5)
+    figures: tuple[Path, ...] = ()
+    try:
+        fl: dict[str, Any] | None = run_federated(fl_config, quiet=True)
+    except UnavailableError as exc:  # Ray could not start on an overloaded host: say so, keep the rest
+        fl, fl_error = None, str(exc)
     summary = (
-        f"**Cascade.** An edge agent pulled the int8 (ONNX Runtime dynamic quantization) digits model v{edge['model_version']} "
-        f"from the cloud repository, verified its Ed25519-signed manifest, and answered the {len(models.splits.test)} test "
-        f"digits: edge alone {edge['edge_int8_accuracy']:.3f}, cloud CNN {edge['cloud_accuracy']:.3f}, cascade "
-        f"{edge['cascade_accuracy']:.3f} sending {edge['offload_fraction']:.1%} of inputs to the cloud.\n\n"
-        f"**Outage.** With the link cut, {edge['degraded_during_outage']} hard inputs were answered by the edge (degraded) and "
-        f"{edge['queued_during_outage']} records waited in the SQLite queue; once the link came back they were delivered in "
-        f"{edge['drain_s']:.1f} s: {edge['records_produced']} records made, {edge['records_lost']} lost, "
-        f"{edge['duplicates_dropped']} duplicates dropped by the cloud's idempotent ingestion.\n\n"
-        f"**Federated.** FedAvg, {fl_config.clients} clients, Dirichlet α = 0.5, {fl['rounds']} rounds in Flower's "
-        f"simulation engine: {fl['final_accuracy']:.3f} vs {fl['centralized_accuracy']:.3f} trained centrally."
+        f"**Cascade.** An edge agent pulled the int8 (ONNX Runtime dynamic quantization) digits model "
+        f"v{edge['model_version']} from the cloud repository, verified its Ed25519-signed manifest, and answered "
+        f"the {len(models.splits.test)} test digits: edge alone {edge['edge_int8_accuracy']:.3f}, cloud CNN "
+        f"{edge['cloud_accuracy']:.3f}, cascade {edge['cascade_accuracy']:.3f} sending {edge['offload_fraction']:.1%} "
+        "of inputs to the cloud.\n\n"
+        f"**Outage.** With the link cut, {edge['degraded_during_outage']} hard inputs were answered by the edge "
+        f"(degraded) and {edge['queued_during_outage']} records waited in the SQLite queue; once the link came back "
+        f"they were delivered in {edge['drain_s']:.1f} s: {edge['records_produced']} records made, "
+        f"{edge['records_lost']} lost, {edge['duplicates_dropped']} duplicates dropped by the cloud's idempotent "
+        "ingestion.\n\n"
     )
+    metrics: dict[str, Any] = dict(edge)
+    if fl is not None:
+        figure = ctx.out_dir / "federated.png"
+        _plot(fl, figure)
+        figures = (figure,)
+        summary += (
+            f"**Federated.** FedAvg, {fl_config.clients} clients, Dirichlet α = 0.5, {fl['rounds']} rounds in "
+            f"Flower's simulation engine: {fl['final_accuracy']:.3f} vs {fl['centralized_accuracy']:.3f} trained "
+            "centrally."
+        )
+        metrics |= {
+            "fl_final_accuracy": fl["final_accuracy"],
+            "fl_centralized_accuracy": fl["centralized_accuracy"],
+        }
+    else:
+        summary += f"**Federated.** Did not run: {fl_error}"
     return StepReport(
         title="Edge agent, cascade, outage and federated learning",
         summary=summary,
-        figures=(figure,),
-        metrics={
-            **edge,
-            "fl_final_accuracy": fl["final_accuracy"],
-            "fl_centralized_accuracy": fl["centralized_accuracy"],
-        },
+        figures=figures,
+        metrics=metrics,
     )
