@@ -16,7 +16,9 @@ from skyline.compression.pruning import (
     apply_unstructured_masks,
     count_parameters,
     fold_masks,
+    hidden_sizes,
     prune_structured,
+    schedule_targets,
     sparsity,
 )
 from skyline.compression.recipe import builtin_recipes, load_recipe
@@ -57,6 +59,18 @@ def test_structured_pruning_removes_floor_of_amount_units_and_rewires_the_next_l
     assert pruned(torch.randn(3, 1, 8, 8)).shape == (3, 10)
     # 7 of 10 hidden units → 10 − floor(10 × 0.3) = 7
     assert [m.out_features for m in prune_structured(_mlp(), 0.3) if isinstance(m, nn.Linear)] == [7, 5, 3]
+
+
+def test_staged_pruning_lands_exactly_on_the_one_shot_sizes() -> None:
+    assert schedule_targets([32, 64, 128], 0.5, 2) == [[24, 48, 96], [16, 32, 64]]
+    assert schedule_targets([10, 7], 0.3, 3)[-1] == [7, 5]  # same as one cut: 10 − 3, 7 − 2
+    model = small_cnn(width=8)
+    staged = model
+    for keep in schedule_targets(hidden_sizes(model), 0.5, 2):
+        staged = prune_structured(staged, 0.5, keep=keep)
+    assert hidden_sizes(staged) == hidden_sizes(prune_structured(model, 0.5)) == [4, 8, 16]
+    with pytest.raises(ConfigError, match="stages"):
+        schedule_targets([8], 0.5, 0)
 
 
 def test_structured_pruning_keeps_the_function_of_the_units_it_keeps() -> None:

@@ -141,3 +141,27 @@ def test_corrupted_and_wrong_shape_models_give_clear_errors(
     with pytest.raises(DataError, match="cannot load ONNX model"):
         OnnxArtifact(bad_onnx).predictor(task, threads=1)
     assert TorchArtifact(small_cnn()).params() == sum(p.numel() for p in small_cnn().parameters())
+
+
+def test_bf16_halves_the_file_and_keeps_the_answers(trained: tuple[nn.Module, Task]) -> None:
+    from skyline.compression.torch_quantize import to_half
+
+    model, task = trained
+    fp32, bf16 = TorchArtifact(model), to_half(TorchArtifact(model), dtype="bf16")
+    batch = task.sample(256)
+    agree = np.mean(
+        fp32.predictor(task, threads=1)(batch).argmax(1) == bf16.predictor(task, threads=1)(batch).argmax(1)
+    )
+    assert agree >= 0.98
+    assert bf16.size_bytes() < 0.6 * fp32.size_bytes()
+
+
+@pytest.mark.gpu
+def test_fp16_runs_on_the_gpu(trained: tuple[nn.Module, Task]) -> None:
+    from skyline.compression.torch_quantize import to_half
+
+    model, task = trained
+    fp16 = to_half(TorchArtifact(model), dtype="fp16")
+    batch = task.sample(64)
+    reference = TorchArtifact(model).predictor(task, threads=1)(batch)
+    assert np.mean(fp16.predictor(task, threads=1)(batch).argmax(1) == reference.argmax(1)) >= 0.98

@@ -72,13 +72,14 @@ class TorchPredictor:
 
     def __call__(self, inputs: Inputs) -> np.ndarray:
         torch.set_num_threads(self.threads)
+        device = next(self.module.parameters(), torch.empty(0)).device  # fp16 variants live on the GPU
         tensors = []
         for name in self.input_names:
-            tensor = torch.from_numpy(inputs[name])
+            tensor = torch.from_numpy(inputs[name]).to(device)
             tensors.append(tensor.to(self.dtype) if tensor.is_floating_point() else tensor)
         with torch.inference_mode():
             output = self.module(*tensors)
-        return np.asarray(output.float().numpy())
+        return np.asarray(output.float().cpu().numpy())
 
 
 class OnnxPredictor:

@@ -158,10 +158,34 @@ def _next_prunable(layers: list[nn.Module], start: int) -> int | None:
     return None
 
 
-def prune_structured(model: nn.Module, amount: float) -> nn.Sequential:
-    """A new, smaller model: each hidden conv/linear keeps ``size − floor(size × amount)`` units."""
+def hidden_sizes(model: nn.Module) -> list[int]:
+    """Units (channels or neurons) of each hidden conv/linear layer of a chain model, in order."""
+    layers = _flatten_chain(model)
+    sizes = []
+    for position, layer in enumerate(layers):
+        if isinstance(layer, nn.Conv2d | nn.Linear) and _next_prunable(layers, position) is not None:
+            sizes.append(layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features)
+    return sizes
+
+
+def schedule_targets(original: list[int], amount: float, stages: int) -> list[list[int]]:
+    """Units to keep per hidden layer after each of ``stages`` equal steps toward ``amount`` removed.
+
+    Counted from the original sizes, so the last stage lands exactly on ``size − floor(size × amount)``.
+    """
+    _check_amount(amount)
+    if stages < 1:
+        raise ConfigError(f"pruning stages must be >= 1, got {stages}")
+    fractions = [amount * k / stages for k in range(1, stages)] + [amount]
+    return [[_keep_count(size, fraction) for size in original] for fraction in fractions]
+
+
+def prune_structured(model: nn.Module, amount: float, *, keep: list[int] | None = None) -> nn.Sequential:
+    """A new, smaller model: each hidden conv/linear keeps ``size − floor(size × amount)`` units, or
+    ``keep[i]`` units for the i-th hidden layer when ``keep`` is given (see `schedule_targets`)."""
     _check_amount(amount)
     layers = [copy.deepcopy(m) for m in _flatten_chain(model)]
+    hidden = 0
     for position, layer in enumerate(layers):
         if not isinstance(layer, nn.Conv2d | nn.Linear):
             continue
@@ -169,7 +193,9 @@ def prune_structured(model: nn.Module, amount: float) -> nn.Sequential:
         if following is None:  # the output layer keeps every class
             break
         size = layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
-        index = _strongest(layer.weight, _keep_count(size, amount))
+        target = _keep_count(size, amount) if keep is None else min(size, keep[hidden])
+        hidden += 1
+        index = _strongest(layer.weight, target)
         layers[position] = _slice_out(layer, index)
         for between in range(position + 1, following):
             if isinstance(layers[between], nn.BatchNorm1d | nn.BatchNorm2d):

@@ -19,7 +19,13 @@ from skyline.compression.distill import distill_student
 from skyline.compression.export import check_parity, export_onnx
 from skyline.compression.finetune import FitConfig, fit_classifier
 from skyline.compression.ort_quantize import QuantMode, optimize_graph, quantize_int8
-from skyline.compression.pruning import apply_unstructured_masks, fold_masks, prune_structured
+from skyline.compression.pruning import (
+    apply_unstructured_masks,
+    fold_masks,
+    hidden_sizes,
+    prune_structured,
+    schedule_targets,
+)
 from skyline.compression.task import Task
 from skyline.compression.torch_quantize import HalfDtype, TorchaoScheme, to_half, torchao_int8
 from skyline.errors import ConfigError
@@ -75,16 +81,20 @@ class PruneStep:
 
     kind: Literal["structured", "unstructured"] = "structured"
     amount: float = 0.5
-    # 10 epochs at 2e-3 recover the digits CNN to within 0.3 points; 4 at 1e-3 left it 2.2 points down.
-    finetune_epochs: int = 10
+    # Structured pruning in 2 stages (half the cut, fine-tune, the rest, fine-tune) kept the digits CNN
+    # within 0.3 points; one 50 % cut with the same 10 epochs lost 1.1.
+    stages: int = 2
+    finetune_epochs: int = 5  # per stage
     lr: float = 2e-3
     name: str = "prune"
 
     def __post_init__(self) -> None:
         if self.kind not in ("structured", "unstructured"):
             raise ConfigError(f"prune kind must be structured or unstructured, got {self.kind!r}")
-        if not 0.0 <= self.amount < 1.0 or self.finetune_epochs < 0:
-            raise ConfigError(f"prune amount must be in [0, 1) and finetune_epochs >= 0, got {self.amount}")
+        if not 0.0 <= self.amount < 1.0 or self.finetune_epochs < 0 or self.stages < 1:
+            raise ConfigError(
+                f"prune amount must be in [0, 1), finetune_epochs >= 0, stages >= 1; got {self.amount}"
+            )
 
     def apply(self, artifact: Artifact, ctx: StepContext) -> Artifact:
         _labelled(ctx, self.name)
@@ -94,7 +104,9 @@ class PruneStep:
         module = copy.deepcopy(_module(artifact, self.name))
         fit = FitConfig(epochs=self.finetune_epochs, lr=self.lr)
         if self.kind == "structured":
-            pruned = fit_classifier(prune_structured(module, self.amount), ctx.task.data, fit)
+            pruned = module
+            for keep in schedule_targets(hidden_sizes(module), self.amount, self.stages):
+                pruned = fit_classifier(prune_structured(pruned, self.amount, keep=keep), ctx.task.data, fit)
         else:
             pruned = fold_masks(
                 fit_classifier(apply_unstructured_masks(module, self.amount), ctx.task.data, fit)

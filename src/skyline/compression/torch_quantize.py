@@ -53,4 +53,6 @@ def to_half(source: TorchArtifact, *, dtype: HalfDtype = "bf16") -> TorchArtifac
     if not half_supported(dtype):
         raise ConfigError("fp16 needs a CUDA device on this build; use dtype: bf16 on CPU")
     module: nn.Module = copy.deepcopy(source.module).to(torch_dtypes[dtype]).eval()
+    if dtype == "fp16":
+        module = module.cuda()
     return TorchArtifact(module, dtype=torch_dtypes[dtype])
