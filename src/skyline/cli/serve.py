@@ -38,7 +38,8 @@ def serve(
 
     models = ModelRepository(repo).models()
     console.print(
-        f"serving {len(models)} model(s) {models} from {repo} on http://{host}:{port} ({workers} worker(s))"
+        f"serving {len(models)} model(s) {models} from {repo} on http://{host}:{port} ({workers} worker(s))",
+        soft_wrap=True,
     )
     serve_forever(repo, host=host, port=port, workers=workers, tokens=tokens, public_key=public_key)
 
@@ -100,7 +101,8 @@ def pack(
         write_json(json_out, manifest.to_json())
     else:
         console.print(
-            f"packed {model} as {name} version {version} in {repo} (sha256 {manifest.sha256[:16]}…)"
+            f"packed {model} as {name} version {version} in {repo} (sha256 {manifest.sha256[:16]}…)",
+            soft_wrap=True,
         )
 
 
