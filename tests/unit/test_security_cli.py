@@ -82,6 +82,33 @@ def test_encrypt_rotate_decrypt(
     assert code == 2 and "wrong key" in err
     assert run(capsys, "keys", "decrypt", str(blob), "--key", str(keys / "new.kek"))[0] == 0
     assert plain.read_text() == "a,b\n1,2\n"
+    folder = tmp_path / "dataset"
+    (folder / "part").mkdir(parents=True)
+    (folder / "part" / "rows.csv").write_text("x\n")
+    assert run(capsys, "keys", "encrypt", str(folder), "--key", str(keys / "new.kek"))[0] == 0
+    code, out, _ = run(
+        capsys,
+        "keys",
+        "rotate",
+        str(tmp_path / "dataset.enc"),
+        "--key",
+        str(keys / "new.kek"),
+        "--new-key",
+        str(keys / "third.kek"),
+    )
+    assert code == 0 and "1 blob(s)" in out
+    decrypted = tmp_path / "dataset-back"
+    code, _, _ = run(
+        capsys,
+        "keys",
+        "decrypt",
+        str(tmp_path / "dataset.enc"),
+        "--out",
+        str(decrypted),
+        "--key",
+        str(keys / "third.kek"),
+    )
+    assert code == 0 and (decrypted / "part" / "rows.csv").read_text() == "x\n"
 
 
 def test_tokens_bootstrap_once_create_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,8 +14,10 @@ from skyline.security.envelope import (
     KEK_ENV,
     decrypt,
     decrypt_file,
+    decrypt_tree,
     encrypt,
     encrypt_file,
+    encrypt_tree,
     generate_kek,
     load_kek,
     rewrap,
@@ -93,3 +95,24 @@ def test_file_helpers_round_trip(tmp_path: Path) -> None:
     assert (tmp_path / "back.bin").read_bytes() == b"\x00\x01" * 1000
     with pytest.raises(ConfigError, match="cannot read"):
         encrypt_file(tmp_path / "missing", tmp_path / "x", KEK_A)
+
+
+def test_directory_round_trip_refuses_symlinks_and_tampering(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.onnx").write_bytes(b"weights" * 100)
+    (model / "config.json").write_text("{}")
+    blobs = encrypt_tree(model, tmp_path / "model.enc", KEK_A)
+    assert sorted(b.relative_to(tmp_path / "model.enc").as_posix() for b in blobs) == [
+        "1/model.onnx",
+        "config.json",
+    ]
+    decrypt_tree(tmp_path / "model.enc", tmp_path / "back", KEK_A)
+    assert (tmp_path / "back" / "1" / "model.onnx").read_bytes() == b"weights" * 100
+    blob = tmp_path / "model.enc" / "config.json"
+    blob.write_bytes(blob.read_bytes()[:-1] + bytes([blob.read_bytes()[-1] ^ 1]))
+    with pytest.raises(IntegrityError):
+        decrypt_tree(tmp_path / "model.enc", tmp_path / "back2", KEK_A)
+    (model / "link").symlink_to(model / "config.json")
+    with pytest.raises(ConfigError, match="symbolic link"):
+        encrypt_tree(model, tmp_path / "again", KEK_A)

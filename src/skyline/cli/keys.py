@@ -62,60 +62,63 @@ def gen(
 
 @keys_app.command("encrypt")
 def encrypt_cmd(
-    path: Path = typer.Argument(..., help="File to encrypt."),
-    out: Path | None = typer.Option(None, help="Where the blob goes (default: PATH.enc)."),
+    path: Path = typer.Argument(..., help="File or directory (a model, a dataset) to encrypt."),
+    out: Path | None = typer.Option(None, help="Where the blob or blob folder goes (default: PATH.enc)."),
     key: Path | None = typer.Option(None, help=_KEY_HELP),
 ) -> None:
-    """Encrypt a file with a fresh AES-256-GCM data key wrapped by the key-encryption key."""
-    from skyline.security.envelope import encrypt_file, load_kek
+    """Encrypt with a fresh AES-256-GCM data key per file, wrapped by the key-encryption key."""
+    from skyline.security.envelope import encrypt_file, encrypt_tree, load_kek
 
     target = out or path.with_name(path.name + ".enc")
-    encrypt_file(path, target, load_kek(key))
-    typer.echo(f"encrypted {path} → {target}")
+    kek = load_kek(key)
+    count = len(encrypt_tree(path, target, kek)) if path.is_dir() else len([encrypt_file(path, target, kek)])
+    typer.echo(f"encrypted {path} → {target} ({count} file(s))")
 
 
 @keys_app.command("decrypt")
 def decrypt_cmd(
-    path: Path = typer.Argument(..., help="Blob to decrypt (from 'skyline keys encrypt')."),
+    path: Path = typer.Argument(..., help="Blob or blob folder to decrypt (from 'skyline keys encrypt')."),
     out: Path | None = typer.Option(None, help="Where the plaintext goes (default: PATH without .enc)."),
     key: Path | None = typer.Option(None, help=_KEY_HELP),
 ) -> None:
     """Decrypt a blob; refuses (exit 2) a wrong key or any tampering."""
-    from skyline.security.envelope import decrypt_file, load_kek
+    from skyline.security.envelope import decrypt_file, decrypt_tree, load_kek
 
     if out is None:
         if path.suffix != ".enc":
-            raise ConfigError(f"{path} does not end in .enc; pass --out for the plaintext file")
+            raise ConfigError(f"{path} does not end in .enc; pass --out for the plaintext")
         out = path.with_suffix("")
-    decrypt_file(path, out, load_kek(key))
-    typer.echo(f"decrypted {path} → {out}")
+    kek = load_kek(key)
+    count = len(decrypt_tree(path, out, kek)) if path.is_dir() else len([decrypt_file(path, out, kek)])
+    typer.echo(f"decrypted {path} → {out} ({count} file(s))")
 
 
 @keys_app.command("rotate")
 def rotate(
-    paths: list[Path] = typer.Argument(..., help="Encrypted blobs to re-wrap in place."),
+    paths: list[Path] = typer.Argument(..., help="Encrypted blobs or blob folders to re-wrap in place."),
     key: Path | None = typer.Option(None, help="The current key-encryption key (" + _KEY_HELP + ")"),
     new_key: Path = typer.Option(..., help="The new key-encryption key file; created (0600) when absent."),
     json_path: Path | None = typer.Option(None, "--json", help="Write a summary here."),
 ) -> None:
     """Key rotation: re-wrap each blob's data key under a new key-encryption key (data is not re-encrypted)."""
-    from skyline.security.envelope import generate_kek, kek_id, load_kek, rewrap
+    from skyline.security.envelope import generate_kek, kek_id, load_kek, rewrap, tree_files
     from skyline.security.keyfile import write_private
 
     old = load_kek(key)
     new = load_kek(new_key) if new_key.exists() else generate_kek(new_key)
-    blobs = [(p, rewrap(_read(p), old, new)) for p in paths]  # all verified before any is written
+    files = [f for p in paths for f in (tree_files(p) if p.is_dir() else [p])]
+    blobs = [(p, rewrap(_read(p), old, new)) for p in files]  # all verified before any is written
     for blob_path, blob in blobs:
         write_private(blob_path, blob)
     summary = {
-        "rewrapped": [str(p) for p in paths],
+        "rewrapped": [str(p) for p in files],
         "old_kek_id": kek_id(old).hex(),
         "new_kek_id": kek_id(new).hex(),
     }
     if json_path:
         write_json(json_path, summary)
     else:
-        typer.echo(f"re-wrapped {len(paths)} blob(s) under key {summary['new_kek_id']}; retire the old key")
+        typer.echo(f"re-wrapped {len(files)} blob(s) under key {summary['new_kek_id']}; retire the old key")
 
 
 @keys_app.command("sign")

@@ -33,12 +33,15 @@ __all__ = [
     "KEK_ENV",
     "decrypt",
     "decrypt_file",
+    "decrypt_tree",
     "encrypt",
     "encrypt_file",
+    "encrypt_tree",
     "generate_kek",
     "kek_id",
     "load_kek",
     "rewrap",
+    "tree_files",
 ]
 
 MAGIC = b"SKE1"
@@ -156,3 +159,28 @@ def decrypt_file(source: Path, target: Path, kek: bytes) -> Path:
     except OSError as exc:
         raise ConfigError(f"cannot read {source}: {exc.strerror}") from exc
     return write_private(Path(target), decrypt(blob, kek))
+
+
+def tree_files(root: Path) -> list[Path]:
+    """Every regular file under ``root`` (sorted); symbolic links are refused, not followed."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"{root} is not a directory")
+    files = []
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink():
+            raise ConfigError(f"{path} is a symbolic link; encrypt the files it points to instead")
+        if path.is_file():
+            files.append(path)
+    return files
+
+
+def encrypt_tree(source: Path, target: Path, kek: bytes) -> list[Path]:
+    """Encrypt every file under ``source`` into the same relative path under ``target`` (a model
+    directory, a dataset folder); each file gets its own data key. Returns the blobs written."""
+    return [encrypt_file(f, Path(target) / f.relative_to(source), kek) for f in tree_files(Path(source))]
+
+
+def decrypt_tree(source: Path, target: Path, kek: bytes) -> list[Path]:
+    """The inverse of `encrypt_tree`; every blob is authenticated (a tampered one stops it)."""
+    return [decrypt_file(f, Path(target) / f.relative_to(source), kek) for f in tree_files(Path(source))]
