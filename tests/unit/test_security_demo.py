@@ -20,3 +20,4 @@ def test_security_step_refuses_every_tampering_case_and_reruns(tmp_path: Path) -
         assert report.metrics["envelope_round_trip_ok"] is True
         assert report.metrics["delete_job_status"] == {"admin": "200", "viewer": "403", "forged": "401"}
         assert "rollback refused" in report.summary
+        assert report.figures[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -13,7 +13,7 @@ from skyline.cli.demo import DemoContext, StepReport
 from skyline.errors import AuthError, IntegrityError, PermissionDeniedError
 from skyline.security.audit import AuditLog, verify_audit_log
 from skyline.security.envelope import decrypt, encrypt, generate_kek, rewrap
-from skyline.security.rbac import authorize
+from skyline.security.rbac import PERMISSIONS, ResourceKind, Role, authorize
 from skyline.security.signing import generate_signing_keys, sign_directory, verify_directory
 from skyline.security.tokens import TokenAuthority
 
@@ -94,6 +94,33 @@ def _tokens_and_audit(root: Path) -> dict[str, object]:
     return {"delete_job_status": outcomes, "audit_records": records, "audit_edit_refused": edited}
 
 
+def _permission_figure(path: Path) -> Path:
+    """The ONE permission table as a grid: roles × resource kinds, each cell listing the allowed actions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    roles = [r.value for r in Role]
+    kinds = [k.value for k in ResourceKind]
+    letters = {"read": "R", "create": "C", "update": "U", "delete": "D", "invoke": "I"}
+    counts = [[len(PERMISSIONS[r].get(k, ())) for k in kinds] for r in roles]
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    ax.imshow(counts, cmap="Greens", vmin=0, vmax=len(letters) + 1, aspect="auto")
+    for i, role in enumerate(roles):
+        for j, kind in enumerate(kinds):
+            granted = PERMISSIONS[role].get(kind, frozenset())
+            text = "".join(letters[a] for a in letters if a in granted) or "—"
+            ax.text(j, i, text, ha="center", va="center", fontsize=9)
+    ax.set_xticks(range(len(kinds)), kinds)
+    ax.set_yticks(range(len(roles)), roles)
+    ax.set_title("Permission table (R read, C create, U update, D delete, I invoke; — denied)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _fresh(root: Path) -> None:
     # A re-run must start from nothing: an old token file has its admin already, an old log its records.
     for name in ("model", "keys"):
@@ -125,9 +152,11 @@ def run(ctx: DemoContext) -> StepReport:
             f"after hiding the viewer's 403 it is refused: `{str(access['audit_edit_refused'])[:120]}`",
         ]
     )
+    figure = _permission_figure(ctx.out_dir / "permissions.png")
     return StepReport(
         title="Security: signed models, encryption at rest, roles, audit chain",
         summary=summary,
+        figures=(figure,),
         metrics={
             "tamper_cases_refused": len(refusals),
             "envelope_round_trip_ok": envelope["round_trip_ok"],
