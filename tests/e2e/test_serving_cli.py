@@ -40,11 +40,13 @@ def test_pack_serve_and_bench(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     packed = skyline(
         "serve", "pack", str(write_mlp_onnx(tmp_path / "mlp.onnx")), "--name", "mlp", "--version", "1",
-        "--repo", str(repo), "--max-batch-size", "16", "--json", str(tmp_path / "manifest.json"),
+        "--repo", str(repo), "--max-batch-size", "16", "--preferred-batch-size", "8",
+        "--json", str(tmp_path / "manifest.json"),
     )  # fmt: skip
     assert packed.returncode == 0, packed.stderr
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["batching"]["max_batch_size"] == 16 and manifest["inputs"][0]["shape"] == [-1, 16]
+    assert manifest["batching"]["preferred_batch_sizes"] == [8]
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "skyline.cli.app", "serve", "--repo", str(repo), "--port", str(port)],

@@ -34,7 +34,7 @@ def test_no_generated_request_gets_a_server_error(server_url: str) -> None:
     for result in schema.get_all_operations():
         operation = result.ok()
 
-        @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         @given(case=operation.as_strategy())
         def no_5xx(case: Any) -> None:
             response = case.call(base_url=server_url)

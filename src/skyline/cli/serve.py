@@ -64,6 +64,7 @@ def pack(
     max_queue_delay_ms: float = typer.Option(2.0, help="Longest a request waits for a batch to fill."),
     instances: int = typer.Option(1, help="Parallel batch workers sharing the model."),
     max_queue_size: int = typer.Option(1024, help="Queued requests before answering 429."),
+    preferred_batch_size: list[int] = typer.Option([], help="A batch size to dispatch at once (repeatable)."),
     input_spec: list[str] = typer.Option([], "--input", help="NAME:DATATYPE:D1xD2 (.pt2 only)."),
     output_spec: list[str] = typer.Option([], "--output", help="NAME:DATATYPE:D1xD2 (.pt2 only)."),
     dynamic_size: int | None = typer.Option(
@@ -82,6 +83,7 @@ def pack(
         max_queue_delay_ms=max_queue_delay_ms,
         instances=instances,
         max_queue_size=max_queue_size,
+        preferred_batch_sizes=tuple(preferred_batch_size),
     )
     specs = [
         tuple(TensorSpec(name=n, datatype=d, shape=s) for n, d, s in map(_tensor, group)) or None
