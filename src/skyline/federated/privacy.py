@@ -43,7 +43,7 @@ def noise_for_epsilon(*, target_epsilon: float, rounds: int, sample_rate: float,
         high *= 2
         if high > 1e4:
             raise ConfigError(f"no noise multiplier reaches ε = {target_epsilon}; raise --dp-epsilon")
-    for _ in range(40):  # bisection: ε decreases as σ grows
+    while high - low > 1e-3 * high:  # bisection to 0.1 %: ε decreases as σ grows
         middle = (low + high) / 2
         if (
             epsilon_for(noise_multiplier=middle, rounds=rounds, sample_rate=sample_rate, delta=delta)
