@@ -102,7 +102,7 @@ def cluster_up(
     import uvicorn
 
     from skyline.cluster.control import ControlConfig
-    from skyline.cluster.server import ServerConfig, bind_socket, build
+    from skyline.cluster.server import ServerConfig, bind_socket, build, uvicorn_config
 
     config = ServerConfig(
         state_dir=state_dir, db_url=db, executor=executor, policy=policy, host=host, port=port,
@@ -124,9 +124,7 @@ def cluster_up(
     sys.stdout.flush()
     built.control.start()
     try:
-        server = uvicorn.Server(
-            uvicorn.Config(built.app, log_level="warning", access_log=False, lifespan="off", ws="none")
-        )
+        server = uvicorn.Server(uvicorn_config(built.app))
         server.run(sockets=[sock])
     finally:
         built.control.stop()

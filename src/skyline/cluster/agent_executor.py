@@ -31,9 +31,16 @@ class AgentExecutor:
         self.store = store
         self._events: list[JobEvent] = []
         self._lock = threading.Lock()
+        self._starts: list[tuple[str, tuple[Placement, ...], int]] = []
 
     def start(self, spec: JobSpec, placements: Sequence[Placement]) -> None:
-        self.store.place(spec.id, placements, master_port=free_port())
+        # Collected and written by `flush` in one transaction at the end of the scheduling pass.
+        self._starts.append((spec.id, tuple(placements), free_port()))
+
+    def flush(self) -> None:
+        """Record every start of this pass at once (one commit, however many jobs were placed)."""
+        starts, self._starts = self._starts, []
+        self.store.place_many(starts)
 
     def stop(self, job_id: str) -> None:
         # Preemption: the job goes back to the queue; its agents stop the replicas on their next beat.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,7 +20,10 @@ from skyline.core import (
     Cluster,
     ClusterState,
     Executor,
+    Job,
     JobEvent,
+    JobSpec,
+    JobStatus,
     Placement,
 )
 from skyline.errors import ConfigError
@@ -39,6 +43,8 @@ class ClusterExecutor(Executor, Protocol):
     def release(self, job_id: str) -> None: ...
 
     def refresh(self) -> None: ...
+
+    def flush(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -72,6 +78,12 @@ class ControlPlane:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.passes = 0
+        # Caches of what never changes: a job's spec, and where one attempt of a job was placed.
+        self._specs: dict[str, JobSpec] = {}
+        self._placed: dict[tuple[str, int], tuple[Placement, ...]] = {}
+        self._job_cache: dict[tuple[str, str, int, int, float | None], Job] = {}
+        self._cluster = Cluster()
+        self._nodes_version: tuple[tuple[object, ...], ...] = ()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="skyline-control", daemon=True)
@@ -93,10 +105,14 @@ class ControlPlane:
             self._wake.clear()
             if self._stop.is_set():
                 return
+            started = time.perf_counter()
             try:
                 self.run_once()
             except Exception:  # the loop must survive a bad pass; the next one retries from the store
                 log.exception("control-plane pass failed")
+            # Rest as long as the pass took (at most tick_s): under a burst of submissions the loop then
+            # holds at most about half of the interpreter, and each pass places a whole batch.
+            self._stop.wait(min(time.perf_counter() - started, self.config.tick_s))
 
     def run_once(self) -> Allocation:
         """One pass: events, lost nodes, then a scheduling decision. Returns the allocation."""
@@ -105,36 +121,69 @@ class ControlPlane:
             self.store.apply_event(event)
         lost = self.store.mark_lost(silent_for_s=self.config.lost_after_s)
         if lost:
-            for job_id in self.store.jobs_on_nodes(lost):
-                if self.store.requeue(job_id, f"node(s) {', '.join(lost)} lost"):
-                    log.warning("job %s requeued: node(s) %s lost", job_id, ", ".join(lost))
+            requeued = [
+                j for j in self.store.jobs_on_nodes(lost) if self.store.requeue(j, "its node was lost")
+            ]
+            log.warning("node(s) %s lost; %d job(s) requeued", ", ".join(lost), len(requeued))
         self.passes += 1
         state = self.snapshot()
         if not state.jobs or not len(state.cluster):
             return Allocation()
-        return self.scheduler.step(state)
+        allocation = self.scheduler.step(state)
+        self.executor.flush()
+        return allocation
 
     def snapshot(self) -> ClusterState:
-        """The `ClusterState` a policy decides on, read from the store."""
-        records = self.store.unfinished_jobs()
-        by_id = {r.id: r for r in records}
-        placed = self.store.active_placements()
-        nodes = {n.id: n for n in self.store.nodes(alive_only=True)}
+        """The `ClusterState` a policy decides on, read from the store.
+
+        Job specs never change, so they are read once and cached; each pass reads only the small
+        mutable part (status, attempt, restarts) and the current placements.
+        """
+        queue = self.store.queue_view()
+        unseen = [row[0] for row in queue if row[0] not in self._specs]
+        for start in range(0, len(unseen), 500):
+            for record in self.store.jobs_by_id(unseen[start : start + 500]):
+                self._specs[record.id] = record.as_job().spec
+        active = [(row[0], row[2]) for row in queue if row[1] != "pending"]
+        uncached = [job_id for job_id, attempt in active if (job_id, attempt) not in self._placed]
+        for start in range(0, len(uncached), 500):
+            for key, replicas in self.store.active_placements(uncached[start : start + 500]).items():
+                spec = self._specs[key[0]]
+                self._placed[key] = tuple(
+                    Placement(node_id=node_id, resources=spec.resources, gpu_indices=gpus)
+                    for node_id, gpus in replicas
+                )
+        versions = self.store.alive_versions()
+        if versions != self._nodes_version:
+            self._cluster = Cluster(n.as_node() for n in self.store.nodes(alive_only=True))
+            self._nodes_version = versions
+        nodes = {n.id for n in self._cluster}
+        jobs: list[Job] = []
         running: dict[str, tuple[Placement, ...]] = {}
-        for job_id, replicas in placed.items():
-            record = by_id.get(job_id)
-            if record is None or any(r.node_id not in nodes for r in replicas):
-                continue  # a node vanished under it: the lost-node check requeues it
-            running[job_id] = tuple(
-                Placement(node_id=r.node_id, resources=record.resources, gpu_indices=r.gpu_indices)
-                for r in replicas
-            )
-        # A placed job whose replicas are not all visible is left out of the state until requeued.
-        jobs = tuple(r.as_job() for r in records if r.id in running or r.status.value == "pending")
+        job_cache: dict[tuple[str, str, int, int, float | None], Job] = {}
+        for row in queue:
+            job_id, status, attempt = row[0], row[1], row[2]
+            if status != "pending":
+                placements = self._placed.get((job_id, attempt))
+                if not placements or any(p.node_id not in nodes for p in placements):
+                    continue  # its node vanished: the lost-node check requeues it
+                running[job_id] = placements
+            job = self._job_cache.get(row)
+            if job is None:
+                job = Job(
+                    spec=self._specs[job_id], status=JobStatus(status), start_time_s=row[4], restarts=row[3]
+                )
+            jobs.append(job)
+            job_cache[row] = job
+        self._job_cache = job_cache
+        if len(self._specs) > 2 * len(queue) + 1000:  # forget finished jobs now and then
+            live = {row[0] for row in queue}
+            self._specs = {k: v for k, v in self._specs.items() if k in live}
+            self._placed = {k: v for k, v in self._placed.items() if k[0] in live}
         return ClusterState(
             now_s=self.clock.now_s(),
-            cluster=Cluster(n.as_node() for n in nodes.values()),
-            jobs=jobs,
+            cluster=self._cluster,
+            jobs=tuple(jobs),
             running=Allocation(running),
         )
 

@@ -86,6 +86,14 @@ class Store(JobStore):
         with self.read() as conn:
             return [node_from_row(r) for r in conn.execute(query)]
 
+    def alive_versions(self) -> tuple[tuple[Any, ...], ...]:
+        """Id, tier and capacity of every alive node: changes exactly when the usable nodes do."""
+        c = t.nodes.c
+        query = sa.select(c.id, c.tier, c.cpu_milli, c.memory_mib, c.gpu_milli, c.gpu_type)
+        query = query.where(c.status == "alive").order_by(c.id)
+        with self.read() as conn:
+            return tuple(tuple(r) for r in conn.execute(query))
+
     def heartbeat(self, node_id: str, sample: UsageSample) -> bool:
         """Record a heartbeat and its sample; False when the node is unknown or was declared lost."""
         now = self.now()

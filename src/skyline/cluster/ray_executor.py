@@ -166,6 +166,9 @@ class RayExecutor:
     def release(self, job_id: str) -> None:
         self._kill(job_id)
 
+    def flush(self) -> None:
+        """Starts are immediate here: nothing is batched."""
+
     def notify(self, event: JobEvent) -> None:
         with self._lock:
             self._events.append(event)

@@ -6,12 +6,12 @@ the demo, benchmarks); ``skyline cluster up`` runs it in the foreground.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -95,6 +95,15 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def uvicorn_config(app: FastAPI) -> Any:
+    """uvicorn settings for the API: quiet, no websockets, keep-alive longer than an agent's beat."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", ws="none", timeout_keep_alive=30
+    )
+
+
 class ServerThread:
     """A control plane served by uvicorn on a thread of this process; ``url`` once started."""
 
@@ -105,14 +114,12 @@ class ServerThread:
         self._sock = bind_socket(config.host, config.port)
         self.port: int = self._sock.getsockname()[1]
         self.url = f"http://{config.host}:{self.port}"
-        uv_config = uvicorn.Config(
-            self.built.app, log_level="warning", access_log=False, lifespan="off", ws="none"
-        )
-        self._server = uvicorn.Server(uv_config)
+        self._server = uvicorn.Server(uvicorn_config(self.built.app))
         self._thread = threading.Thread(target=self._serve, name="skyline-api", daemon=True)
 
     def _serve(self) -> None:
-        asyncio.run(self._server.serve(sockets=[self._sock]))
+        # Server.run sets up uvloop (when installed): a plain asyncio loop on a thread answered in ~50 ms.
+        self._server.run(sockets=[self._sock])
 
     def start(self, timeout_s: float = 20.0) -> ServerThread:
         self.built.control.start()

@@ -94,6 +94,27 @@ class JobStore:
     # ------------------------------------------------------------------ jobs
     def submit(self, request: JobRequest, *, owner: str) -> tuple[JobRecord, bool]:
         """Queue a job; with an idempotency key already seen, return that job and ``False``."""
+        job_id = "j-" + uuid.uuid4().hex[:12]
+        res = request.resources
+        values: dict[str, Any] = {
+            "id": job_id,
+            "name": request.name or job_id,
+            "owner": owner,
+            "command": request.command,
+            "env": dict(request.env),
+            "kind": str(request.kind),
+            "cpu_milli": res.cpu_milli,
+            "memory_mib": res.memory_mib,
+            "gpu_milli": res.gpu_milli,
+            "replicas": request.replicas,
+            "tiers": sorted(str(x) for x in request.tiers),
+            "priority": request.priority,
+            "status": str(JobStatus.PENDING),
+            "attempt": 0,
+            "restarts": 0,
+            "message": "",
+            "idempotency_key": request.idempotency_key,
+        }
         with self.write() as conn:
             if request.idempotency_key is not None:
                 row = conn.execute(
@@ -101,32 +122,35 @@ class JobStore:
                 ).first()
                 if row is not None:
                     return job_from_row(row), False
-            job_id = "j-" + uuid.uuid4().hex[:12]
-            res = request.resources
-            conn.execute(
-                t.jobs.insert().values(
-                    id=job_id,
-                    name=request.name or job_id,
-                    owner=owner,
-                    command=request.command,
-                    env=dict(request.env),
-                    kind=str(request.kind),
-                    cpu_milli=res.cpu_milli,
-                    memory_mib=res.memory_mib,
-                    gpu_milli=res.gpu_milli,
-                    replicas=request.replicas,
-                    tiers=sorted(str(x) for x in request.tiers),
-                    priority=request.priority,
-                    status=str(JobStatus.PENDING),
-                    attempt=0,
-                    restarts=0,
-                    submitted_at=self.now(),
-                    message="",
-                    idempotency_key=request.idempotency_key,
-                )
-            )
-            row = conn.execute(sa.select(t.jobs).where(t.jobs.c.id == job_id)).one()
-        return job_from_row(row), True
+            values["submitted_at"] = self.now()
+            # One cached statement with bound parameters: no per-submit SQL compilation.
+            inserted = conn.execute(t.jobs.insert(), values).inserted_primary_key
+            seq = inserted[0] if inserted is not None else 0
+        record = JobRecord(
+            seq=int(seq),
+            id=job_id,
+            name=values["name"],
+            owner=owner,
+            command=request.command,
+            env=values["env"],
+            kind=request.kind,
+            resources=res,
+            replicas=request.replicas,
+            tiers=request.tiers,
+            priority=request.priority,
+            status=JobStatus.PENDING,
+            attempt=0,
+            restarts=0,
+            submitted_at=values["submitted_at"],
+            placed_at=None,
+            started_at=None,
+            finished_at=None,
+            exit_code=None,
+            message="",
+            master_port=None,
+            idempotency_key=request.idempotency_key,
+        )
+        return record, True
 
     def job(self, job_id: str, conn: sa.Connection | None = None) -> JobRecord:
         query = sa.select(t.jobs).where(t.jobs.c.id == job_id)
@@ -161,36 +185,57 @@ class JobStore:
             rows = conn.execute(query.order_by(t.replicas.c.attempt, t.replicas.c.rank))
             return tuple(replica_from_row(r) for r in rows)
 
-    def active_placements(self) -> dict[str, tuple[ReplicaRecord, ...]]:
-        """Current-attempt replicas of every placed or running job, by job id."""
+    def active_placements(
+        self, job_ids: Sequence[str] | None = None
+    ) -> dict[tuple[str, int], list[tuple[str, tuple[int, ...]]]]:
+        """(node id, GPU indices) of each replica, by rank, of placed or running jobs' current attempts.
+
+        ``job_ids`` narrows the query to those jobs (the control plane caches the rest: a placement of
+        one attempt never changes).
+        """
+        r = t.replicas.c
         query = (
-            sa.select(t.replicas)
-            .join(
-                t.jobs, sa.and_(t.jobs.c.id == t.replicas.c.job_id, t.jobs.c.attempt == t.replicas.c.attempt)
-            )
+            sa.select(r.job_id, r.attempt, r.node_id, r.gpu_indices)
+            .join(t.jobs, sa.and_(t.jobs.c.id == r.job_id, t.jobs.c.attempt == r.attempt))
             .where(t.jobs.c.status.in_(ACTIVE))
-            .order_by(t.replicas.c.job_id, t.replicas.c.rank)
+            .order_by(r.job_id, r.rank)
         )
-        out: dict[str, list[ReplicaRecord]] = {}
+        if job_ids is not None:
+            query = query.where(r.job_id.in_(list(job_ids)))
+        out: dict[tuple[str, int], list[tuple[str, tuple[int, ...]]]] = {}
         with self.read() as conn:
             for row in conn.execute(query):
-                rec = replica_from_row(row)
-                out.setdefault(rec.job_id, []).append(rec)
-        return {k: tuple(v) for k, v in out.items()}
+                out.setdefault((row[0], row[1]), []).append((row[2], tuple(row[3])))
+        return out
 
     def place(self, job_id: str, placements: Sequence[Placement], *, master_port: int) -> bool:
         """PENDING → PLACED with one replica row per placement, atomically; False if no longer pending."""
+        return job_id in self.place_many([(job_id, tuple(placements), master_port)])
+
+    def place_many(self, gangs: Sequence[tuple[str, tuple[Placement, ...], int]]) -> set[str]:
+        """Place several gangs in one transaction (one commit per scheduling pass); the ids placed.
+
+        A job no longer pending (cancelled meanwhile) is skipped. Each gang is all its replicas or none.
+        """
+        if not gangs:
+            return set()
         with self.write() as conn:
-            job = self.job(job_id, conn)
-            if job.status is not JobStatus.PENDING:
-                return False
+            rows = conn.execute(
+                sa.select(t.jobs.c.id, t.jobs.c.status, t.jobs.c.attempt).where(
+                    t.jobs.c.id.in_([g[0] for g in gangs])
+                )
+            )
+            attempts = {r[0]: r[2] for r in rows if r[1] == str(JobStatus.PENDING)}
             now = self.now()
-            conn.execute(
-                t.replicas.insert(),
-                [
+            replica_rows = []
+            job_rows: list[dict[str, Any]] = []
+            for job_id, placements, port in gangs:
+                if job_id not in attempts:
+                    continue
+                replica_rows += [
                     {
                         "job_id": job_id,
-                        "attempt": job.attempt,
+                        "attempt": attempts[job_id],
                         "rank": rank,
                         "node_id": p.node_id,
                         "gpu_indices": list(p.gpu_indices),
@@ -198,14 +243,38 @@ class JobStore:
                         "updated_at": now,
                     }
                     for rank, p in enumerate(placements)
-                ],
-            )
-            conn.execute(
-                t.jobs.update()
-                .where(t.jobs.c.id == job_id)
-                .values(status=str(JobStatus.PLACED), placed_at=now, master_port=master_port, message="")
-            )
-        return True
+                ]
+                job_rows.append({"b_id": job_id, "b_port": port})
+            if job_rows:
+                conn.execute(t.replicas.insert(), replica_rows)
+                conn.execute(
+                    t.jobs.update()
+                    .where(t.jobs.c.id == sa.bindparam("b_id"))
+                    .values(
+                        status=str(JobStatus.PLACED),
+                        placed_at=now,
+                        master_port=sa.bindparam("b_port"),
+                        message="",
+                    ),
+                    job_rows,
+                )
+        return {str(row["b_id"]) for row in job_rows}
+
+    def queue_view(self) -> list[tuple[str, str, int, int, float | None]]:
+        """(id, status, attempt, restarts, started_at) of every unfinished job in submit order: cheap to read."""
+        c = t.jobs.c
+        query = (
+            sa.select(c.id, c.status, c.attempt, c.restarts, c.started_at)
+            .where(c.status.in_(UNFINISHED))
+            .order_by(c.seq)
+        )
+        with self.read() as conn:
+            return [(r[0], r[1], r[2], r[3], r[4]) for r in conn.execute(query)]
+
+    def jobs_by_id(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        with self.read() as conn:
+            rows = conn.execute(sa.select(t.jobs).where(t.jobs.c.id.in_(list(job_ids))))
+            return [job_from_row(r) for r in rows]
 
     def _stop_replicas(self, conn: sa.Connection, job_id: str) -> None:
         conn.execute(
