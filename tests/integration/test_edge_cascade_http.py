@@ -69,3 +69,25 @@ def test_cloud_outage_and_bad_token(proxy: LinkProxy) -> None:
         wrong.infer("cloud", np.zeros((1, 4), np.float32))
     client.close()
     wrong.close()
+
+
+def test_split_cut_follows_the_measured_link(proxy: LinkProxy) -> None:
+    from skyline.edge.cloud_client import measure_network
+    from skyline.edge.partition import LayerProfile, PartitionController
+
+    # A head that shrinks a 200 kB input to 1 kB for 50 ms of edge time; the tail is cheap in the cloud.
+    layers = [
+        LayerProfile(name="shrink", edge_ms=50.0, cloud_ms=0.5, output_bytes=1000),
+        LayerProfile(name="classify", edge_ms=200.0, cloud_ms=1.0, output_bytes=40),
+    ]
+    client = CloudClient(proxy.url, token="t", timeout_s=30.0)
+    controller = PartitionController(
+        layers, 200_000, lambda: measure_network(client, probe_bytes=64 * 1024), alpha=1.0
+    )
+    proxy.conditions = LinkConditions(latency_ms=1, bandwidth_mbps=1000)  # 200 kB ≈ 1.6 ms
+    fast = controller.refresh()
+    proxy.conditions = LinkConditions(latency_ms=1, bandwidth_mbps=2)  # 200 kB ≈ 800 ms, 1 kB ≈ 4 ms
+    slow = controller.refresh()
+    assert controller.network is not None and controller.network.bandwidth_mbps < 10
+    assert fast == 0 and slow == 1  # cloud-only on the fast link; cut after "shrink" on the slow one
+    client.close()

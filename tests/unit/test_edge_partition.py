@@ -102,3 +102,21 @@ def test_split_executor_matches_the_whole_model_at_every_cut() -> None:
                 np.testing.assert_allclose(probs, whole, atol=0.05)  # quantized activations: close, not equal
             else:
                 np.testing.assert_allclose(probs, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_controller_rechooses_when_the_network_changes() -> None:
+    from skyline.edge.partition import PartitionController
+
+    # Cloud-only wins on a fast link, an early cut on a slow one (layer 0 shrinks 1 MB to 1 kB).
+    layers = _layers((10.0, 1.0, 1000), (10.0, 1.0, 1000), (10.0, 1.0, 40))
+    readings = iter([(100_000.0, 1.0), (100_000.0, 1.0), (1.0, 10.0), (1.0, 10.0), (1.0, 10.0)])
+    controller = PartitionController(layers, 1_000_000, lambda: next(readings), alpha=1.0)
+    assert controller.refresh() == 0 and controller.refresh() == 0
+    assert controller.refresh() == 1  # the link slowed down: cut after the shrinking layer
+    assert controller.changes == 1
+    smoothing = PartitionController(
+        layers, 1_000_000, iter([(100_000.0, 1.0), (1.0, 10.0)]).__next__, alpha=0.5
+    )
+    smoothing.refresh()
+    smoothing.refresh()
+    assert smoothing.network is not None and smoothing.network.bandwidth_mbps == pytest.approx(50_000.5)

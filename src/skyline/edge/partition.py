@@ -12,7 +12,7 @@ cut independently and exists so that tests can compare the two.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from skyline.errors import ConfigError
@@ -97,3 +97,41 @@ def choose_partition(layers: Sequence[LayerProfile], input_bytes: int, network: 
     """Neurosurgeon's choice: the cut with the lowest predicted latency (ties: the earliest cut)."""
     costs = predicted_latencies_ms(layers, input_bytes, network)
     return min(range(len(costs)), key=lambda k: (costs[k], k))
+
+
+class PartitionController:
+    """Re-chooses the cut when the measured network changes (Neurosurgeon's runtime loop).
+
+    ``measure`` returns the current (bandwidth Mbit/s, RTT ms), e.g. `skyline.edge.cloud_client.measure_network`
+    bound to a client. Measurements are smoothed (EWMA, weight ``alpha`` on the newest) so that one noisy
+    probe does not flip the cut.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[LayerProfile],
+        input_bytes: int,
+        measure: Callable[[], tuple[float, float]],
+        *,
+        alpha: float = 0.5,
+    ) -> None:
+        if not 0 < alpha <= 1:
+            raise ConfigError(f"alpha must be in (0, 1], got {alpha}")
+        _check(layers, input_bytes)
+        self.layers, self.input_bytes, self.measure, self.alpha = list(layers), input_bytes, measure, alpha
+        self.network: NetworkProfile | None = None
+        self.partition: int | None = None
+        self.changes = 0
+
+    def refresh(self) -> int:
+        """Measure, update the smoothed network estimate, and return the (possibly new) best cut."""
+        bandwidth, rtt = self.measure()
+        if self.network is not None:
+            bandwidth = self.alpha * bandwidth + (1 - self.alpha) * self.network.bandwidth_mbps
+            rtt = self.alpha * rtt + (1 - self.alpha) * self.network.rtt_ms
+        self.network = NetworkProfile(bandwidth_mbps=bandwidth, rtt_ms=rtt)
+        best = choose_partition(self.layers, self.input_bytes, self.network)
+        if self.partition is not None and best != self.partition:
+            self.changes += 1
+        self.partition = best
+        return best
