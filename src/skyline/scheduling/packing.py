@@ -128,6 +128,19 @@ class Packer:
             if 0 < amount < GPU:
                 self._refresh_partial(node)
 
+    def can_take(self, req: Request, placing: Placing) -> bool:
+        """Whether `take` would succeed right now (every device and node still has room)."""
+        amount = req.gpu_milli if req.gpu_milli < GPU else GPU
+        per_node: dict[int, int] = {}
+        for node, devices in placing:
+            per_node[node] = per_node.get(node, 0) + 1
+            free = self.dev_free[node]
+            if any(free[d] < amount for d in devices) or len(set(devices)) != len(devices):
+                return False
+        if len({(n, d) for n, devices in placing for d in devices}) != sum(len(d) for _, d in placing):
+            return False  # two replicas on one device
+        return all(self._cpu_ok(node, req, count) for node, count in per_node.items())
+
     def release(self, req: Request, placing: Placing) -> None:
         """Give back what `take` committed."""
         amount = req.gpu_milli if req.gpu_milli < GPU else GPU

@@ -85,15 +85,19 @@ class RankedPolicy(ViewPolicy):
                 chosen.add(job.index)
                 used += need
         decision = Decision()
-        for job in ranked:
-            if job.placing is not None and job.index not in chosen:
-                packer.release(job.request, job.placing)
-                decision.stop.append(job.index)
-        waiting = [j for j in ranked if j.placing is None or j.index not in chosen]
-        chosen_waiting = [j for j in waiting if j.index in chosen]
+        preempted = [j for j in ranked if j.placing is not None and j.index not in chosen]
+        for job in preempted:
+            packer.release(job.request, job.placing)  # type: ignore[arg-type]
+        chosen_waiting = [j for j in ranked if j.placing is None and j.index in chosen]
         self._place_in_order(packer, chosen_waiting, decision, stop_at_first_miss=False)
-        if self.backfill:  # work-conserving: leftover space goes to the next ranked jobs
-            rest = [j for j in waiting if j.index not in chosen]
+        for job in preempted:  # room left where it ran (placement or fragmentation): it keeps running
+            assert job.placing is not None
+            if packer.can_take(job.request, job.placing):
+                packer.take(job.request, job.placing)
+            else:
+                decision.stop.append(job.index)
+        if self.backfill:  # work-conserving: leftover space goes to the next ranked waiting jobs
+            rest = [j for j in ranked if j.placing is None and j.index not in chosen]
             self._place_in_order(packer, rest, decision, stop_at_first_miss=False)
         return decision
 
