@@ -77,13 +77,13 @@ def _run_pymoo(
 
 
 def solve_genetic(
-    problem: RoundProblem, *, seed: int = 0, pop_size: int = 24, generations: int = 30
+    problem: RoundProblem, *, seed: int = 0, pop_size: int = 16, generations: int = 20
 ) -> Solution:
     """pymoo's GA (SBX crossover, polynomial mutation) on random keys."""
     return _run_pymoo(problem, "ga", seed=seed, pop_size=pop_size, generations=generations)
 
 
-def solve_pso(problem: RoundProblem, *, seed: int = 0, pop_size: int = 24, generations: int = 30) -> Solution:
+def solve_pso(problem: RoundProblem, *, seed: int = 0, pop_size: int = 16, generations: int = 20) -> Solution:
     """pymoo's adaptive PSO on random keys."""
     return _run_pymoo(problem, "pso", seed=seed, pop_size=pop_size, generations=generations)
 
