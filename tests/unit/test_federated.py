@@ -79,4 +79,6 @@ def test_config_validation() -> None:
     with pytest.raises(ConfigError, match="clients"):
         FederatedConfig(clients=1)
     with pytest.raises(ConfigError, match="SecAgg"):
-        FederatedConfig(secagg=True)
+        FederatedConfig(secagg=True, clients=2)
+    with pytest.raises(ConfigError, match="choose one"):
+        FederatedConfig(secagg=True, dp_epsilon=5.0)

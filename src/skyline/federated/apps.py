@@ -50,10 +50,10 @@ class FederatedConfig:
             raise ConfigError(f"unknown strategy {self.strategy!r}; strategies are {', '.join(STRATEGIES)}")
         if self.dp_epsilon is not None and self.dp_epsilon <= 0:
             raise ConfigError(f"--dp-epsilon must be positive, got {self.dp_epsilon}")
-        if self.secagg:
-            raise ConfigError(
-                "SecAgg+ needs Flower's legacy workflow API, which this build does not wire up; run without --secagg"
-            )
+        if self.secagg and self.dp_epsilon is not None:
+            raise ConfigError("--secagg and --dp-epsilon together are not supported; choose one")
+        if self.secagg and self.clients < 3:
+            raise ConfigError(f"SecAgg+ needs at least 3 clients, got {self.clients}")
         if self.clipping_norm <= 0 or not 0 < self.dp_delta < 1:
             raise ConfigError("clipping_norm must be > 0 and dp_delta in (0, 1)")
 
@@ -85,10 +85,6 @@ def make_client_app(config: FederatedConfig) -> Any:
     from flwr.clientapp import ClientApp
 
     mods: list[Any] = []
-    if config.secagg:
-        from flwr.client.mod import secaggplus_mod
-
-        mods.append(secaggplus_mod)
     if config.dp_epsilon is not None:
         from flwr.clientapp.mod import fixedclipping_mod
 

@@ -29,6 +29,22 @@ def centralized_accuracy(config: FederatedConfig) -> float:
     return accuracy(model, splits.test.x, splits.test.y)
 
 
+def _server_app(config: FederatedConfig, accuracies: list[float], noise: float | None) -> Any:
+    if config.secagg:
+        from skyline.federated.secagg import make_secagg_server_app
+
+        return make_secagg_server_app(config, accuracies)
+    return make_server_app(config, accuracies, noise)
+
+
+def _client_app(config: FederatedConfig) -> Any:
+    if config.secagg:
+        from skyline.federated.secagg import make_secagg_client_app
+
+        return make_secagg_client_app(config)
+    return make_client_app(config)
+
+
 def run_federated(config: FederatedConfig, *, num_cpus: int = 2, quiet: bool = False) -> dict[str, Any]:
     """Run the federation in simulation; returns the JSON contract of `skyline fl run`."""
     from flwr.simulation import run_simulation
@@ -62,8 +78,8 @@ def run_federated(config: FederatedConfig, *, num_cpus: int = 2, quiet: bool = F
         accuracies.clear()
         try:
             run_simulation(
-                server_app=make_server_app(config, accuracies, noise),
-                client_app=make_client_app(config),
+                server_app=_server_app(config, accuracies, noise),
+                client_app=_client_app(config),
                 num_supernodes=config.clients,
                 backend_config=backend,
             )
