@@ -56,7 +56,7 @@ def test_exactly_once_under_outages_and_lost_acks(
     before = set(ingest.ids())
     store = UplinkStore(tmp_path_factory.mktemp("edge") / "q.db")
     produced: list[str] = []
-    with LinkProxy(server.port, LinkConditions(latency_ms=1)) as link:
+    with LinkProxy(server.port, LinkConditions(latency_ms=1, loss=0.3, rto_ms=20)) as link:
         sender = UplinkSender(
             store, SenderConfig(cloud_url=link.url, token=TOKEN, batch_records=3, timeout_s=1.0)
         )
