@@ -154,3 +154,36 @@ def test_state_survives_reopening_and_migrations_are_idempotent(store: Store) ->
         assert [n.id for n in reopened.nodes()] == ["n1"]
     finally:
         reopened.close()
+
+
+def test_the_control_plane_runs_a_job_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    import threading
+
+    from skyline.cluster.agent import AgentConfig, NodeAgent
+    from skyline.cluster.client import ClusterClient
+    from skyline.cluster.control import ControlConfig
+    from skyline.cluster.server import ServerConfig, ServerThread
+
+    engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    config = ServerConfig(state_dir=tmp_path, db_url=postgres_url, port=0, control=ControlConfig(tick_s=0.2))
+    with ServerThread(config) as server:
+        authority = server.built.authority
+        agent = NodeAgent(
+            ClusterClient(server.url, authority.issue("agent-pg", "agent")),
+            AgentConfig(name="pg-node", heartbeat_s=0.2, cpus=2, memory_mib=2048),
+        )
+        thread = threading.Thread(target=agent.run, daemon=True)
+        thread.start()
+        try:
+            with ClusterClient(server.url, authority.bootstrap_admin() or "") as admin:
+                job = admin.submit({"command": "echo from postgres", "replicas": 2, "cpus": 0.5})
+                done = admin.wait(job["id"], timeout_s=60)
+                assert done["status"] == "succeeded"
+                assert [ln["line"] for ln in admin.logs(job["id"])["lines"]] == ["from postgres"] * 2
+        finally:
+            agent.stop()
+            thread.join(timeout=30)
+            agent.client.close()

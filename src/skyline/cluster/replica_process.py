@@ -37,10 +37,11 @@ class ReplicaProcess:
 
     def _read(self) -> None:
         assert self._proc.stdout is not None
-        for raw in self._proc.stdout:
-            line = raw.decode(errors="replace").rstrip("\n")
-            with self._lock:
-                self._lines.append(line)
+        with self._proc.stdout:  # closed at end of output
+            for raw in self._proc.stdout:
+                line = raw.decode(errors="replace").rstrip("\n")
+                with self._lock:
+                    self._lines.append(line)
 
     def take_lines(self) -> list[str]:
         """Lines printed since the previous call."""

@@ -65,6 +65,7 @@ def run(ctx: DemoContext) -> StepReport:
         finally:
             agent.stop()
             thread.join(timeout=30)
+            agent.client.close()
             admin.close()
     rows = []
     for job in jobs:
