@@ -24,13 +24,19 @@ def skyline(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.slow
 def test_gate_refuses_a_variant_that_loses_too_much(tmp_path: Path) -> None:
+    # A model file as `skyline train` writes it: a whole module, trained on the same digits split.
+    from skyline.compression.finetune import FitConfig, fit_classifier
+    from skyline.compression.subjects import _training_data
+
+    torch.manual_seed(0)
+    model = fit_classifier(small_cnn(width=8), _training_data("digits"), FitConfig(epochs=3, lr=3e-3))
+    torch.save(model, tmp_path / "model.pt")
     wreck = tmp_path / "wreck.yaml"  # 90 % of the channels removed, no fine-tuning
     wreck.write_text("name: wreck\nsteps:\n  - prune: {amount: 0.9, finetune_epochs: 0}\n")
     out, summary = tmp_path / "out", tmp_path / "summary.json"
     result = skyline(
-        "compress", "digits-cnn", "--recipe", str(wreck), "--out", str(out), "--quick",
+        "compress", str(tmp_path / "model.pt"), "--dataset", "digits", "--recipe", str(wreck), "--out", str(out), "--quick",
         "--max-metric-drop", "1", "--json", str(summary),
     )  # fmt: skip
     assert result.returncode == 2, result.stderr

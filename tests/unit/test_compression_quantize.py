@@ -9,12 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from skyline.compression.artifact import OnnxArtifact, OnnxPredictor, TorchArtifact
+from skyline.compression.artifact import OnnxArtifact, TorchArtifact
 from skyline.compression.digits import classification_task, digits_data, small_cnn
 from skyline.compression.export import check_parity, export_onnx
 from skyline.compression.finetune import FitConfig, fit_classifier
 from skyline.compression.measure import MeasureConfig, Measurement
 from skyline.compression.ort_quantize import optimize_graph, quantize_int8
+from skyline.compression.ort_session import OnnxPredictor
 from skyline.compression.pipeline import compress
 from skyline.compression.recipe import load_recipe
 from skyline.compression.report import gate_failures

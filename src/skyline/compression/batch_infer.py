@@ -78,7 +78,7 @@ def load_inputs(path: Path, input_names: tuple[str, ...]) -> Arrays:
 def _open(model: Path, threads: int) -> tuple[tuple[str, ...], object]:
     """An ONNX Runtime session (.onnx) or a whole PyTorch module (.pt), with its input names."""
     if model.suffix == ".onnx":
-        from skyline.compression.artifact import OnnxPredictor
+        from skyline.compression.ort_session import OnnxPredictor
 
         predictor = OnnxPredictor(model, threads=threads)
         return predictor.input_names, predictor

@@ -111,7 +111,7 @@ def check_model_fits(module: nn.Module, task: Task, *, source: str) -> None:
 def resolve_subject(model: str, *, dataset: str = "digits", quick: bool = False) -> Subject:
     """A built-in model name (see `BUILTIN_MODELS`) or the path of a `skyline train` model.pt."""
     if model == "digits-cnn":
-        return _digits_cnn(epochs=4 if quick else 15)
+        return _digits_cnn(epochs=8 if quick else 15)
     if model == "minilm":
         from skyline.compression.minilm import load_minilm, minilm_task
 
