@@ -95,6 +95,7 @@ class FuzzTotals:
     statuses: Counter[int] = field(default_factory=Counter)
     server_errors: list[str] = field(default_factory=list)  # "METHOD path → status: body" (first 20)
     unavailable: list[str] = field(default_factory=list)  # the same for 503 answers (first 5)
+    errors_by_operation: Counter[str] = field(default_factory=Counter)  # "METHOD /path/{template}" → 5xx
     operations: int = 0
 
     @property
@@ -111,8 +112,10 @@ class FuzzTotals:
         sample = f"{case.method} {case.formatted_path} → {status}: {text[:200]}"
         if status == 503 and len(self.unavailable) < 5:
             self.unavailable.append(sample)
-        elif status >= 500 and status != 503 and len(self.server_errors) < 20:
-            self.server_errors.append(sample)
+        elif status >= 500 and status != 503:
+            self.errors_by_operation[f"{case.method.upper()} {case.path}"] += 1
+            if len(self.server_errors) < 20:
+                self.server_errors.append(sample)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -122,6 +125,7 @@ class FuzzTotals:
             "unavailable_503": self.statuses.get(503, 0),
             "operations": self.operations,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "server_errors_by_operation": dict(self.errors_by_operation),
             "server_error_samples": self.server_errors[:20],
             "unavailable_samples": self.unavailable[:5],
         }

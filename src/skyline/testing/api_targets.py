@@ -242,8 +242,56 @@ class TargetFactory(Protocol):
     def __call__(self, folder: Path, tls: TlsPair | None = None) -> AbstractContextManager[ApiTarget]: ...
 
 
+EDGE_AGENT_RULES: dict[str, Rule | None] = {
+    # The agent's local API is bound to 127.0.0.1 by `skyline edge run` and has no authentication.
+    "GET /health": None,
+    "GET /v1/status": None,
+    "POST /v2/models/{name}/infer": None,
+}
+
+
+@contextmanager
+def edge_agent_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
+    """The edge agent's local API (skyline.edge.agent_app), its model synced (signed) from a cloud app."""
+    try:
+        from skyline.edge.agent import AgentConfig, EdgeAgent
+        from skyline.edge.agent_app import create_agent_app
+        from skyline.security.signing import generate_signing_keys, sign_directory
+        from skyline.serving.samples import write_mlp_onnx
+    except ImportError as exc:
+        raise TargetUnavailableError(f"skyline.edge has no agent app yet ({exc})") from exc
+    private, public = generate_signing_keys(folder / "agent-keys" / "k.key", folder / "agent-keys" / "k.pub")
+    with edge_target(folder / "cloud") as cloud:
+        version = folder / "cloud" / "edge" / "repo" / "mlp" / "1"
+        version.mkdir(parents=True)
+        write_mlp_onnx(version / "model.onnx", in_features=16, out_features=10)
+        sign_directory(version, private, version=1)
+        config = AgentConfig(
+            cloud_url=cloud.url,
+            token=cloud.tokens["edge"],
+            model="mlp",
+            store=folder / "agent",
+            public_key=public,
+        )
+        agent = EdgeAgent(config)  # its loops are not started: stop() only closes its clients and store
+        try:
+            agent.refresh_model()
+            with serve_app(create_agent_app(agent), tls=tls) as url:
+                yield ApiTarget(
+                    name="edge-agent",
+                    url=url,
+                    tokens={"local": "unused"},
+                    rules=EDGE_AGENT_RULES,
+                    path_values={"name": "mlp"},
+                    fuzz_token="local",
+                )
+        finally:
+            agent.stop()
+
+
 TARGETS: dict[str, TargetFactory] = {
     "cluster": cluster_target,
     "serving": serving_target,
     "edge": edge_target,
+    "edge-agent": edge_agent_target,
 }
