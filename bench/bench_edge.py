@@ -149,16 +149,36 @@ def bench_uplink() -> dict[str, Any]:
     return result
 
 
+FL_VARIANTS: dict[str, dict[str, Any]] = {
+    "fedavg_alpha_0.5_10_clients": {"strategy": "fedavg"},
+    "fedprox_mu_0.01_alpha_0.5_10_clients": {"strategy": "fedprox", "proximal_mu": 0.01},
+    "fedavg_dp_epsilon_8_alpha_0.5_10_clients": {
+        "strategy": "fedavg",
+        "dp_epsilon": 8.0,
+        "clipping_norm": 1.0,
+    },
+}
+
+
 def bench_fl() -> dict[str, Any]:
+    """Each variant: 10 clients, Dirichlet α = 0.5, 20 rounds. ``SKYLINE_BENCH_FL`` picks variants (names
+    above, comma-separated); results of variants not run are kept from the previous file."""
     from skyline.federated.apps import FederatedConfig
     from skyline.federated.simulation import run_federated
 
-    started = time.monotonic()
-    result = run_federated(FederatedConfig(clients=10, rounds=20, alpha=0.5, strategy="fedavg"), quiet=True)
-    result["seconds"] = time.monotonic() - started
-    result["ratio_to_centralized"] = result["final_accuracy"] / result["centralized_accuracy"]
-    print(f"fl: {result}")
-    return {"fedavg_alpha_0.5_10_clients": result}
+    path = RESULTS_DIR / "edge.json"
+    previous = json.loads(path.read_text())["results"].get("fl", {}) if path.exists() else {}
+    chosen = os.environ.get("SKYLINE_BENCH_FL", ",".join(FL_VARIANTS)).split(",")
+    results = dict(previous)
+    for name in chosen:
+        started = time.monotonic()
+        config = FederatedConfig(clients=10, rounds=20, alpha=0.5, **FL_VARIANTS[name])
+        result = run_federated(config, quiet=True)
+        result["seconds"] = time.monotonic() - started
+        result["ratio_to_centralized"] = result["final_accuracy"] / result["centralized_accuracy"]
+        print(f"fl {name}: {result}")
+        results[name] = result
+    return results
 
 
 def main() -> None:
