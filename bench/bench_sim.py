@@ -25,7 +25,7 @@ from skyline.simulation.engine import simulate
 from skyline.simulation.metrics import summarize
 from skyline.simulation.readers import read_philly
 from skyline.simulation.runner import read_gput_prior
-from skyline.simulation.synthetic import effective_load, resample_at_load
+from skyline.simulation.synthetic import at_load, effective_load, resample_at_load
 from skyline.simulation.trace import Trace, parse_cluster
 
 DATA = Path(os.environ.get("SKYLINE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -76,7 +76,8 @@ def _run(trace: Trace, name: str, gpus_spec: str, learned: list[float], config: 
 
 
 def vc_replays(full: Trace) -> dict[str, Any]:
-    """The four largest VCs, 3,000 consecutive jobs each, on a cluster sized for >= 80% effective load."""
+    """The four largest VCs, 3,000 consecutive jobs each, on a cluster sized for >= 80% effective load
+    (where the largest gang forbids that, arrivals are compressed to 85%: `at_load`)."""
     results: dict[str, Any] = {}
     for vc in ("6214e9", "11cb48", "6c71a0", "b436b2"):
         jobs = [j for j in full.jobs if j.vc == vc]
@@ -85,6 +86,9 @@ def vc_replays(full: Trace) -> dict[str, Any]:
         one_node = effective_load(trace, 8)
         nodes = max(math.floor(one_node / 0.8), math.ceil(max(j.gpus for j in trace.jobs) / 8), 1)
         load = effective_load(trace, nodes * 8)
+        if load < 0.8:  # the largest gang needs more nodes than 80% load allows: compress arrivals instead
+            trace = at_load(trace, load=0.85, total_gpus=nodes * 8)
+            load = effective_load(trace, nodes * 8)
         config = SimConfig(window=(300, 2700))
         per_policy = {n: _run(trace, n, f"{nodes}x8", history, config) for n in HEURISTICS}
         results[vc] = {"jobs": 3000, "gpus": nodes * 8, "effective_load": load, "policies": per_policy}
