@@ -11,6 +11,9 @@
 * EfficientNet-Lite0 (pretrained ImageNet weights, checked first): torch fp32 vs int8 static QDQ, judged by
   top-1 agreement with fp32 on 48 crops of scikit-learn's two sample photos (no labelled ImageNet offline).
 
+* `skyline compress infer` modes on the two cores: 1 process × 2 threads vs 2 processes × 1 thread (and
+  1 × 1), for MiniLM int8 (256 sentences) and the pruned int8 digits CNN (7,180 images).
+
 The machine is shared with other jobs while this runs: latencies are medians of interleaved rounds and
 the ratios matter more than absolute numbers.
 """
@@ -57,12 +60,37 @@ def _run(subject_name: str, recipes: list[str], out: Path, **measure: Any) -> An
     )
 
 
+def _digits_test_images() -> Any:
+    from skyline.compression.subjects import _training_data
+
+    return _training_data("digits").x_test.numpy()
+
+
 def _section(report: Any, seconds: float) -> dict[str, Any]:
     return {
         "seconds": round(seconds, 1),
         "metric": report.metric_name,
         **report.as_json(),
         "notes": report.notes,
+    }
+
+
+def _infer_modes(model: Path, inputs: dict[str, Any], rounds: int = 2) -> dict[str, Any]:
+    """`skyline compress infer` throughput: 1 proc × 1 thread, 1 proc × 2 threads, 2 procs × 1 thread."""
+    import statistics
+
+    from skyline.compression.batch_infer import plan, run_batch_inference
+
+    modes = {"1x1": (1, 1), "1proc_x_2threads": (2, 1), "2procs_x_1thread": (1, 2)}
+    rates: dict[str, list[float]] = {name: [] for name in modes}
+    for _ in range(rounds):
+        for name, (threads, procs) in modes.items():
+            result = run_batch_inference(model, inputs, plan(threads, procs, 64, cores=2))
+            rates[name].append(result.throughput_per_s)
+    return {name: round(statistics.median(r), 1) for name, r in rates.items()} | {
+        "samples": len(next(iter(inputs.values()))),
+        "batch": 64,
+        "note": "samples/s over the parallel part (process start and model load excluded), median of rounds",
     }
 
 
@@ -82,6 +110,19 @@ def main() -> None:
             "target": "int8 >= 2.5x faster than torch fp32 at batch 1, mean cosine >= 0.99",
             "target_met": int8["speedup_p50"] >= 2.5 and cosine >= 0.99,
         }
+        import numpy as np
+
+        from skyline.compression.text_task import labelled_sentences
+
+        sentences, _ = labelled_sentences()
+        from skyline.compression.minilm import load_minilm
+
+        _, tokenizer = load_minilm()
+        encoded = tokenizer((sentences * 4)[:256], padding=True, return_tensors="np")
+        minilm_inputs = {k: encoded[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
+        results["infer_minilm_int8"] = _infer_modes(
+            Path(tmp) / "minilm" / "variants" / "int8.onnx", minilm_inputs
+        )
         started = time.perf_counter()
         cnn = _run(
             "digits-cnn",
@@ -102,6 +143,10 @@ def main() -> None:
             "distill_target": "student <= 1/4 of teacher params, <= 1.5 points loss",
             "distill_target_met": student["params_ratio"] <= 0.25 and student["metric_delta"] >= -1.5,
         }
+        cnn_inputs = np.tile(_digits_test_images(), (20, 1, 1, 1))
+        results["infer_digits_prune50_int8"] = _infer_modes(
+            Path(tmp) / "cnn" / "variants" / "prune50-int8.onnx", {"input": cnn_inputs}
+        )
         started = time.perf_counter()
         effnet = _run(
             "efficientnet-lite0",
@@ -116,6 +161,7 @@ def main() -> None:
             "weights_check": "296 tensors load strictly; sklearn china.jpg → class 698 palace, flower.jpg → 985 daisy",
         }
     path = record("compress", results)
+    print("infer", results["infer_minilm_int8"], results["infer_digits_prune50_int8"])
     for key in ("minilm", "digits_cnn", "efficientnet_lite0"):
         print(key, {k: v for k, v in results[key].items() if k not in ("variants", "notes")})
     print(f"recorded {path}")
