@@ -103,12 +103,9 @@ def bench_pruning(root: Path, dense_dir: Path, dense: dict[str, Any]) -> dict[st
 
     from skyline.training.data import load_dataset
 
-    options = DIGITS_CNN | {
-        "prune": 0.5,
-        "prune_kind": "structured",
-        "prune_start_epoch": 2,
-        "prune_end_epoch": 15,
-    }
+    # Prune over epochs 2-15, then fine-tune: 30 epochs in all (the dense model gets 25 and early stopping).
+    options = DIGITS_CNN | {"epochs": 30, "prune": 0.5, "prune_kind": "structured"}
+    options |= {"prune_start_epoch": 2, "prune_end_epoch": 15}
     pruned, wall = _train(root / "pruned", **options)
     models = {
         "dense": torch.load(dense_dir / "model.pt", weights_only=False).eval(),
@@ -181,6 +178,7 @@ def main() -> None:
         root = Path(tmp)
         if "accuracy" in parts:
             results["accuracy"] = bench_accuracy(root)
+            record("train", results)  # after every part, so that a later failure loses nothing
             print("accuracy", {k: v for k, v in results["accuracy"].items() if k.endswith("_ok")}, flush=True)
         if "pruning" in parts:
             if (root / "digits" / "model.pt").is_file():  # the accuracy part just trained the dense model
@@ -189,6 +187,7 @@ def main() -> None:
                 dense, wall = _train(root / "dense", **DIGITS_CNN)
                 dense_dir, dense_summary = root / "dense", _summary(dense, wall)
             results["pruning"] = bench_pruning(root, dense_dir, dense_summary)
+            record("train", results)
             print(
                 "pruning",
                 results["pruning"]["accuracy_drop_points"],
@@ -197,6 +196,7 @@ def main() -> None:
             )
         if "privacy" in parts:
             results["privacy"] = bench_privacy(root)
+            record("train", results)
             print("privacy", results["privacy"]["fraction_of_non_private_accuracy"], flush=True)
         if "ddp" in parts:
             results["ddp"] = bench_ddp(root)
