@@ -21,7 +21,17 @@ from skyline.cli.output import console, err_console, write_json
 from skyline.errors import ConfigError
 
 # In the order they run; the name is the module's under skyline.cli.demo_steps.
-STEPS: tuple[str, ...] = ("linreg", "train", "compress", "serve", "security", "cluster", "sim", "edge")
+STEPS: tuple[str, ...] = (
+    "linreg",
+    "train",
+    "compress",
+    "serve",
+    "security",
+    "cluster",
+    "sim",
+    "forecast",
+    "edge",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,10 +6,9 @@ import numpy as np
 
 from skyline.scheduling.forecasting.forecaster import Forecaster
 from skyline.scheduling.forecasting.series import DAY_S, FloatArray, Series
+from skyline.scheduling.forecasting.synthetic import MONDAY_S, synthetic_requests
 
 HOUR_S = 3600.0
-# 2024-01-01 00:00 UTC, a Monday: calendar features line up with day boundaries.
-MONDAY_S = 1_704_067_200.0
 
 
 def daily_sine(*, days: int, step_s: float = HOUR_S, level: float = 50.0, amplitude: float = 20.0) -> Series:
@@ -32,12 +31,8 @@ def linear_trend(*, steps: int, slope: float = 0.5, start: float = 10.0) -> Seri
 
 def noisy_weekly(*, days: int, seed: int = 0, step_s: float = HOUR_S) -> Series:
     """Requests per step with a daily and a weekly cycle and Poisson noise (non-negative, with zeros)."""
-    t = np.arange(round(days * DAY_S / step_s)) * step_s
-    daily = np.clip(np.sin(2 * np.pi * (t / DAY_S - 0.25)), 0, None)
-    weekend = np.where(((t // DAY_S) % 7) >= 5, 0.4, 1.0)
-    rate = 40.0 * daily * weekend
-    values = np.random.default_rng(seed).poisson(rate).astype(np.float64)
-    return Series.of(values, step_s=step_s, start_s=MONDAY_S, name="requests")
+    series = synthetic_requests(days=days, seed=seed, step_s=step_s)
+    return Series.of(series.values, step_s=step_s, start_s=series.start_s, name="requests")
 
 
 class RecordingForecaster(Forecaster):

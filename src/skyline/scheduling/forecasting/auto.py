@@ -60,6 +60,16 @@ class Auto(Forecaster):
         assert self.chosen is not None
         self.chosen.update(history)
 
+    def predict_origins(
+        self, series: Series, origins: list[int], horizon: int
+    ) -> tuple[FloatArray, FloatArray]:
+        """The chosen model's forecasts, batched the way it batches them."""
+        if self.chosen is None or not origins:
+            return super().predict_origins(series, origins, horizon)
+        forecasts = self.chosen.predict_origins(series, origins, horizon)
+        self._history = series.head(origins[-1])
+        return forecasts
+
     def _predict(self, horizon: int) -> tuple[FloatArray, FloatArray]:
         assert self.chosen is not None
         return self.chosen.predict_arrays(horizon)

@@ -73,20 +73,18 @@ def backtest(
     shape = (len(origins), config.horizon)
     actual, point, upper = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
     started = time.perf_counter()
-    fitted_at, fits = -1, 0
-    for row, origin in enumerate(origins):
-        history = series.head(origin)  # everything the forecaster may see: strictly before `origin`
-        if fitted_at < 0 or origin - fitted_at >= refit_every:
-            forecaster.fit(history)
-            fitted_at, fits = origin, fits + 1
-        else:
-            forecaster.update(history)
-        p, u = forecaster.predict_arrays(config.horizon)
-        steps = min(config.horizon, len(series) - origin)
-        actual[row, :steps] = series.values[origin : origin + steps]
-        point[row, :steps], upper[row, :steps] = p[:steps], u[:steps]
+    blocks = _refit_blocks(origins, refit_every)
+    row = 0
+    for block in blocks:
+        forecaster.fit(series.head(block[0]))  # everything it may see: strictly before the first origin
+        p, u = forecaster.predict_origins(series, block, config.horizon)
+        for origin, p_row, u_row in zip(block, p, u, strict=True):
+            steps = min(config.horizon, len(series) - origin)
+            actual[row, :steps] = series.values[origin : origin + steps]
+            point[row, :steps], upper[row, :steps] = p_row[:steps], u_row[:steps]
+            row += 1
         if progress is not None:
-            progress(1)
+            progress(len(block))
     seconds = time.perf_counter() - started
     scored = ~np.isnan(actual)
     training = series.values[: origins[0]]
@@ -99,9 +97,19 @@ def backtest(
         point=point,
         upper=upper,
         accuracy=score,
-        fits=fits,
+        fits=len(blocks),
         seconds=seconds,
     )
+
+
+def _refit_blocks(origins: list[int], refit_every: int) -> list[list[int]]:
+    """Origins grouped by the fit they use: a new block once ``refit_every`` steps have passed."""
+    blocks: list[list[int]] = []
+    for origin in origins:
+        if not blocks or origin - blocks[-1][0] >= refit_every:
+            blocks.append([])
+        blocks[-1].append(origin)
+    return blocks
 
 
 def _season_steps(series: Series) -> int:

@@ -79,15 +79,35 @@ class Forecaster(ABC):
 
     def predict_arrays(self, horizon: int) -> tuple[FloatArray, FloatArray]:
         """`predict` as two arrays of length ``horizon`` (point, P90), for loops that need speed."""
-        history = self.history
         point, upper = self._predict(horizon)
-        point = np.asarray(point, dtype=np.float64)
-        upper = np.maximum(np.asarray(upper, dtype=np.float64), point)
-        if point.shape != (horizon,) or upper.shape != (horizon,):
-            raise RuntimeError(
-                f"forecaster {self.name!r} returned {point.shape} values for horizon {horizon}"
-            )
-        if history.nonnegative:  # counts and capacities: a negative forecast only adds error
+        return self._tidy(np.asarray(point), np.asarray(upper), (horizon,))
+
+    def predict_origins(
+        self, series: Series, origins: list[int], horizon: int
+    ) -> tuple[FloatArray, FloatArray]:
+        """Forecasts from each origin ``t`` in turn, each conditioned on ``series.head(t)`` only.
+
+        ``series`` extends the fitted history and ``origins`` increase from at least its length. The
+        result is (point, P90), each ``len(origins)`` × ``horizon``. The default updates and predicts
+        origin by origin; forecasters whose forecast is a pure function of the history (GBDT) batch it.
+        """
+        points, uppers = [], []
+        for origin in origins:
+            if origin != len(self.history):
+                self.update(series.head(origin))
+            point, upper = self.predict_arrays(horizon)
+            points.append(point)
+            uppers.append(upper)
+        return np.array(points), np.array(uppers)
+
+    def _tidy(
+        self, point: FloatArray, upper: FloatArray, shape: tuple[int, ...]
+    ) -> tuple[FloatArray, FloatArray]:
+        point = point.astype(np.float64)
+        upper = np.maximum(upper.astype(np.float64), point)
+        if point.shape != shape or upper.shape != shape:
+            raise RuntimeError(f"forecaster {self.name!r} returned shape {point.shape}, expected {shape}")
+        if self.history.nonnegative:  # counts and capacities: a negative forecast only adds error
             point, upper = np.maximum(point, 0.0), np.maximum(upper, 0.0)
         return point, upper
 

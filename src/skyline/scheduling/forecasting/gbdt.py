@@ -16,6 +16,20 @@ import numpy as np
 from skyline.scheduling.forecasting.forecaster import UPPER_QUANTILE, Forecaster
 from skyline.scheduling.forecasting.series import DAY_S, WEEK_S, FloatArray, Series
 
+_CONTROLLER: Any = None
+
+
+def _one_thread() -> Any:
+    """Limit OpenMP to one thread: on a few hundred rows its thread start-up costs more than it saves,
+    and on a busy 2-core machine 2 threads ran scikit-learn many times slower (DESIGN.md)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="openmp")
+
+
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
 FIT_WINDOW_S = 6 * WEEK_S
 MAX_ROWS = 20_000
@@ -99,9 +113,26 @@ class GradientBoosting(Forecaster):
         pass  # the features are read from the history at predict time; the trees stay as fitted
 
     def _predict(self, horizon: int) -> tuple[FloatArray, FloatArray]:
-        history = self.history
-        leads = np.arange(1, horizon + 1, dtype=np.int64)
-        origins = np.full(horizon, len(history), dtype=np.int64)
-        x = features(history, origins, leads)[:, self._usable]
-        last = float(history.values[-1])
-        return last + self._point.predict(x), last + self._upper.predict(x)
+        point, upper = self._predict_rows(self.history, np.array([len(self.history)]), horizon)
+        return point[0], upper[0]
+
+    def _predict_rows(self, series: Series, origins: IntArray, horizon: int) -> tuple[FloatArray, FloatArray]:
+        """Forecasts from many origins in one call: features only read ``series.values[:origin]``."""
+        rows = np.repeat(origins, horizon)
+        leads = np.tile(np.arange(1, horizon + 1, dtype=np.int64), len(origins))
+        x = features(series, rows, leads)[:, self._usable]
+        last = series.values[rows - 1]
+        shape = (len(origins), horizon)
+        with _one_thread():
+            point, upper = self._point.predict(x), self._upper.predict(x)
+        return (last + point).reshape(shape), (last + upper).reshape(shape)
+
+    def predict_origins(
+        self, series: Series, origins: list[int], horizon: int
+    ) -> tuple[FloatArray, FloatArray]:
+        """Batched: one tree pass for every origin (the trees do not change between refits)."""
+        if not origins or origins[0] < len(self.history) or origins != sorted(origins):
+            return super().predict_origins(series, origins, horizon)
+        self.update(series.head(origins[-1]))
+        point, upper = self._predict_rows(series, np.array(origins, dtype=np.int64), horizon)
+        return self._tidy(point, upper, (len(origins), horizon))
