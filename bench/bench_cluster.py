@@ -42,7 +42,7 @@ AGENTS = 100
 JOBS = 1000
 CONCURRENCY = 16
 JOB_SECONDS = 2.0
-ROUNDS = 2
+ROUNDS = int(os.environ.get("SKYLINE_BENCH_ROUNDS", "2"))  # interleaved: skyline, ray, ray, skyline ...
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -141,7 +141,9 @@ def skyline_round() -> dict[str, Any]:
                             result["retries"] = result.get("retries", 0) + 1
                     raise RuntimeError(f"job {i} could not be submitted")
 
+                cpu_before = _cpu_s(server.process.pid)
                 result["submit_s"] = await _burst(submit, JOBS)
+                result["server_cpu_s"] = _cpu_s(server.process.pid) - cpu_before
                 deadline = time.monotonic() + 120
                 while time.monotonic() < deadline:
                     jobs = (await client.get("/v1/jobs", params={"limit": 10000})).json()
@@ -164,12 +166,23 @@ def skyline_round() -> dict[str, Any]:
             "heartbeats": agents.beats,
             "agent_transport_errors": agents.errors,
             "submit_throughput_jobs_per_s": JOBS / result["submit_s"],
+            # Server CPU per submitted job during the burst (agents' heartbeats and reports included):
+            # 1000 / this is the submit rate one free core would sustain.
+            "server_cpu_ms_per_job": result["server_cpu_s"] / JOBS * 1000,
             "submit_to_placed_p50_ms": _percentile(latencies, 50),
             "submit_to_placed_p99_ms": _percentile(latencies, 99),
             "submit_to_placed_max_ms": max(latencies),
         }
     finally:
         server.stop()
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used: a measure the shared machine's load cannot skew."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 async def _wait_nodes(client: httpx.AsyncClient) -> None:
@@ -228,14 +241,21 @@ def ray_round(address: str) -> dict[str, Any]:
 
 
 def main() -> None:
+    """Both contenders, interleaved; ``SKYLINE_BENCH_CONTENDERS=skyline`` runs skyline alone
+    (recorded as ``cluster-skyline``, so the side-by-side file is kept)."""
     import ray
 
-    context = ray.init(num_cpus=2, object_store_memory=80 * 1024**2, include_dashboard=True, dashboard_port=0)
-    ray_address = "http://" + context.dashboard_url
+    contenders = os.environ.get("SKYLINE_BENCH_CONTENDERS", "skyline,ray").split(",")
+    ray_address = ""
+    if "ray" in contenders:
+        context = ray.init(
+            num_cpus=2, object_store_memory=80 * 1024**2, include_dashboard=True, dashboard_port=0
+        )
+        ray_address = "http://" + context.dashboard_url
     rounds: dict[str, list[dict[str, Any]]] = {"skyline": [], "ray": []}
     try:
         for r in range(ROUNDS):
-            for name in ("skyline", "ray") if r % 2 == 0 else ("ray", "skyline"):
+            for name in contenders if r % 2 == 0 else contenders[::-1]:
                 outcome = skyline_round() if name == "skyline" else ray_round(ray_address)
                 print(name, outcome, flush=True)
                 rounds[name].append(outcome)
@@ -264,6 +284,7 @@ def main() -> None:
             "submit_throughput_jobs_per_s": sky_tput,
             "submit_to_placed_p99_ms": p99,
             "submit_to_placed_p50_ms": median("skyline", "submit_to_placed_p50_ms"),
+            "server_cpu_ms_per_job": median("skyline", "server_cpu_ms_per_job"),
         },
         "ray_job_submission": {
             "rounds": rounds["ray"],
@@ -277,4 +298,4 @@ def main() -> None:
             "p99_submit_to_placed_le_100_ms": bool(p99 is not None and p99 <= 100),
         },
     }
-    print(record("cluster", results))
+    print(record("cluster" if "ray" in contenders else "cluster-skyline", results))
