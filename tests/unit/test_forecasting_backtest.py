@@ -56,7 +56,7 @@ def test_partial_last_window_is_scored_only_where_actuals_exist() -> None:
     assert result.accuracy.mae == pytest.approx(np.mean([1, 2, 3, 4, 1, 2]))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
     values=st.lists(st.floats(0, 1000, allow_nan=False), min_size=60, max_size=80),
     cut=st.integers(0, 19),
@@ -76,9 +76,9 @@ def test_no_forecast_depends_on_values_at_or_after_its_origin(
         a, b = backtest(original, model(), config), backtest(changed, model(), config)
         for row, origin in enumerate(a.origins):
             if origin <= first_test + cut:
-                assert np.array_equal(a.point[row], b.point[row]) and np.array_equal(
-                    a.upper[row], b.upper[row]
-                )
+                # NaN marks steps past the end of the series, in both runs alike
+                assert np.array_equal(a.point[row], b.point[row], equal_nan=True)
+                assert np.array_equal(a.upper[row], b.upper[row], equal_nan=True)
 
 
 @pytest.mark.parametrize("name", ["holt-winters", "gbdt", "ensemble"])
