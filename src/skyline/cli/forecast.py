@@ -101,7 +101,8 @@ def backtest_command(
         write_json(json_path, payload)
         return
     console.print(
-        f"{series}: {len(data)} steps of {data.step_s:g} s, horizon {steps}, test {config.test_steps}"
+        f"{series}: {len(data)} steps of {data.step_s:g} s, horizon {steps}, test {config.test_steps}",
+        soft_wrap=True,
     )
     console.print(f"{'model':24} {'MAE':>10} {'RMSE':>10} {'wMAPE':>8} {'MASE':>8} {'P90 cov':>8} {'s':>6}")
     for name, r in zip(names, results, strict=True):
