@@ -23,15 +23,6 @@ FUZZ_REQUESTS = 50  # per API here; the benchmark sends ≥ 1,000
 # Gaps found by these checks and reported to the owning issue; listed so that a NEW gap fails the test.
 KNOWN_GAPS = {
     # (api, METHOD path, label): why it is tolerated for now
-    ("serving", "POST /v2/repository/index", "not json"): "index ignores its optional body",
-    ("serving", "POST /v2/repository/index", "binary garbage"): "index ignores its optional body",
-    (
-        "serving",
-        "POST /v2/repository/index",
-        "json array instead of object",
-    ): "index ignores its optional body",
-    ("serving", "POST /v2/repository/index", "deeply nested json"): "index ignores its optional body",
-    ("serving", "POST /v2/repository/index", "wrong content type"): "index ignores its optional body",
     ("edge", "POST /v1/echo", "oversized (16777217 bytes)"): "edge cloud app has no body size limit",
 }
 # Operations where fuzzing found server errors, reported to the owning issue; any other one fails.

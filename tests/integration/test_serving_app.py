@@ -148,6 +148,11 @@ def test_repository_index_load_and_unload(client: TestClient, repo: ModelReposit
     assert client.post("/v2/repository/index", json={"ready": True}).json() == [
         {"name": "mlp", "version": "1", "state": "READY", "reason": ""}
     ]
+    for bad in (b"{not json", b"[1, 2]", b'{"ready": "yes"}', b"[" * 5000 + b"]" * 5000):
+        answer = client.post(
+            "/v2/repository/index", content=bad, headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 400 and set(answer.json()) == {"error"}
     assert client.post("/v2/repository/models/mlp/load").json() == {}
     assert client.get("/v2/models/mlp").json()["versions"] == ["2"]
     assert client.post("/v2/repository/models/mlp/unload").status_code == 200

@@ -31,6 +31,7 @@ from skyline.serving.metrics import ServingMetrics
 from skyline.serving.openapi import INDEX_REQUEST, INFER_REQUEST, INFER_RESPONSES
 from skyline.serving.protocol import HEADER_LENGTH
 from skyline.serving.repository import ModelRepository
+from skyline.serving.tensors import InvalidRequestError
 
 JSON = "application/json"
 PLATFORMS = {"onnx": "onnxruntime_onnx", "torch-export": "pytorch_export"}
@@ -156,15 +157,27 @@ def _model_routes(app: FastAPI, manager: ModelManager, guard: Guard) -> None:
         )
 
 
+def _index_ready_flag(body: bytes) -> bool:
+    """The OIP repository-index request ``{"ready": bool}`` (optional, empty body = all): 400 when not that."""
+    if not body.strip():
+        return False
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"the repository index body is not JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise InvalidRequestError('the repository index body must be an object like {"ready": true}')
+    ready = request.get("ready", False)
+    if not isinstance(ready, bool):
+        raise InvalidRequestError(f"'ready' must be true or false, got {ready!r:.40}")
+    return ready
+
+
 def _repository_routes(app: FastAPI, manager: ModelManager, guard: Guard) -> None:
     @app.post("/v2/repository/index", openapi_extra={"requestBody": INDEX_REQUEST})
     async def index(request: Request) -> Response:
         guard(request.headers.get("authorization"), "read", "repository")
-        body = await request.body()
-        try:
-            only_ready = bool(orjson.loads(body).get("ready")) if body.strip() else False
-        except (orjson.JSONDecodeError, AttributeError):
-            only_ready = False
+        only_ready = _index_ready_flag(await request.body())
         loaded = manager.loaded()
         entries = []
         for name in manager.repository.models():
