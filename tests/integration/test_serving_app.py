@@ -233,14 +233,29 @@ def test_auth_matrix(repo: ModelRepository, tmp_path: Path) -> None:
         "load": ("POST", "/v2/repository/models/mlp/load", None),
         "index": ("POST", "/v2/repository/index", None),
         "health": ("GET", "/v2/health/ready", None),
+        "metrics": ("GET", "/metrics", None),
     }
     expected = {
-        "admin": {"infer": 200, "metadata": 200, "load": 200, "index": 200, "health": 200},
-        "invoker-mlp": {"infer": 200, "metadata": 200, "load": 403, "index": 403, "health": 200},
-        "invoker-other": {"infer": 403, "metadata": 403, "load": 403, "index": 403, "health": 200},
-        "viewer": {"infer": 403, "metadata": 200, "load": 403, "index": 200, "health": 200},
-        "none": {"infer": 401, "metadata": 401, "load": 401, "index": 401, "health": 200},
-        "garbage": {"infer": 401, "metadata": 401, "load": 401, "index": 401, "health": 200},
+        "admin": {"infer": 200, "metadata": 200, "load": 200, "index": 200, "health": 200, "metrics": 200},
+        "invoker-mlp": {
+            "infer": 200,
+            "metadata": 200,
+            "load": 403,
+            "index": 403,
+            "health": 200,
+            "metrics": 403,
+        },
+        "invoker-other": {
+            "infer": 403,
+            "metadata": 403,
+            "load": 403,
+            "index": 403,
+            "health": 200,
+            "metrics": 403,
+        },
+        "viewer": {"infer": 403, "metadata": 200, "load": 403, "index": 200, "health": 200, "metrics": 200},
+        "none": {"infer": 401, "metadata": 401, "load": 401, "index": 401, "health": 200, "metrics": 401},
+        "garbage": {"infer": 401, "metadata": 401, "load": 401, "index": 401, "health": 200, "metrics": 401},
     }
     with TestClient(create_app(repo, authority=authority, cores=1)) as c:
         seen = {

@@ -3,7 +3,7 @@
 ``create_app(repository)`` returns a FastAPI app that loads every model of the repository at start-up
 (ready only once each has answered a warm-up inference). With a `TokenAuthority`, every model and
 repository endpoint needs a bearer token: ``invoke`` on ``models`` (scoped per model) to infer, ``read``
-to see metadata, ``update`` on ``repository`` (admin) to load or unload. With a public key, a version
+to see metadata, ``update`` on ``repository`` (admin) to load or unload, ``read`` on ``metrics`` to scrape. With a public key, a version
 folder whose signed manifest does not verify is refused. Errors are ``{"error": "..."}`` with the status
 of the `SkylineError` (400 bad request, 401/403 auth, 404 unknown model or version, 429 + Retry-After
 when a queue is full, 503 not ready or timed out).
@@ -77,8 +77,11 @@ def create_app(
     _model_routes(app, manager, guard)
     _repository_routes(app, manager, guard)
 
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus() -> Response:
+    # Not public: queue depths, model names and request rates tell an outsider what runs and how busy it
+    # is (docs/security.md). Prometheus scrapes with a viewer token (``authorization`` in its config).
+    @app.get("/metrics", responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}})
+    async def prometheus(request: Request) -> Response:
+        guard(request.headers.get("authorization"), "read", "metrics")
         for model in manager.loaded().values():
             model.metrics.queue_depth.set(model.batcher.queue_depth)
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")

@@ -153,11 +153,14 @@ _METRIC = re.compile(
 )
 
 
-async def scrape_batches(url: str, model: str) -> tuple[float, float] | None:
-    """(rows inferred, batches executed) of ``model`` from a skyline /metrics page, or None if absent."""
+async def scrape_batches(
+    url: str, model: str, headers: dict[str, str] | None = None
+) -> tuple[float, float] | None:
+    """(rows inferred, batches executed) of ``model`` from a skyline /metrics page, or None if absent
+    (or not readable with these ``headers``: scraping needs ``read`` on ``metrics``)."""
     conn = HttpConnection(url)
     try:
-        status, text = await conn.request("GET", "/metrics")
+        status, text = await conn.request("GET", "/metrics", headers=headers)
     except (UnavailableError, OSError):
         return None
     finally:
@@ -192,7 +195,7 @@ async def run_load(
             f"need concurrency ≥ 1, duration > 0, rate > 0; got {concurrency}, {duration_s}, {rate_per_s}"
         )
     sent_headers = {"content-type": "application/json", **(headers or {})}
-    before = await scrape_batches(url, model) if model else None
+    before = await scrape_batches(url, model, headers) if model else None
     conns = [HttpConnection(url) for _ in range(concurrency)]
     log: list[tuple[float, int]] = []
     cpu0, start = time.process_time(), time.perf_counter()
@@ -202,7 +205,7 @@ async def run_load(
     else:
         await _open_loop(conns, path, body, sent_headers, rate_per_s, duration_s, log)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    after = await scrape_batches(url, model) if model else None
+    after = await scrape_batches(url, model, headers) if model else None
     batch_mean = None
     if before is not None and after is not None and after[1] > before[1]:
         batch_mean = (after[0] - before[0]) / (after[1] - before[1])

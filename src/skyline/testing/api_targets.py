@@ -146,6 +146,7 @@ SERVING_RULES: dict[str, Rule | None] = {
     "POST /v2/repository/index": Rule("read", "repository"),
     "POST /v2/repository/models/{name}/load": Rule("update", "repository"),
     "POST /v2/repository/models/{name}/unload": Rule("update", "repository"),
+    "GET /metrics": Rule("read", "metrics"),
 }
 
 
