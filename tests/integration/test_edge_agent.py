@@ -126,6 +126,13 @@ def test_agent_serves_cascades_and_reports(cloud: Cloud, tmp_path: Path) -> None
         assert int(np.argmax(answer["outputs"][0]["data"])) == 7
         assert httpx.post(f"{local.url}/v2/models/other/infer", json=body).status_code == 404
         assert httpx.post(f"{local.url}/v2/models/digits/infer", json={"inputs": []}).status_code == 422
+        for shape, size in (([64], 64), ([1, 64], 64), ([2, 1, 4, 8], 64), ([0, *SHAPE], 0), ([1], 1)):
+            wrong = {"inputs": [{"name": "input", "shape": shape, "datatype": "FP32", "data": [0.0] * size}]}
+            refused = httpx.post(f"{local.url}/v2/models/digits/infer", json=wrong)
+            assert refused.status_code == 422, (shape, refused.text)
+            assert "does not fit" in refused.json()["error"] or "not a batch" in refused.json()["error"]
+        huge = {"inputs": [{"name": "input", "shape": [2**40, 2**40, 2**40], "datatype": "FP32", "data": []}]}
+        assert httpx.post(f"{local.url}/v2/models/digits/infer", json=huge).status_code == 422
     agent._report()
     telemetry = httpx.get(f"{cloud.server.url}/v1/telemetry", headers={"authorization": "Bearer t"}).json()
     assert telemetry["edge-agent"]["offloaded"] == 1

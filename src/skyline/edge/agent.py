@@ -70,9 +70,27 @@ class LocalModel:
         self._session = ort.InferenceSession(
             str(files[0]), sess_options=options, providers=["CPUExecutionProvider"]
         )
-        self._input = self._session.get_inputs()[0].name
+        model_input = self._session.get_inputs()[0]
+        self._input = model_input.name
+        # Fixed sizes of the model's input (None where the graph leaves a dimension symbolic, e.g. the batch).
+        self.input_shape: tuple[int | None, ...] = tuple(
+            d if isinstance(d, int) else None for d in model_input.shape
+        )
+
+    def check_input(self, x: FloatArray) -> None:
+        """Raise `ConfigError` (HTTP 422) unless ``x`` is a non-empty batch of the model's input shape."""
+        expected = self.input_shape
+        fits = x.ndim == len(expected) and all(
+            want is None or want == got for want, got in zip(expected, x.shape, strict=True)
+        )
+        if not fits or x.shape[0] == 0:
+            wanted = ["batch" if d is None else d for d in expected]
+            raise ConfigError(
+                f"input shape {list(x.shape)} does not fit the model's input {wanted}; send a batch"
+            )
 
     def predict(self, x: FloatArray) -> FloatArray:
+        self.check_input(x)
         logits = np.asarray(self._session.run(None, {self._input: x.astype(np.float32)})[0], dtype=np.float64)
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         return np.asarray(shifted / shifted.sum(axis=1, keepdims=True), dtype=np.float32)
@@ -136,7 +154,15 @@ class EdgeAgent:
         return model.predict(x)
 
     def infer(self, x: FloatArray) -> tuple[FloatArray, list[str]]:
-        """Class probabilities for a batch, and who answered each row (edge, cloud, edge-degraded)."""
+        """Class probabilities for a batch, and who answered each row (edge, cloud, edge-degraded).
+
+        A batch that does not fit the local model's input raises `ConfigError` before any strategy runs.
+        """
+        model = self._model
+        if model is not None:
+            model.check_input(x)
+        elif x.ndim < 2 or x.shape[0] == 0:
+            raise ConfigError(f"input shape {list(x.shape)} is not a batch; send [batch, features...]")
         if self.config.strategy == "local":
             probs, sources = self._predict_local(x), ["edge"] * len(x)
         elif self.config.strategy == "cloud":

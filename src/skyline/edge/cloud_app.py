@@ -9,6 +9,7 @@ bytes on the wire are the activation's real size.
 from __future__ import annotations
 
 import hmac
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -74,11 +75,17 @@ def decode_tensor(tensor: TensorIn) -> FloatArray:
     """An OIP v2 tensor as a float32 array of its declared shape (422 if the sizes disagree)."""
     if tensor.datatype != "FP32":
         raise ConfigError(f"datatype {tensor.datatype!r} is not supported; send FP32")
-    if int(np.prod(tensor.shape)) != len(tensor.data):
+    if any(size < 0 for size in tensor.shape):
+        raise ConfigError(f"shape {tensor.shape} has a negative size; sizes are counts >= 0")
+    needed = math.prod(tensor.shape)  # exact: numpy's product would wrap around for huge sizes
+    if needed != len(tensor.data):
+        raise ConfigError(f"shape {tensor.shape} needs {needed} values, got {len(tensor.data)}")
+    array = np.asarray(tensor.data, dtype=np.float32).reshape(tensor.shape)
+    if not np.isfinite(array).all():
         raise ConfigError(
-            f"shape {tensor.shape} needs {int(np.prod(tensor.shape))} values, got {len(tensor.data)}"
+            "the tensor holds NaN or infinite values (or values beyond float32); send finite numbers"
         )
-    return np.asarray(tensor.data, dtype=np.float32).reshape(tensor.shape)
+    return array
 
 
 def decode_activation(body: bytes, headers: Mapping[str, str]) -> FloatArray:
@@ -137,7 +144,11 @@ def create_cloud_app(
     def infer(name: str, request: InferRequest) -> dict[str, Any]:
         if name not in models:
             raise NotFoundError(f"model {name!r} is not served here; models: {', '.join(sorted(models))}")
-        probs = models[name](decode_tensor(request.inputs[0]))
+        x = decode_tensor(request.inputs[0])
+        try:
+            probs = models[name](x)
+        except (ValueError, RuntimeError) as exc:  # torch and ONNX Runtime refuse a wrong shape this way
+            raise ConfigError(f"model {name!r} cannot take an input of shape {list(x.shape)}") from exc
         return {
             "model_name": name,
             "outputs": [
@@ -156,7 +167,13 @@ def create_cloud_app(
             raise NotFoundError(f"no split model {name!r}; split models: {', '.join(sorted(tails))}")
         activation = decode_activation(await request.body(), request.headers)
         started = time.perf_counter()
-        probs = tails[name](partition, activation)
+        try:
+            probs = tails[name](partition, activation)
+        except (ValueError, RuntimeError, IndexError) as exc:
+            raise ConfigError(
+                f"split model {name!r} cannot run its tail from partition {partition} on shape "
+                f"{list(activation.shape)}"
+            ) from exc
         return {
             "probs": probs.ravel().tolist(),
             "shape": list(probs.shape),
