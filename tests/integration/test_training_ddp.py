@@ -14,7 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from skyline.training.config import TrainConfig
-from skyline.training.distributed import WorkerContext, free_port
+from skyline.training.distributed import WorkerContext
 from skyline.training.loop import Session, batch_rows, build_session, loss_fn
 
 pytestmark = pytest.mark.integration
@@ -31,8 +31,9 @@ def _config(out: Path, workers: int) -> TrainConfig:
     return TrainConfig(dataset="digits", model="cnn", batch_size=32, workers=workers, out_dir=out)
 
 
-def _rank(rank: int, world_size: int, port: int, out: Path) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+def _rank(rank: int, world_size: int, out: Path) -> None:
+    rendezvous = f"file://{out / 'rendezvous'}"  # a file, not a port that another process could take
+    dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=world_size)
     try:
         session = build_session(_config(out, world_size), WorkerContext(rank=rank, world_size=world_size))
         rows = batch_rows(session, epoch=1, step=3)
@@ -42,7 +43,7 @@ def _rank(rank: int, world_size: int, port: int, out: Path) -> None:
 
 
 def test_ddp_gradients_are_equal_across_ranks_and_to_one_process_on_the_global_batch(tmp_path: Path) -> None:
-    mp.start_processes(_rank, args=(2, free_port(), tmp_path), nprocs=2, join=True, start_method="spawn")  # type: ignore[attr-defined,no-untyped-call]
+    mp.start_processes(_rank, args=(2, tmp_path), nprocs=2, join=True, start_method="spawn")  # type: ignore[attr-defined,no-untyped-call]
     ranks = [torch.load(tmp_path / f"rank-{r}.pt") for r in range(2)]
     single = build_session(_config(tmp_path, 1), WorkerContext())
     global_rows = batch_rows(single, epoch=1, step=3)

@@ -97,15 +97,18 @@ def context_from_env() -> WorkerContext:
     return WorkerContext(rank=rank, world_size=world_size, device=device)
 
 
-def _spawned_worker(rank: int, config: TrainConfig, port: int, error_dir: str) -> None:
+def _spawned_worker(rank: int, config: TrainConfig, error_dir: str) -> None:
     import torch.distributed as dist
 
     from skyline.training.loop import run_worker
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     device = pick_device(rank)
+    # A rendezvous file, not a TCP port: a free port probed in the parent can be taken before the
+    # workers bind it (seen on a busy machine: EADDRINUSE); a file in our own temp folder cannot.
+    rendezvous = Path(error_dir) / "rendezvous"
     dist.init_process_group(
-        backend_for(device), init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=config.workers
+        backend_for(device), init_method=f"file://{rendezvous}", rank=rank, world_size=config.workers
     )
     try:
         run_worker(config, WorkerContext(rank=rank, world_size=config.workers, device=device))
@@ -144,7 +147,7 @@ def spawn_local(config: TrainConfig) -> Path:
         try:
             mp.start_processes(  # type: ignore[attr-defined,no-untyped-call]
                 _spawned_worker,
-                args=(config, free_port(), error_dir),
+                args=(config, error_dir),
                 nprocs=config.workers,
                 join=True,
                 start_method="spawn",
