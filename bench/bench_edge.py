@@ -76,10 +76,12 @@ def bench_split() -> dict[str, Any]:
     return {"runs": runs, "rtt_ms": 10.0, "edge_slowdown": 10.0}
 
 
-def _spawn(store: Path, url: str, records: int, interval_s: float, log: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    store: Path, url: str, token: str, records: int, interval_s: float, log: Path
+) -> subprocess.Popen[bytes]:
     command = [
         sys.executable, "-m", "skyline.edge.uplink_worker", "--store", str(store), "--cloud", url,
-        "--token", "bench", "--records", str(records), "--interval-s", str(interval_s),
+        "--token", token, "--records", str(records), "--interval-s", str(interval_s),
     ]  # fmt: skip
     with log.open("ab") as out:
         return subprocess.Popen(command, stdout=out, stderr=out)
@@ -87,7 +89,7 @@ def _spawn(store: Path, url: str, records: int, interval_s: float, log: Path) ->
 
 def bench_uplink() -> dict[str, Any]:
     from skyline.edge.background import BackgroundServer
-    from skyline.edge.cloud_app import create_cloud_app, static_token
+    from skyline.edge.cloud_app import create_cloud_app, edge_authority
     from skyline.edge.ingest import IngestStore
     from skyline.edge.link import LinkConditions, LinkProxy
     from skyline.edge.uplink_store import UplinkStore
@@ -99,12 +101,13 @@ def bench_uplink() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         ingest = IngestStore(work / "cloud.db")
-        app = create_cloud_app(ingest=ingest, token_check=static_token("bench"))
+        authority, token = edge_authority(work / "tokens.json")
+        app = create_cloud_app(ingest=ingest, authority=authority)
         with (
             BackgroundServer(app) as server,
             LinkProxy(server.port, LinkConditions(latency_ms=5, bandwidth_mbps=10)) as link,
         ):
-            worker = _spawn(work / "edge.db", link.url, records, interval_s, work / "worker.log")
+            worker = _spawn(work / "edge.db", link.url, token, records, interval_s, work / "worker.log")
             time.sleep(10)  # ten seconds of normal operation first
             link.set_outage(True)
             outage_started = time.monotonic()
@@ -119,14 +122,14 @@ def bench_uplink() -> dict[str, Any]:
                     kills += 1
                     with UplinkStore(work / "edge.db") as store:
                         max_queued = max(max_queued, len(store))
-                    worker = _spawn(work / "edge.db", link.url, records, interval_s, work / "worker.log")
+                    worker = _spawn(work / "edge.db", link.url, token, records, interval_s, work / "worker.log")
             link.set_outage(False)
             restored = time.monotonic()
             time.sleep(rng.uniform(0.5, 2.0))
             os.kill(worker.pid, signal.SIGKILL)  # and once more while it is sending the backlog
             worker.wait()
             kills += 1
-            worker = _spawn(work / "edge.db", link.url, records, interval_s, work / "worker.log")
+            worker = _spawn(work / "edge.db", link.url, token, records, interval_s, work / "worker.log")
             code = worker.wait(timeout=outage_s + 600)
             drain_s = time.monotonic() - restored
         ids = ingest.ids()

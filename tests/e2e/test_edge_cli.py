@@ -109,10 +109,12 @@ def test_edge_run_pulls_a_signed_model_and_serves_it(tmp_path: Path) -> None:
     import torch
 
     from skyline.edge.background import BackgroundServer
-    from skyline.edge.cloud_app import create_cloud_app, static_token
+    from skyline.edge.cloud_app import create_cloud_app, edge_authority
     from skyline.edge.ingest import IngestStore
     from skyline.edge.publish import publish_model
+    from skyline.security.rbac import Role
     from skyline.security.signing import generate_signing_keys
+    from skyline.security.tokens import TokenAuthority
     from skyline.training.models import build_model
 
     private, public = generate_signing_keys(tmp_path / "signing.key", tmp_path / "signing.pub")
@@ -126,7 +128,8 @@ def test_edge_run_pulls_a_signed_model_and_serves_it(tmp_path: Path) -> None:
         private_key=private,
     )
     ingest = IngestStore(tmp_path / "ingest.db")
-    app = create_cloud_app(ingest=ingest, token_check=static_token("t"), repository=tmp_path / "repo")
+    authority, token = edge_authority(tmp_path / "cloud-tokens.json")
+    app = create_cloud_app(ingest=ingest, authority=authority, repository=tmp_path / "repo")
     port = _free_port()
     with BackgroundServer(app) as cloud:
         args = [
@@ -135,7 +138,7 @@ def test_edge_run_pulls_a_signed_model_and_serves_it(tmp_path: Path) -> None:
             "--cloud",
             cloud.url,
             "--token",
-            "t",
+            token,
             "--model",
             "digits",
             "--public-key",
@@ -150,7 +153,10 @@ def test_edge_run_pulls_a_signed_model_and_serves_it(tmp_path: Path) -> None:
             "0.5",
             "--duration-s",
             "120",
+            "--tokens",
+            str(tmp_path / "local-tokens.json"),
         ]
+        invoker = TokenAuthority(tmp_path / "local-tokens.json").issue("app-1", Role.INVOKER)
         agent = subprocess.Popen(
             [sys.executable, "-m", "skyline.cli.app", *args],
             stdout=subprocess.DEVNULL,
@@ -170,7 +176,9 @@ def test_edge_run_pulls_a_signed_model_and_serves_it(tmp_path: Path) -> None:
             body = {
                 "inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.5] * 64}]
             }
-            answer = httpx.post(f"http://127.0.0.1:{port}/v2/models/digits/infer", json=body).json()
+            url = f"http://127.0.0.1:{port}/v2/models/digits/infer"
+            assert httpx.post(url, json=body).status_code == 401  # the local API is not open to anyone
+            answer = httpx.post(url, json=body, headers={"authorization": f"Bearer {invoker}"}).json()
             assert answer["model_version"] == "1" and len(answer["outputs"][0]["data"]) == 10
         finally:
             agent.send_signal(signal.SIGTERM)

@@ -14,10 +14,12 @@ import torch
 from skyline.edge.agent import AgentConfig, EdgeAgent
 from skyline.edge.agent_app import create_agent_app
 from skyline.edge.background import BackgroundServer
-from skyline.edge.cloud_app import create_cloud_app, static_token
+from skyline.edge.cloud_app import create_cloud_app, edge_authority
 from skyline.edge.ingest import IngestStore
 from skyline.edge.publish import publish_model
+from skyline.security.rbac import Role
 from skyline.security.signing import generate_signing_keys
+from skyline.security.tokens import TokenAuthority
 from skyline.training.models import build_model
 
 pytestmark = pytest.mark.integration
@@ -31,6 +33,8 @@ class Cloud:
     private_key: Path
     public_key: Path
     ingest: IngestStore
+    token: str
+    authority: TokenAuthority
 
 
 def _cloud_model(x: np.ndarray) -> np.ndarray:
@@ -45,14 +49,15 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
     repository = tmp_path / "repository"
     repository.mkdir()
     ingest = IngestStore(tmp_path / "ingest.db")
+    authority, token = edge_authority(tmp_path / "cloud-tokens.json")
     app = create_cloud_app(
         ingest=ingest,
-        token_check=static_token("t"),
+        authority=authority,
         models={"cloud-classifier": _cloud_model},
         repository=repository,
     )
     with BackgroundServer(app) as server:
-        yield Cloud(server, repository, private, public, ingest)
+        yield Cloud(server, repository, private, public, ingest, token, authority)
     ingest.close()
 
 
@@ -64,7 +69,7 @@ def _model(seed: int) -> torch.nn.Module:
 def _agent(cloud: Cloud, store: Path, strategy: str = "local") -> EdgeAgent:
     config = AgentConfig(
         cloud_url=cloud.server.url,
-        token="t",
+        token=cloud.token,
         model="digits",
         store=store,
         public_key=cloud.public_key,
@@ -119,22 +124,36 @@ def test_agent_serves_cascades_and_reports(cloud: Cloud, tmp_path: Path) -> None
     )
     agent = _agent(cloud, tmp_path / "edge", strategy="cascade")
     agent.refresh_model()
-    with BackgroundServer(create_agent_app(agent)) as local:
+    local_tokens = TokenAuthority(tmp_path / "local-tokens.json")
+    invoker = {"authorization": f"Bearer {local_tokens.issue('app-1', Role.INVOKER)}"}
+    admin = {"authorization": f"Bearer {local_tokens.bootstrap_admin()}"}
+    with (
+        BackgroundServer(create_agent_app(agent, authority=local_tokens)) as server,
+        httpx.Client(base_url=server.url, headers=invoker) as local,
+    ):
         body = {"inputs": [{"name": "input", "shape": [1, *SHAPE], "datatype": "FP32", "data": [0.0] * 64}]}
-        answer = httpx.post(f"{local.url}/v2/models/digits/infer", json=body).json()
+        # Deny by default: no token 401, a role that may not read metrics 403; /health stays public.
+        assert httpx.post(f"{server.url}/v2/models/digits/infer", json=body).status_code == 401
+        assert local.get("/v1/status").status_code == 403
+        assert local.get("/v1/status", headers=admin).json()["model_version"] == 1
+        assert httpx.get(f"{server.url}/health").status_code == 200
+        answer = local.post("/v2/models/digits/infer", json=body).json()
         assert answer["parameters"]["sources"] == ["cloud"]
         assert int(np.argmax(answer["outputs"][0]["data"])) == 7
-        assert httpx.post(f"{local.url}/v2/models/other/infer", json=body).status_code == 404
-        assert httpx.post(f"{local.url}/v2/models/digits/infer", json={"inputs": []}).status_code == 422
+        assert local.post("/v2/models/other/infer", json=body).status_code == 404
+        assert local.post("/v2/models/digits/infer", json={"inputs": []}).status_code == 422
         for shape, size in (([64], 64), ([1, 64], 64), ([2, 1, 4, 8], 64), ([0, *SHAPE], 0), ([1], 1)):
             wrong = {"inputs": [{"name": "input", "shape": shape, "datatype": "FP32", "data": [0.0] * size}]}
-            refused = httpx.post(f"{local.url}/v2/models/digits/infer", json=wrong)
+            refused = local.post("/v2/models/digits/infer", json=wrong)
             assert refused.status_code == 422, (shape, refused.text)
             assert "does not fit" in refused.json()["error"] or "not a batch" in refused.json()["error"]
         huge = {"inputs": [{"name": "input", "shape": [2**40, 2**40, 2**40], "datatype": "FP32", "data": []}]}
-        assert httpx.post(f"{local.url}/v2/models/digits/infer", json=huge).status_code == 422
+        assert local.post("/v2/models/digits/infer", json=huge).status_code == 422
     agent._report()
-    telemetry = httpx.get(f"{cloud.server.url}/v1/telemetry", headers={"authorization": "Bearer t"}).json()
+    telemetry = httpx.get(
+        f"{cloud.server.url}/v1/telemetry",
+        headers={"authorization": f"Bearer {cloud.authority.issue('ops', Role.VIEWER)}"},
+    ).json()
     assert telemetry["edge-agent"]["offloaded"] == 1
     assert agent.sender.drain(deadline_s=10)
     assert cloud.ingest.count("result") == 1

@@ -10,12 +10,14 @@ import pytest
 
 from skyline.edge.background import BackgroundServer
 from skyline.edge.cascade import CascadeRouter
-from skyline.edge.cloud_app import create_cloud_app, static_token
+from skyline.edge.cloud_app import create_cloud_app, edge_authority
 from skyline.edge.cloud_client import CloudClient
 from skyline.edge.detector import HardExampleDetector
 from skyline.edge.ingest import IngestStore
 from skyline.edge.link import LinkConditions, LinkProxy
 from skyline.errors import AuthError, UnavailableError
+from skyline.security.rbac import Role
+from skyline.security.tokens import TokenAuthority
 
 pytestmark = pytest.mark.integration
 
@@ -29,38 +31,45 @@ def _cloud_model(x: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture
-def proxy(tmp_path: Path) -> Iterator[LinkProxy]:
+def token(tmp_path: Path) -> tuple[TokenAuthority, str]:
+    return edge_authority(tmp_path / "tokens.json")
+
+
+@pytest.fixture
+def proxy(tmp_path: Path, token: tuple[TokenAuthority, str]) -> Iterator[LinkProxy]:
     ingest = IngestStore(tmp_path / "ingest.db")
-    app = create_cloud_app(ingest=ingest, token_check=static_token("t"), models={"cloud": _cloud_model})
+    app = create_cloud_app(ingest=ingest, authority=token[0], models={"cloud": _cloud_model})
     with BackgroundServer(app) as server, LinkProxy(server.port, LinkConditions(latency_ms=1)) as link:
         yield link
     ingest.close()
 
 
-def _router(link: LinkProxy, timeout_s: float, token: str = "t") -> tuple[CascadeRouter, CloudClient]:
+def _router(link: LinkProxy, timeout_s: float, token: str) -> tuple[CascadeRouter, CloudClient]:
     client = CloudClient(link.url, token=token, timeout_s=timeout_s)
     detector = HardExampleDetector(method="max-prob", threshold=0.2)
     return CascadeRouter(edge=_edge, cloud=lambda x: client.infer("cloud", x), detector=detector), client
 
 
-def test_cloud_answers_hard_inputs_over_http(proxy: LinkProxy) -> None:
-    router, client = _router(proxy, timeout_s=5.0)
+def test_cloud_answers_hard_inputs_over_http(proxy: LinkProxy, token: tuple[TokenAuthority, str]) -> None:
+    router, client = _router(proxy, timeout_s=5.0, token=token[1])
     answer = router.answer(np.zeros((1, 8, 8), np.float32))
     assert (answer.label, answer.source, answer.degraded) == (2, "cloud", False)
     client.close()
 
 
-def test_slow_cloud_times_out_and_the_edge_answers(proxy: LinkProxy) -> None:
+def test_slow_cloud_times_out_and_the_edge_answers(
+    proxy: LinkProxy, token: tuple[TokenAuthority, str]
+) -> None:
     proxy.conditions = LinkConditions(latency_ms=400)  # 800 ms round trip, the client waits 100 ms
-    router, client = _router(proxy, timeout_s=0.1)
+    router, client = _router(proxy, timeout_s=0.1, token=token[1])
     answer = router.answer(np.zeros((1, 8, 8), np.float32))
     assert (answer.label, answer.source, answer.degraded) == (0, "edge", True)
     client.close()
 
 
-def test_cloud_outage_and_bad_token(proxy: LinkProxy) -> None:
+def test_cloud_outage_and_bad_token(proxy: LinkProxy, token: tuple[TokenAuthority, str]) -> None:
     proxy.set_outage(True)
-    client = CloudClient(proxy.url, token="t", timeout_s=1.0)
+    client = CloudClient(proxy.url, token=token[1], timeout_s=1.0)
     with pytest.raises(UnavailableError, match="unreachable"):
         client.infer("cloud", np.zeros((1, 4), np.float32))
     proxy.set_outage(False)
@@ -69,9 +78,13 @@ def test_cloud_outage_and_bad_token(proxy: LinkProxy) -> None:
         wrong.infer("cloud", np.zeros((1, 4), np.float32))
     client.close()
     wrong.close()
+    viewer = CloudClient(proxy.url, token=token[0].issue("viewer-1", Role.VIEWER), timeout_s=1.0)
+    with pytest.raises(AuthError):  # deny by default: a viewer may not invoke models
+        viewer.infer("cloud", np.zeros((1, 4), np.float32))
+    viewer.close()
 
 
-def test_split_cut_follows_the_measured_link(proxy: LinkProxy) -> None:
+def test_split_cut_follows_the_measured_link(proxy: LinkProxy, token: tuple[TokenAuthority, str]) -> None:
     from skyline.edge.cloud_client import measure_network
     from skyline.edge.partition import LayerProfile, PartitionController
 
@@ -80,7 +93,7 @@ def test_split_cut_follows_the_measured_link(proxy: LinkProxy) -> None:
         LayerProfile(name="shrink", edge_ms=50.0, cloud_ms=0.5, output_bytes=1000),
         LayerProfile(name="classify", edge_ms=200.0, cloud_ms=1.0, output_bytes=40),
     ]
-    client = CloudClient(proxy.url, token="t", timeout_s=30.0)
+    client = CloudClient(proxy.url, token=token[1], timeout_s=30.0)
     controller = PartitionController(
         layers, 200_000, lambda: measure_network(client, probe_bytes=64 * 1024), alpha=1.0
     )

@@ -16,29 +16,51 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from skyline.edge.background import BackgroundServer
-from skyline.edge.cloud_app import create_cloud_app, static_token
+from skyline.edge.cloud_app import create_cloud_app, edge_authority
 from skyline.edge.ingest import IngestStore
 from skyline.edge.link import LinkConditions, LinkProxy
 from skyline.edge.uplink_sender import SenderConfig, UplinkSender
 from skyline.edge.uplink_store import UplinkStore
+from skyline.security.rbac import Role
+from skyline.security.tokens import TokenAuthority
 
 pytestmark = pytest.mark.integration
-TOKEN = "edge-secret"
 
 
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BackgroundServer, IngestStore]]:
+def authority(tmp_path_factory: pytest.TempPathFactory) -> tuple[TokenAuthority, str]:
+    return edge_authority(tmp_path_factory.mktemp("tokens") / "tokens.json")
+
+
+@pytest.fixture(scope="module")
+def cloud(
+    tmp_path_factory: pytest.TempPathFactory, authority: tuple[TokenAuthority, str]
+) -> Iterator[tuple[BackgroundServer, IngestStore]]:
     ingest = IngestStore(tmp_path_factory.mktemp("cloud") / "ingest.db")
-    with BackgroundServer(create_cloud_app(ingest=ingest, token_check=static_token(TOKEN))) as server:
+    with BackgroundServer(create_cloud_app(ingest=ingest, authority=authority[0])) as server:
         yield server, ingest
     ingest.close()
 
 
-def test_uplink_requires_token(cloud: tuple[BackgroundServer, IngestStore]) -> None:
+def test_uplink_requires_token(
+    cloud: tuple[BackgroundServer, IngestStore], authority: tuple[TokenAuthority, str]
+) -> None:
     server, _ = cloud
+    token = authority[1]
+    invoker = authority[0].issue("invoker-1", Role.INVOKER)
+    denied = httpx.post(
+        server.url + "/v1/uplink", json={"records": []}, headers={"authorization": f"Bearer {invoker}"}
+    )
+    assert denied.status_code == 403 and "error" in denied.json()  # only edge (and admin) tokens uplink
+    too_big = httpx.post(
+        server.url + "/v1/uplink",
+        content=b"x" * (8 * 1024 * 1024),
+        headers={"authorization": f"Bearer {token}"},
+    )
+    assert too_big.status_code == 413 and "error" in too_big.json()
     assert httpx.post(server.url + "/v1/uplink", json={"records": []}).status_code == 401
     bad = httpx.post(
-        server.url + "/v1/uplink", json={"records": [{"id": 1}]}, headers={"authorization": f"Bearer {TOKEN}"}
+        server.url + "/v1/uplink", json={"records": [{"id": 1}]}, headers={"authorization": f"Bearer {token}"}
     )
     assert bad.status_code == 422 and "error" in bad.json()
 
@@ -50,15 +72,19 @@ def test_uplink_requires_token(cloud: tuple[BackgroundServer, IngestStore]) -> N
     )
 )
 def test_exactly_once_under_outages_and_lost_acks(
-    ops: list[str], cloud: tuple[BackgroundServer, IngestStore], tmp_path_factory: pytest.TempPathFactory
+    ops: list[str],
+    cloud: tuple[BackgroundServer, IngestStore],
+    authority: tuple[TokenAuthority, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     server, ingest = cloud
+    token = authority[1]
     before = set(ingest.ids())
     store = UplinkStore(tmp_path_factory.mktemp("edge") / "q.db")
     produced: list[str] = []
     with LinkProxy(server.port, LinkConditions(latency_ms=1, loss=0.3, rto_ms=20)) as link:
         sender = UplinkSender(
-            store, SenderConfig(cloud_url=link.url, token=TOKEN, batch_records=3, timeout_s=1.0)
+            store, SenderConfig(cloud_url=link.url, token=token, batch_records=3, timeout_s=1.0)
         )
         for op in ops:
             if op == "put":
@@ -73,7 +99,7 @@ def test_exactly_once_under_outages_and_lost_acks(
                 httpx.post(
                     server.url + "/v1/uplink",
                     json={"records": [r.to_wire() for r in batch]},
-                    headers={"authorization": f"Bearer {TOKEN}"},
+                    headers={"authorization": f"Bearer {token}"},
                 )
         link.set_outage(False)
         assert sender.drain(deadline_s=20.0)
@@ -83,7 +109,7 @@ def test_exactly_once_under_outages_and_lost_acks(
     store.close()
 
 
-def _spawn(store: Path, url: str, records: int) -> subprocess.Popen[bytes]:
+def _spawn(store: Path, url: str, token: str, records: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [
         sys.executable,
@@ -94,7 +120,7 @@ def _spawn(store: Path, url: str, records: int) -> subprocess.Popen[bytes]:
         "--cloud",
         url,
         "--token",
-        TOKEN,
+        token,
         "--records",
         str(records),
     ]
@@ -106,13 +132,14 @@ def _spawn(store: Path, url: str, records: int) -> subprocess.Popen[bytes]:
 def test_sigkilled_agent_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
     ingest = IngestStore(tmp_path / "cloud.db")
     records, rng = 300, random.Random(7)
+    authority, token = edge_authority(tmp_path / "tokens.json")
     with (
-        BackgroundServer(create_cloud_app(ingest=ingest, token_check=static_token(TOKEN))) as server,
+        BackgroundServer(create_cloud_app(ingest=ingest, authority=authority)) as server,
         LinkProxy(server.port, LinkConditions(latency_ms=2, bandwidth_mbps=20)) as link,
     ):
         kills = 0
         for round_index in range(12):
-            worker = _spawn(tmp_path / "edge.db", link.url, records)
+            worker = _spawn(tmp_path / "edge.db", link.url, token, records)
             if round_index % 3 == 1:
                 link.set_outage(True)  # the cloud is away while the agent runs and dies
             try:
@@ -125,7 +152,7 @@ def test_sigkilled_agent_loses_nothing_and_duplicates_nothing(tmp_path: Path) ->
             if worker.returncode == 0:
                 break
         else:
-            worker = _spawn(tmp_path / "edge.db", link.url, records)
+            worker = _spawn(tmp_path / "edge.db", link.url, token, records)
             assert worker.wait(timeout=60) == 0, (tmp_path / "worker.log").read_text()
     assert kills >= 1
     assert sorted(ingest.ids()) == sorted(f"rec-{i}" for i in range(records))

@@ -124,6 +124,12 @@ def run(
     threshold: float = typer.Option(0.5, help="Cascade: hardness above which inputs go to the cloud."),
     poll_s: float = typer.Option(5.0, "--poll-s", help="Seconds between repository checks."),
     duration_s: float | None = typer.Option(None, "--duration-s", help="Stop after this many seconds."),
+    tokens: Path | None = typer.Option(
+        None,
+        "--tokens",
+        help="Token file of the local API (default: STORE/local-tokens.json); its first start prints an "
+        "admin token once; make invoker tokens with 'skyline token create --tokens FILE --role invoker'.",
+    ),
 ) -> None:
     """Run the edge agent: verified model updates, local inference API, cascade, uplink and telemetry."""
     import signal
@@ -133,6 +139,7 @@ def run(
 
     from skyline.edge.agent import AgentConfig, EdgeAgent
     from skyline.edge.agent_app import create_agent_app
+    from skyline.security.tokens import TokenAuthority
 
     config = AgentConfig(
         cloud_url=cloud,
@@ -149,10 +156,13 @@ def run(
         raise ConfigError(
             f"--public-key {public_key} is not a file; pass the key that signs the cloud's models"
         )
+    authority = TokenAuthority(tokens or store / "local-tokens.json")
+    admin_token = authority.bootstrap_admin()
+    if admin_token is not None:
+        console.print(f"local API admin token (shown once, store it now): {admin_token}")
     agent = EdgeAgent(config).start()
-    server = uvicorn.Server(
-        uvicorn.Config(create_agent_app(agent), host="127.0.0.1", port=port, log_level="warning", ws="none")
-    )
+    app = create_agent_app(agent, authority=authority)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none"))
     # uvicorn in a thread; the main thread owns the signals, so SIGTERM/SIGINT stop everything cleanly.
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

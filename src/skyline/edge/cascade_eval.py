@@ -17,7 +17,7 @@ import numpy as np
 
 from skyline.edge.background import BackgroundServer
 from skyline.edge.cascade import CascadeRouter
-from skyline.edge.cloud_app import create_cloud_app, static_token
+from skyline.edge.cloud_app import create_cloud_app, edge_authority
 from skyline.edge.cloud_client import CloudClient
 from skyline.edge.detector import HardExampleDetector, hardness, threshold_for_accuracy, threshold_for_offload
 from skyline.edge.digit_models import DigitModels, predict_proba, train_digit_models
@@ -79,12 +79,12 @@ def evaluate_cascade(
     models = models or train_digit_models(seed=config.seed, epochs=config.epochs, dataset=config.dataset)
     detector = calibrate(models, config)
     test_x, test_y = models.splits.test.x.numpy(), models.splits.test.y.numpy()
-    token = "cascade-eval"
     with tempfile.TemporaryDirectory() as tmp:
+        authority, token = edge_authority(Path(tmp) / "tokens.json")
         ingest = IngestStore(Path(tmp) / "ingest.db")
         app = create_cloud_app(
             ingest=ingest,
-            token_check=static_token(token),
+            authority=authority,
             models={CLOUD_MODEL: lambda x: predict_proba(models.cloud, x)},
         )
         with BackgroundServer(app) as server, LinkProxy(server.port, config.link) as link:

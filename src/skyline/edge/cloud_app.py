@@ -1,5 +1,9 @@
 """The cloud side that edge agents talk to: ingestion, inference (whole model and split tails), model
-repository downloads and telemetry — one FastAPI app, bearer-token protected.
+repository downloads and telemetry — one FastAPI app. Every route but ``/health`` takes a bearer token of
+the `skyline.security.tokens.TokenAuthority` and is authorized by the ONE permission table
+(`skyline.security.rbac`, deny by default): an ``edge`` token uplinks, pulls models, invokes and reports
+telemetry; reading the telemetry takes a role that reads metrics (admin, operator, viewer). Request bodies
+are capped (413 above ``max_body_bytes``).
 
 Inference speaks the Open Inference Protocol v2 JSON (``POST /v2/models/{name}/infer``), the same protocol
 the edge agent serves locally. Split tails take the raw activation bytes (float32 or int8) so that the
@@ -8,7 +12,6 @@ bytes on the wire are the activation's real size.
 
 from __future__ import annotations
 
-import hmac
 import math
 import re
 import time
@@ -18,30 +21,21 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from fastapi import Depends, FastAPI, Header, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
 from skyline.edge.ingest import IngestStore
-from skyline.errors import AuthError, ConfigError, NotFoundError, SkylineError
+from skyline.errors import ConfigError, NotFoundError
+from skyline.security.http import DEFAULT_MAX_BODY_BYTES, install_error_handlers, require
+from skyline.security.rbac import Principal, Role, authorize
+from skyline.security.tokens import TokenAuthority
 
 FloatArray = npt.NDArray[np.float32]
 InferFn = Callable[[FloatArray], FloatArray]
 TailFn = Callable[[int, FloatArray], FloatArray]
-TokenCheck = Callable[[str | None], None]
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def static_token(expected: str) -> TokenCheck:
-    """A token check against one shared secret (constant-time comparison)."""
-
-    def check(token: str | None) -> None:
-        if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
-            raise AuthError("missing or wrong bearer token; pass Authorization: Bearer <token>")
-
-    return check
 
 
 class TensorIn(BaseModel):
@@ -107,41 +101,34 @@ def decode_activation(body: bytes, headers: Mapping[str, str]) -> FloatArray:
 def create_cloud_app(
     *,
     ingest: IngestStore,
-    token_check: TokenCheck,
+    authority: TokenAuthority,
     models: Mapping[str, InferFn] | None = None,
     tails: Mapping[str, TailFn] | None = None,
     repository: Path | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
-    """The cloud service for edge agents; every route but ``/health`` requires a valid bearer token."""
+    """The cloud service for edge agents; every route but ``/health`` needs a token whose role allows it."""
     models, tails = dict(models or {}), dict(tails or {})
     telemetry: dict[str, dict[str, Any]] = {}
 
-    def authorized(authorization: str | None = Header(default=None)) -> None:
-        scheme, _, token = (authorization or "").partition(" ")
-        token_check(token if scheme.lower() == "bearer" and token else None)
-
     app = FastAPI(title="skyline cloud for edge agents")
-    guarded = [Depends(authorized)]
-
-    @app.exception_handler(SkylineError)
-    async def _skyline_error(request: Request, exc: SkylineError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=exc.http_status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": "invalid request", "detail": str(exc.errors())[:2000]}, status_code=422)
+    install_error_handlers(app, max_body_bytes=max_body_bytes)
+    # Dependencies as defaults, not Annotated: this module uses `from __future__ import annotations`.
+    invoke = Depends(require(authority, "invoke", "models"))
+    read_repository = Depends(require(authority, "read", "repository"))
 
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/v1/uplink", dependencies=guarded)
+    @app.post("/v1/uplink", dependencies=[Depends(require(authority, "create", "uplink"))])
     def uplink(batch: UplinkBatch) -> dict[str, int]:
         result = ingest.ingest([r.model_dump() for r in batch.records])
         return {"accepted": result.accepted, "duplicates": result.duplicates}
 
-    @app.post("/v2/models/{name}/infer", dependencies=guarded)
-    def infer(name: str, request: InferRequest) -> dict[str, Any]:
+    @app.post("/v2/models/{name}/infer")
+    def infer(name: str, request: InferRequest, who: Principal = invoke) -> dict[str, Any]:
+        authorize(who, "invoke", "models", model=name)  # the token's model scope
         if name not in models:
             raise NotFoundError(f"model {name!r} is not served here; models: {', '.join(sorted(models))}")
         x = decode_tensor(request.inputs[0])
@@ -161,8 +148,11 @@ def create_cloud_app(
             ],
         }
 
-    @app.post("/v1/split/{name}/{partition}", dependencies=guarded)
-    async def split_tail(name: str, partition: int, request: Request) -> dict[str, Any]:
+    @app.post("/v1/split/{name}/{partition}")
+    async def split_tail(
+        name: str, partition: int, request: Request, who: Principal = invoke
+    ) -> dict[str, Any]:
+        authorize(who, "invoke", "models", model=name)
         if name not in tails:
             raise NotFoundError(f"no split model {name!r}; split models: {', '.join(sorted(tails))}")
         activation = decode_activation(await request.body(), request.headers)
@@ -180,17 +170,17 @@ def create_cloud_app(
             "cloud_ms": (time.perf_counter() - started) * 1e3,
         }
 
-    @app.post("/v1/echo", dependencies=guarded)
+    @app.post("/v1/echo", dependencies=[Depends(require(authority, "read", "uplink"))])
     async def echo(request: Request) -> dict[str, int]:
         """Network probe: the edge times a tiny and a big body to measure RTT and bandwidth."""
         return {"bytes": len(await request.body())}
 
-    @app.post("/v1/telemetry", dependencies=guarded)
+    @app.post("/v1/telemetry", dependencies=[Depends(require(authority, "create", "metrics"))])
     def report(item: Telemetry) -> dict[str, str]:
         telemetry[item.agent] = {"received_at": time.time(), **item.metrics}
         return {"status": "ok"}
 
-    @app.get("/v1/telemetry", dependencies=guarded)
+    @app.get("/v1/telemetry", dependencies=[Depends(require(authority, "read", "metrics"))])
     def telemetry_view() -> dict[str, Any]:
         return telemetry
 
@@ -206,18 +196,21 @@ def create_cloud_app(
             raise NotFoundError(f"no model {model!r} version {version} in the repository")
         return path
 
-    @app.get("/v1/repository/{model}", dependencies=guarded)
-    def versions(model: str) -> dict[str, list[int]]:
+    @app.get("/v1/repository/{model}")
+    def versions(model: str, who: Principal = read_repository) -> dict[str, list[int]]:
+        authorize(who, "read", "repository", model=model)
         found = sorted(int(p.name) for p in _model_dir(model).iterdir() if p.name.isdigit())
         return {"versions": found}
 
-    @app.get("/v1/repository/{model}/{version}", dependencies=guarded)
-    def files(model: str, version: str) -> dict[str, list[str]]:
+    @app.get("/v1/repository/{model}/{version}")
+    def files(model: str, version: str, who: Principal = read_repository) -> dict[str, list[str]]:
+        authorize(who, "read", "repository", model=model)
         root = _model_dir(model, version)
         return {"files": sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())}
 
-    @app.get("/v1/repository/{model}/{version}/{filename}", dependencies=guarded)
-    def download(model: str, version: str, filename: str) -> Response:
+    @app.get("/v1/repository/{model}/{version}/{filename}")
+    def download(model: str, version: str, filename: str, who: Principal = read_repository) -> Response:
+        authorize(who, "read", "repository", model=model)
         root = _model_dir(model, version)
         path = (root / filename).resolve()
         if not _SAFE_NAME.match(filename) or path.parent != root.resolve() or not path.is_file():
@@ -225,3 +218,10 @@ def create_cloud_app(
         return FileResponse(path)
 
     return app
+
+
+def edge_authority(path: Path, *, subject: str = "edge-device") -> tuple[TokenAuthority, str]:
+    """A token file at ``path`` and one fresh ``edge`` token from it, for a cloud app run in-process
+    (evaluations, the demo, tests)."""
+    authority = TokenAuthority(path)
+    return authority, authority.issue(subject, Role.EDGE)

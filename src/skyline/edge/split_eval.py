@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from skyline.edge.background import BackgroundServer
-from skyline.edge.cloud_app import create_cloud_app, static_token
+from skyline.edge.cloud_app import create_cloud_app, edge_authority
 from skyline.edge.cloud_client import CloudClient, measure_network
 from skyline.edge.ingest import IngestStore
 from skyline.edge.link import LinkConditions, LinkProxy
@@ -84,12 +84,12 @@ def evaluate_split(
     layers = profile_layers(model, SPLIT_INPUT_SHAPE, edge_slowdown=config.edge_slowdown, int8=config.int8)
     input_bytes = int(np.prod(SPLIT_INPUT_SHAPE)) * (1 if config.int8 else 4)
     x = np.random.default_rng(config.seed).standard_normal((1, *SPLIT_INPUT_SHAPE)).astype(np.float32)
-    token = "split-eval"
     link_conditions = LinkConditions(latency_ms=config.rtt_ms / 2, bandwidth_mbps=config.bandwidth_mbps)
     with tempfile.TemporaryDirectory() as tmp:
+        authority, token = edge_authority(Path(tmp) / "tokens.json")
         ingest = IngestStore(Path(tmp) / "ingest.db")
         app = create_cloud_app(
-            ingest=ingest, token_check=static_token(token), tails={SPLIT_MODEL: tail_runner(model)}
+            ingest=ingest, authority=authority, tails={SPLIT_MODEL: tail_runner(model)}
         )
         with BackgroundServer(app) as server, LinkProxy(server.port, link_conditions) as link:
             client = CloudClient(link.url, token=token, timeout_s=120.0)

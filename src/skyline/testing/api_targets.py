@@ -178,15 +178,15 @@ def serving_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarg
 
 EDGE_RULES: dict[str, Rule | None] = {
     "GET /health": None,
-    "POST /v1/uplink": STATIC,
-    "POST /v2/models/{name}/infer": STATIC,
-    "POST /v1/split/{name}/{partition}": STATIC,
-    "POST /v1/echo": STATIC,
-    "POST /v1/telemetry": STATIC,
-    "GET /v1/telemetry": STATIC,
-    "GET /v1/repository/{model}": STATIC,
-    "GET /v1/repository/{model}/{version}": STATIC,
-    "GET /v1/repository/{model}/{version}/{filename}": STATIC,
+    "POST /v1/uplink": Rule("create", "uplink"),
+    "POST /v2/models/{name}/infer": Rule("invoke", "models"),
+    "POST /v1/split/{name}/{partition}": Rule("invoke", "models"),
+    "POST /v1/echo": Rule("read", "uplink"),
+    "POST /v1/telemetry": Rule("create", "metrics"),
+    "GET /v1/telemetry": Rule("read", "metrics"),
+    "GET /v1/repository/{model}": Rule("read", "repository"),
+    "GET /v1/repository/{model}/{version}": Rule("read", "repository"),
+    "GET /v1/repository/{model}/{version}/{filename}": Rule("read", "repository"),
 }
 
 
@@ -196,11 +196,13 @@ def edge_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]
     try:
         import numpy as np
 
-        from skyline.edge.cloud_app import create_cloud_app, static_token
+        from skyline.edge.cloud_app import create_cloud_app
         from skyline.edge.ingest import IngestStore
+        from skyline.security.http import DEFAULT_MAX_BODY_BYTES
+        from skyline.security.tokens import TokenAuthority
     except ImportError as exc:
         raise TargetUnavailableError(f"skyline.edge has no cloud app yet ({exc})") from exc
-    token = "edge-shared-secret-for-tests"
+    authority = TokenAuthority(folder / "edge" / "tokens.json")
     repository = folder / "edge" / "repo"
     (repository / "digits" / "1").mkdir(parents=True, exist_ok=True)
     (repository / "digits" / "1" / "model.onnx").write_bytes(b"\x00" * 64)
@@ -214,7 +216,7 @@ def edge_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]
     ingest = IngestStore(folder / "edge" / "ingest.db")
     app = create_cloud_app(
         ingest=ingest,
-        token_check=static_token(token),
+        authority=authority,
         models={"digits": classify},
         tails={"digits": tail},
         repository=repository,
@@ -224,7 +226,7 @@ def edge_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]
             yield ApiTarget(
                 name="edge",
                 url=url,
-                tokens={"edge": token},
+                tokens=_role_tokens(authority),
                 rules=EDGE_RULES,
                 path_values={
                     "name": "digits",
@@ -233,7 +235,7 @@ def edge_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]
                     "filename": "model.onnx",
                     "partition": "1",
                 },
-                fuzz_token="edge",
+                body_limit_bytes=DEFAULT_MAX_BODY_BYTES,
             )
     finally:
         ingest.close()
@@ -244,10 +246,9 @@ class TargetFactory(Protocol):
 
 
 EDGE_AGENT_RULES: dict[str, Rule | None] = {
-    # The agent's local API is bound to 127.0.0.1 by `skyline edge run` and has no authentication.
     "GET /health": None,
-    "GET /v1/status": None,
-    "POST /v2/models/{name}/infer": None,
+    "GET /v1/status": Rule("read", "metrics"),
+    "POST /v2/models/{name}/infer": Rule("invoke", "models"),
 }
 
 
@@ -257,7 +258,9 @@ def edge_agent_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiT
     try:
         from skyline.edge.agent import AgentConfig, EdgeAgent
         from skyline.edge.agent_app import create_agent_app
+        from skyline.security.http import DEFAULT_MAX_BODY_BYTES
         from skyline.security.signing import generate_signing_keys, sign_directory
+        from skyline.security.tokens import TokenAuthority
         from skyline.serving.samples import write_mlp_onnx
     except ImportError as exc:
         raise TargetUnavailableError(f"skyline.edge has no agent app yet ({exc})") from exc
@@ -277,14 +280,15 @@ def edge_agent_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiT
         agent = EdgeAgent(config)  # its loops are not started: stop() only closes its clients and store
         try:
             agent.refresh_model()
-            with serve_app(create_agent_app(agent), tls=tls) as url:
+            authority = TokenAuthority(folder / "agent-tokens.json")
+            with serve_app(create_agent_app(agent, authority=authority), tls=tls) as url:
                 yield ApiTarget(
                     name="edge-agent",
                     url=url,
-                    tokens={"local": "unused"},
+                    tokens=_role_tokens(authority),
                     rules=EDGE_AGENT_RULES,
                     path_values={"name": "mlp"},
-                    fuzz_token="local",
+                    body_limit_bytes=DEFAULT_MAX_BODY_BYTES,
                 )
         finally:
             agent.stop()

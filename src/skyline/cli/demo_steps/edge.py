@@ -14,7 +14,7 @@ from skyline.cli.demo import DemoContext, StepReport
 from skyline.edge.agent import AgentConfig, EdgeAgent
 from skyline.edge.background import BackgroundServer
 from skyline.edge.cascade_eval import CLOUD_MODEL, CascadeEvalConfig, calibrate
-from skyline.edge.cloud_app import create_cloud_app, static_token
+from skyline.edge.cloud_app import create_cloud_app, edge_authority
 from skyline.edge.digit_models import DigitModels, predict_proba, train_digit_models
 from skyline.edge.ingest import IngestStore
 from skyline.edge.link import LinkConditions, LinkProxy
@@ -23,8 +23,6 @@ from skyline.errors import UnavailableError
 from skyline.federated.apps import FederatedConfig
 from skyline.federated.simulation import run_federated
 from skyline.security.signing import generate_signing_keys
-
-TOKEN = "demo-edge-token"
 
 
 def _cascade_and_outage(models: DigitModels, work: Path) -> dict[str, Any]:
@@ -41,9 +39,10 @@ def _cascade_and_outage(models: DigitModels, work: Path) -> dict[str, Any]:
     )
     detector = calibrate(models, CascadeEvalConfig(target_offload=0.15))
     ingest = IngestStore(work / "cloud-ingest.db")
+    authority, token = edge_authority(work / "cloud-tokens.json")
     app = create_cloud_app(
         ingest=ingest,
-        token_check=static_token(TOKEN),
+        authority=authority,
         models={CLOUD_MODEL: lambda x: predict_proba(models.cloud, x)},
         repository=repository,
     )
@@ -51,7 +50,7 @@ def _cascade_and_outage(models: DigitModels, work: Path) -> dict[str, Any]:
     with BackgroundServer(app) as server, LinkProxy(server.port, LinkConditions(latency_ms=5)) as link:
         config = AgentConfig(
             cloud_url=link.url,
-            token=TOKEN,
+            token=token,
             model="digits",
             store=work / "edge",
             public_key=public,
