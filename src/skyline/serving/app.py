@@ -3,10 +3,13 @@
 ``create_app(repository)`` returns a FastAPI app that loads every model of the repository at start-up
 (ready only once each has answered a warm-up inference). With a `TokenAuthority`, every model and
 repository endpoint needs a bearer token: ``invoke`` on ``models`` (scoped per model) to infer, ``read``
-to see metadata, ``update`` on ``repository`` (admin) to load or unload, ``read`` on ``metrics`` to scrape. With a public key, a version
-folder whose signed manifest does not verify is refused. Errors are ``{"error": "..."}`` with the status
-of the `SkylineError` (400 bad request, 401/403 auth, 404 unknown model or version, 429 + Retry-After
-when a queue is full, 503 not ready or timed out).
+to see metadata, ``update`` on ``repository`` (admin) to load or unload, ``read`` on ``metrics`` to
+scrape. With a public key, a version folder whose signed manifest does not verify is refused. With
+``audit_log``, every load, unload and index call is appended to a hash-chained audit log (who, what,
+result); inference calls are not. With ``rate_limit_per_s``, each token gets that many requests per
+second (burst: two seconds' worth), then 429 + Retry-After. Errors are ``{"error": "..."}`` with the
+status of the `SkylineError` (400 bad request, 401/403 auth, 404 unknown model or version, 429 +
+Retry-After when a queue or a token's rate is full, 503 not ready or timed out).
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import orjson
 from fastapi import FastAPI, Request, Response
 
 from skyline import __version__
-from skyline.errors import NotFoundError
-from skyline.security.http import install_error_handlers
+from skyline.errors import ConfigError, NotFoundError
+from skyline.security.audit import AuditLog
+from skyline.security.http import RateLimiter, install_error_handlers
+from skyline.security.http_audit import install_audit
 from skyline.security.signing import verify_directory
 from skyline.security.tokens import TokenAuthority
 from skyline.serving.fastpath import Guard, InferFastPath, infer, parse_version
@@ -49,6 +54,8 @@ def create_app(
     public_key: Path | None = None,
     cores: int | None = None,
     load_on_start: bool = True,
+    audit_log: Path | None = None,
+    rate_limit_per_s: float | None = None,
 ) -> FastAPI:
     """The OIP v2 server over ``repository``; see the module docstring for what it enforces."""
     repo = repository if isinstance(repository, ModelRepository) else ModelRepository(Path(repository))
@@ -71,7 +78,16 @@ def create_app(
     )
     app.state.manager = manager
     install_error_handlers(app, max_body_bytes=MAX_BODY_BYTES)
-    guard = Guard(authority)
+    if audit_log is not None:
+        # Installed before the fast path, which therefore answers inference calls outside it: an
+        # inference changes nothing, and an fdatasync per request would cap the throughput.
+        install_audit(app, AuditLog(audit_log), authority=authority)
+    limiter = None
+    if rate_limit_per_s is not None:  # per token, so it needs tokens; a burst of two seconds' worth
+        if authority is None:
+            raise ConfigError("a per-token rate limit needs tokens; give a token file as well")
+        limiter = RateLimiter(rate_per_s=rate_limit_per_s, burst=max(1, round(2 * rate_limit_per_s)))
+    guard = Guard(authority, limiter)
     app.add_middleware(InferFastPath, manager=manager, guard=guard, max_body_bytes=MAX_BODY_BYTES)
     _health_routes(app, state)
     _model_routes(app, manager, guard)

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from skyline.errors import AuthError, NotFoundError, SkylineError
-from skyline.security.http import error_response
+from skyline.security.http import RateLimiter, error_response
 from skyline.security.rbac import authorize
 from skyline.security.tokens import TokenAuthority
 from skyline.serving.manager import ModelManager
@@ -35,10 +35,11 @@ def parse_version(text: str | None) -> int | None:
 
 
 class Guard:
-    """Authentication and authorization of one request (a no-op when the server runs without tokens)."""
+    """Authentication, per-token rate limit and authorization of one request (a no-op without tokens)."""
 
-    def __init__(self, authority: TokenAuthority | None) -> None:
+    def __init__(self, authority: TokenAuthority | None, limiter: RateLimiter | None = None) -> None:
         self.authority = authority
+        self.limiter = limiter
 
     def __call__(self, authorization: str | None, action: str, kind: str, model: str | None = None) -> None:
         if self.authority is None:
@@ -46,7 +47,10 @@ class Guard:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError("missing bearer token; send the header 'Authorization: Bearer <token>'")
-        authorize(self.authority.verify(token.strip()), action, kind, model=model)
+        principal = self.authority.verify(token.strip())
+        if self.limiter is not None:
+            self.limiter.check(principal.token_id)  # 429 + Retry-After once a token spends its burst
+        authorize(principal, action, kind, model=model)
 
 
 async def infer(

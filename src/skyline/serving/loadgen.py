@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import random
 import re
+import ssl
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -24,13 +25,20 @@ from skyline.errors import ConfigError, UnavailableError
 
 
 class HttpConnection:
-    """One keep-alive HTTP/1.1 connection; answers (status, body). Reconnects after the peer closes."""
+    """One keep-alive HTTP/1.1 connection (TLS for https:// URLs, verified with ``ssl_context``, default the
+    system CAs); answers (status, body). Reconnects after the peer closes."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, ssl_context: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ConfigError(f"URL {url!r} must look like http://HOST:PORT")
-        self.host, self.port = parts.hostname, parts.port or 80
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"URL {url!r} must look like http://HOST:PORT or https://HOST:PORT")
+        self.host, self.port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        self._ssl: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            from skyline.security.tls import client_ssl_context
+
+            # Always verified (certificate and host name): the system CAs unless a CA is given.
+            self._ssl = ssl_context if ssl_context is not None else client_ssl_context()
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -38,7 +46,12 @@ class HttpConnection:
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[int, bytes]:
         if self._writer is None or self._writer.is_closing():
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+            try:
+                self._reader, self._writer = await asyncio.open_connection(
+                    self.host, self.port, ssl=self._ssl
+                )
+            except OSError as exc:  # refused, unreachable, or a certificate that does not verify
+                raise UnavailableError(f"cannot reach {self.host}:{self.port}: {exc}") from exc
         assert self._reader is not None
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         head = f"{method} {path} HTTP/1.1\r\nhost: {self.host}\r\ncontent-length: {len(body)}\r\n{extra}\r\n"
@@ -154,11 +167,11 @@ _METRIC = re.compile(
 
 
 async def scrape_batches(
-    url: str, model: str, headers: dict[str, str] | None = None
+    url: str, model: str, headers: dict[str, str] | None = None, ssl_context: ssl.SSLContext | None = None
 ) -> tuple[float, float] | None:
     """(rows inferred, batches executed) of ``model`` from a skyline /metrics page, or None if absent
     (or not readable with these ``headers``: scraping needs ``read`` on ``metrics``)."""
-    conn = HttpConnection(url)
+    conn = HttpConnection(url, ssl_context)
     try:
         status, text = await conn.request("GET", "/metrics", headers=headers)
     except (UnavailableError, OSError):
@@ -188,6 +201,7 @@ async def run_load(
     rate_per_s: float | None = None,
     headers: dict[str, str] | None = None,
     model: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> LoadResult:
     """Send ``body`` to ``url + path`` for ``duration_s``: closed loop, or open loop at ``rate_per_s``."""
     if concurrency < 1 or duration_s <= 0 or (rate_per_s is not None and rate_per_s <= 0):
@@ -195,8 +209,8 @@ async def run_load(
             f"need concurrency ≥ 1, duration > 0, rate > 0; got {concurrency}, {duration_s}, {rate_per_s}"
         )
     sent_headers = {"content-type": "application/json", **(headers or {})}
-    before = await scrape_batches(url, model, headers) if model else None
-    conns = [HttpConnection(url) for _ in range(concurrency)]
+    before = await scrape_batches(url, model, headers, ssl_context) if model else None
+    conns = [HttpConnection(url, ssl_context) for _ in range(concurrency)]
     log: list[tuple[float, int]] = []
     cpu0, start = time.process_time(), time.perf_counter()
     if rate_per_s is None:
@@ -205,7 +219,7 @@ async def run_load(
     else:
         await _open_loop(conns, path, body, sent_headers, rate_per_s, duration_s, log)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    after = await scrape_batches(url, model, headers) if model else None
+    after = await scrape_batches(url, model, headers, ssl_context) if model else None
     batch_mean = None
     if before is not None and after is not None and after[1] > before[1]:
         batch_mean = (after[0] - before[0]) / (after[1] - before[1])
@@ -246,14 +260,19 @@ def synthesize_body(metadata: dict[str, Any], *, rows: int = 1, seed: int = 0) -
     return orjson.dumps({"inputs": inputs}, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-async def fetch_metadata(url: str, model: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+async def fetch_metadata(
+    url: str,
+    model: str,
+    headers: dict[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> dict[str, Any]:
     """``GET /v2/models/{model}`` as a dict (NotFound/Unavailable errors for a wrong model or URL)."""
     import orjson
 
-    conn = HttpConnection(url)
+    conn = HttpConnection(url, ssl_context)
     try:
         status, body = await conn.request("GET", f"/v2/models/{model}", headers=headers)
-    except OSError as exc:
+    except (OSError, UnavailableError) as exc:
         raise UnavailableError(f"cannot reach {url}: {exc}; is the server running?") from exc
     finally:
         await conn.close()

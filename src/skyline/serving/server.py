@@ -17,25 +17,32 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from skyline.errors import ConfigError, UnavailableError
+from skyline.security.tls import uvicorn_ssl_kwargs
 from skyline.security.tokens import TokenAuthority
 from skyline.serving.app import create_app
 
-_ENV_REPO, _ENV_TOKENS, _ENV_KEY, _ENV_CORES = (
+_ENV_REPO, _ENV_TOKENS, _ENV_KEY, _ENV_CORES, _ENV_AUDIT, _ENV_RATE = (
     "SKYLINE_SERVE_REPO",
     "SKYLINE_SERVE_TOKENS",
     "SKYLINE_SERVE_PUBLIC_KEY",
     "SKYLINE_SERVE_CORES",
+    "SKYLINE_SERVE_AUDIT_LOG",
+    "SKYLINE_SERVE_RATE_LIMIT",
 )
+TlsPair = tuple[Path, Path]  # (certificate, private key), PEM files
 
 
 def app_from_env() -> FastAPI:
     """The app a uvicorn worker process builds (``skyline.serving.server:app_from_env``, factory)."""
     tokens, key, cores = os.environ.get(_ENV_TOKENS), os.environ.get(_ENV_KEY), os.environ.get(_ENV_CORES)
+    audit, rate = os.environ.get(_ENV_AUDIT), os.environ.get(_ENV_RATE)
     return create_app(
         Path(os.environ[_ENV_REPO]),
         authority=TokenAuthority(Path(tokens)) if tokens else None,
         public_key=Path(key) if key else None,
         cores=int(cores) if cores else None,
+        audit_log=Path(audit) if audit else None,
+        rate_limit_per_s=float(rate) if rate else None,
     )
 
 
@@ -47,17 +54,30 @@ def serve_forever(
     workers: int = 1,
     tokens: Path | None = None,
     public_key: Path | None = None,
+    tls: TlsPair | None = None,
+    audit_log: Path | None = None,
+    rate_limit_per_s: float | None = None,
 ) -> None:
-    """Serve ``repo`` until interrupted (uvicorn with uvloop and httptools)."""
+    """Serve ``repo`` until interrupted (uvicorn with uvloop and httptools); ``tokens`` None = no auth
+    (the CLI only allows that on loopback), ``tls`` = (certificate, key) to serve HTTPS only."""
     import uvicorn
 
     if workers < 1:
         raise ConfigError(f"workers is {workers}; it must be ≥ 1")
+    ssl_kwargs = uvicorn_ssl_kwargs(*tls) if tls is not None else {}
     os.environ[_ENV_REPO] = str(Path(repo).resolve())
     os.environ[_ENV_CORES] = str(max(1, (os.cpu_count() or 1) // workers))
-    for name, value in ((_ENV_TOKENS, tokens), (_ENV_KEY, public_key)):
+    for name, value in ((_ENV_TOKENS, tokens), (_ENV_KEY, public_key), (_ENV_AUDIT, audit_log)):
         if value is not None:
             os.environ[name] = str(Path(value).resolve())
+        else:
+            os.environ.pop(name, None)  # an inherited variable must not switch auth or audit on or off
+    if rate_limit_per_s is not None:
+        if not rate_limit_per_s > 0 or tokens is None:
+            raise ConfigError(f"--rate-limit {rate_limit_per_s} needs tokens and a positive rate")
+        os.environ[_ENV_RATE] = repr(rate_limit_per_s)
+    else:
+        os.environ.pop(_ENV_RATE, None)
     uvicorn.run(
         "skyline.serving.server:app_from_env",
         factory=True,
@@ -69,6 +89,7 @@ def serve_forever(
         ws="none",
         access_log=False,
         log_level="warning",
+        **ssl_kwargs,  # type: ignore[arg-type]
     )
 
 
@@ -80,16 +101,22 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextmanager
-def background_server(app: FastAPI, *, host: str = "127.0.0.1", timeout_s: float = 60.0) -> Iterator[str]:
-    """Run ``app`` on a free port in a thread; yield its base URL once it is started; stop it after."""
+def background_server(
+    app: FastAPI, *, host: str = "127.0.0.1", timeout_s: float = 60.0, tls: TlsPair | None = None
+) -> Iterator[str]:
+    """Run ``app`` on a free port in a thread; yield its base URL once it is started; stop it after.
+
+    With ``tls`` (certificate, key) it serves HTTPS only and the URL starts with ``https://``."""
     import uvicorn
 
+    ssl_kwargs = uvicorn_ssl_kwargs(*tls) if tls is not None else {}
     sock = socket.socket()
     sock.bind((host, 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, loop="uvloop", http="httptools", ws="none"
-    )
+        app, log_level="warning", access_log=False, loop="uvloop", http="httptools", ws="none",
+        **ssl_kwargs,  # type: ignore[arg-type]
+    )  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -101,7 +128,7 @@ def background_server(app: FastAPI, *, host: str = "127.0.0.1", timeout_s: float
             raise UnavailableError(f"the server did not start within {timeout_s} s")
         time.sleep(0.01)
     try:
-        yield f"http://{host}:{port}"
+        yield f"{'https' if tls is not None else 'http'}://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=timeout_s)
