@@ -40,6 +40,7 @@ import orjson  # noqa: E402
 import psutil  # noqa: E402
 
 from bench.record import record  # noqa: E402
+from skyline.security.tokens import TokenAuthority  # noqa: E402
 from skyline.serving.batching import BatchingConfig  # noqa: E402
 from skyline.serving.repository import ModelRepository  # noqa: E402
 from skyline.serving.samples import write_identity_onnx, write_minilm_onnx, write_mlp_onnx  # noqa: E402
@@ -114,14 +115,14 @@ def rss_mib(processes: list[psutil.Process]) -> float:
 
 
 def load(
-    url: str, model: str, concurrency: int, seconds: float, body_file: Path, server: Any
+    url: str, model: str, concurrency: int, seconds: float, body_file: Path, server: Any, token: str = ""
 ) -> dict[str, Any]:
     out = body_file.with_suffix(f".{model}.{concurrency}.json")
     before = cpu_s(server())
     subprocess.run(
         [sys.executable, "-m", "skyline.cli.app", "bench", "serve", "--url", url, "--model", model,
          "--concurrency", str(concurrency), "--duration", str(seconds), "--request", str(body_file),
-         "--json", str(out)],
+         "--json", str(out), *(("--token", token) if token else ())],
         check=True, timeout=120,
     )  # fmt: skip
     result: dict[str, Any] = json.loads(out.read_text())
@@ -251,9 +252,13 @@ def main() -> None:
         file.write_bytes(request_body({"noop": "mlp", "minilm-2x1": "minilm"}.get(model, model)))
 
     port = free_port()
+    # skyline serves with its default bearer-token auth (every request verified); Ray Serve has none.
+    tokens = TokenAuthority(work / "tokens.json")
+    sky_token = tokens.issue("bench", "operator")  # invoke models and read /metrics (batch sizes)
     server = subprocess.Popen(
-        [sys.executable, "-m", "skyline.cli.app", "serve", "--repo", str(repo.root), "--port", str(port)]
-    )
+        [sys.executable, "-m", "skyline.cli.app", "serve", "--repo", str(repo.root), "--port", str(port),
+         "--tokens", str(work / "tokens.json")]
+    )  # fmt: skip
     sky_url = f"http://127.0.0.1:{port}"
     wait_ready(sky_url)
     sky_rss = rss_mib(tree(server.pid))
@@ -295,7 +300,8 @@ def main() -> None:
                 order.reverse()
             for contender, url, procs in order:
                 for model, concurrency, seconds in SCENARIOS:
-                    result = load(url, model, concurrency, seconds, bodies[model], procs)
+                    token = sky_token if contender == "skyline" else ""
+                    result = load(url, model, concurrency, seconds, bodies[model], procs, token)
                     raw.setdefault(f"{contender}/{model}/c{concurrency}", []).append(result)
                     print(
                         contender,
@@ -304,7 +310,9 @@ def main() -> None:
                         {k: result[k] for k in ("throughput_per_s", "latency_p50_ms", "errors")},
                     )
             for model, concurrency, seconds in NOOP_SCENARIOS:
-                result = load(sky_url, model, concurrency, seconds, bodies[model], lambda: tree(server.pid))
+                result = load(
+                    sky_url, model, concurrency, seconds, bodies[model], lambda: tree(server.pid), sky_token
+                )
                 label = "skyline-noop" if model == "noop" else "skyline"
                 raw.setdefault(f"{label}/{model}/c{concurrency}", []).append(result)
         sky_rss_after = rss_mib(tree(server.pid))

@@ -18,6 +18,9 @@ serve_app = typer.Typer(
 bench_app = typer.Typer(help="Measure running services.", no_args_is_help=True)
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
 @serve_app.callback()
 def serve(
     ctx: typer.Context,
@@ -25,23 +28,87 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
     workers: int = typer.Option(1, help="Worker processes (each holds its own copy of every model)."),
-    tokens: Path | None = typer.Option(None, help="Token file: require bearer tokens (invoke / admin)."),
+    tokens: Path | None = typer.Option(
+        None, help="Token file (default: <state>/tokens.json, created with a first admin token)."
+    ),
+    state: Path | None = typer.Option(
+        None, help="Where the server keeps its token file (default: <repo>/.skyline)."
+    ),
+    insecure_no_auth: bool = typer.Option(
+        False,
+        "--insecure-no-auth-local-only",
+        help="No tokens at all: anyone who can connect may do anything. Only with a loopback --host.",
+    ),
     public_key: Path | None = typer.Option(None, help="Refuse model versions not signed by this key."),
+    tls_cert: Path | None = typer.Option(
+        None, help="Serve HTTPS with this PEM certificate (with --tls-key)."
+    ),
+    tls_key: Path | None = typer.Option(None, help="The certificate's private key (PEM, mode 0600)."),
+    audit_log: Path | None = typer.Option(
+        None, help="Append every load/unload/index call (who, what, result) to this hash-chained log."
+    ),
+    rate_limit: float | None = typer.Option(
+        None, help="Requests per second per token (burst: 2 s worth), then 429; default unlimited."
+    ),
 ) -> None:
-    """Serve every model of --repo until interrupted."""
+    """Serve every model of --repo until interrupted; bearer tokens are required unless told otherwise."""
     if ctx.invoked_subcommand is not None:
         return
     if repo is None:
         raise ConfigError("give the model repository: skyline serve --repo DIR (see 'skyline serve --help')")
+    from skyline.security.tls import uvicorn_ssl_kwargs
     from skyline.serving.repository import ModelRepository
     from skyline.serving.server import serve_forever
 
+    uvicorn_ssl_kwargs(tls_cert, tls_key)  # both or neither, files present, key 0600: fail before loading
+    tls = (tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
     models = ModelRepository(repo).models()
+    if insecure_no_auth:
+        _check_no_auth(host, tokens)
+    token_file = None if insecure_no_auth else _token_file(repo, tokens, state)
+    scheme = "https" if tls else "http"
     console.print(
-        f"serving {len(models)} model(s) {models} from {repo} on http://{host}:{port} ({workers} worker(s))",
+        f"serving {len(models)} model(s) {models} from {repo} on {scheme}://{host}:{port} ({workers} worker(s))",
         soft_wrap=True,
     )
-    serve_forever(repo, host=host, port=port, workers=workers, tokens=tokens, public_key=public_key)
+    serve_forever(
+        repo, host=host, port=port, workers=workers, tokens=token_file, public_key=public_key, tls=tls,
+        audit_log=audit_log, rate_limit_per_s=rate_limit,
+    )  # fmt: skip
+
+
+def _check_no_auth(host: str, tokens: Path | None) -> None:
+    # The Ray/MLflow mistake is an unauthenticated server on a reachable interface: never allowed here.
+    if host not in LOOPBACK_HOSTS:
+        raise ConfigError(
+            f"--insecure-no-auth-local-only needs a loopback --host ({', '.join(sorted(LOOPBACK_HOSTS))}), "
+            f"not {host!r}; drop the flag to require tokens"
+        )
+    if tokens is not None:
+        raise ConfigError("--tokens and --insecure-no-auth-local-only contradict each other; give one")
+    console.print(
+        "WARNING: no authentication; any local process may infer, load and unload models", highlight=False
+    )
+
+
+def _token_file(repo: Path, tokens: Path | None, state: Path | None) -> Path:
+    """The token file to enforce (created if missing); prints the first admin token once, never again."""
+    from skyline.security.tokens import TokenAuthority
+
+    if tokens is None:
+        folder = state if state is not None else repo / ".skyline"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tokens = folder / "tokens.json"
+    admin = TokenAuthority(tokens).bootstrap_admin()
+    if admin is not None:
+        console.print(f"admin token (shown once, store it now): {admin}", soft_wrap=True, highlight=False)
+    console.print(
+        f"bearer tokens required (file {tokens}); add more with "
+        f"'skyline token create --tokens {tokens} --role invoker --subject NAME'",
+        soft_wrap=True,
+        highlight=False,
+    )
+    return tokens
 
 
 def _tensor(text: str) -> tuple[str, str, tuple[int, ...]]:
@@ -118,6 +185,9 @@ def bench_serve(
         None, help="Open loop: requests per second (Poisson); default closed loop."
     ),
     token: str | None = typer.Option(None, help="Bearer token, if the server requires one."),
+    ca: Path | None = typer.Option(
+        None, help="For https:// URLs: trust this CA (e.g. the server's self-signed certificate)."
+    ),
     request: Path | None = typer.Option(
         None, help="Send this OIP request body (default: one synthesized row)."
     ),
@@ -127,6 +197,11 @@ def bench_serve(
     from skyline.serving.loadgen import fetch_metadata, run_load, synthesize_body
 
     headers = {"authorization": f"Bearer {token}"} if token else {}
+    context = None
+    if url.startswith("https://") or ca is not None:
+        from skyline.security.tls import client_ssl_context
+
+        context = client_ssl_context(ca)  # always verified; the system CAs when no --ca
 
     async def measure() -> dict[str, object]:
         if request is not None:
@@ -135,10 +210,10 @@ def bench_serve(
             except OSError as exc:
                 raise ConfigError(f"cannot read request body {request}: {exc.strerror}") from exc
         else:
-            body = synthesize_body(await fetch_metadata(url, model, headers))
+            body = synthesize_body(await fetch_metadata(url, model, headers, context))
         result = await run_load(
             url, path=f"/v2/models/{model}/infer", body=body, concurrency=concurrency,
-            duration_s=duration, rate_per_s=rate, headers=headers, model=model,
+            duration_s=duration, rate_per_s=rate, headers=headers, model=model, ssl_context=context,
         )  # fmt: skip
         return result.to_json()
 

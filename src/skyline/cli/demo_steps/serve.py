@@ -38,31 +38,41 @@ def _pack_models(ctx: DemoContext, repo_root: Path) -> tuple[Any, list[str]]:
     return repo, notes
 
 
-async def _measure(url: str, models: list[str], quick: bool, repo: Any, ctx: DemoContext) -> dict[str, Any]:
+async def _measure(
+    url: str, models: list[str], quick: bool, repo: Any, ctx: DemoContext, token: str
+) -> dict[str, Any]:
     from skyline.serving.loadgen import HttpConnection, fetch_metadata, run_load, synthesize_body
     from skyline.serving.samples import write_mlp_onnx
 
     seconds = 1.5 if quick else 4.0
     results: dict[str, Any] = {}
+    auth = {"authorization": f"Bearer {token}"}
     for model in models:
-        body = synthesize_body(await fetch_metadata(url, model))
+        body = synthesize_body(await fetch_metadata(url, model, auth))
         path = f"/v2/models/{model}/infer"
         for concurrency in (1, 16):
             result = await run_load(
-                url, path=path, body=body, concurrency=concurrency, duration_s=seconds, model=model
-            )
+                url, path=path, body=body, concurrency=concurrency, duration_s=seconds, model=model,
+                headers=auth,
+            )  # fmt: skip
             results[f"{model}/c{concurrency}"] = result.to_json()
     # Hot reload under load: version 2 of the MLP replaces version 1 while 8 clients keep calling.
-    body = synthesize_body(await fetch_metadata(url, "mlp"))
+    body = synthesize_body(await fetch_metadata(url, "mlp", auth))
     load = asyncio.create_task(
         run_load(
-            url, path="/v2/models/mlp/infer", body=body, concurrency=8, duration_s=seconds * 2, model="mlp"
+            url,
+            path="/v2/models/mlp/infer",
+            body=body,
+            concurrency=8,
+            duration_s=seconds * 2,
+            model="mlp",
+            headers=auth,
         )
     )
     await asyncio.sleep(seconds / 2)
     repo.add(write_mlp_onnx(ctx.out_dir / "mlp-v2.onnx", seed=1), name="mlp", version=2)
     conn = HttpConnection(url)
-    status, _ = await conn.request("POST", "/v2/repository/models/mlp/load")
+    status, _ = await conn.request("POST", "/v2/repository/models/mlp/load", headers=auth)
     await conn.close()
     reload = (await load).to_json()
     reload["load_status"] = status
@@ -99,13 +109,17 @@ def _plot(results: dict[str, Any], models: list[str], path: Path) -> Path:
 
 
 def run(ctx: DemoContext) -> StepReport:
+    from skyline.security.tokens import TokenAuthority
     from skyline.serving.app import create_app
     from skyline.serving.server import background_server
 
     repo, notes = _pack_models(ctx, ctx.out_dir / "repo")
     models = repo.models()
-    with background_server(create_app(repo)) as url:
-        results = asyncio.run(_measure(url, models, ctx.quick, repo, ctx))
+    # As `skyline serve` does by default: bearer tokens required, the first admin token bootstrapped.
+    authority = TokenAuthority(ctx.out_dir / "tokens.json")
+    token = authority.bootstrap_admin() or authority.issue("demo", "admin")
+    with background_server(create_app(repo, authority=authority)) as url:
+        results = asyncio.run(_measure(url, models, ctx.quick, repo, ctx, token))
     figure = _plot(results, models, ctx.out_dir / "serve.png")
     rows = [
         f"| {m} | {c} | {results[f'{m}/c{c}']['throughput_per_s']:.0f} | {results[f'{m}/c{c}']['latency_p50_ms']:.2f} | "
