@@ -105,6 +105,8 @@ def test_binary_tensor_data_extension(client: TestClient) -> None:
         ("post", "/v2/models/nope/infer", body(np.ones((1, 16), np.float32)), 404, "not loaded"),
         ("post", "/v2/models/mlp/versions/2/infer", body(np.ones((1, 16), np.float32)), 404, "version 2"),
         ("post", "/v2/models/mlp/versions/x/infer", body(np.ones((1, 16), np.float32)), 404, "version"),
+        ("post", "/v2/models/mlp/versions/¹/infer", body(np.ones((1, 16), np.float32)), 404, "version"),
+        ("get", "/v2/models/mlp/versions/²", None, 404, "version"),
         ("post", "/v2/models/mlp/infer", body(np.ones((1, 15), np.float32)), 400, "shape"),
         (
             "post",
@@ -323,3 +325,13 @@ def test_hot_reload_under_load_fails_no_request(repo: ModelRepository, tmp_path:
         result, versions = asyncio.run(scenario())
     assert versions == ["2", "3"]
     assert result.errors == 0 and result.requests > 20 and result.statuses == {"200": result.requests}  # type: ignore[attr-defined]
+
+
+def test_non_ascii_digits_are_refused_not_crashed_on(client: TestClient) -> None:
+    # "¹".isdigit() is True but int("¹") raises: found by schemathesis as a 500.
+    answer = client.post(
+        "/v2/models/mlp/infer",
+        content=orjson.dumps(body(np.ones((1, 16), np.float32))),
+        headers={"Inference-Header-Content-Length": "¹".encode("latin-1")},
+    )
+    assert answer.status_code == 400 and "error" in answer.json()

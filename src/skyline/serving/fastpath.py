@@ -29,7 +29,7 @@ def parse_version(text: str | None) -> int | None:
     """A version from a URL segment (None when absent); NotFoundError when it cannot exist."""
     if text is None:
         return None
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:  # "¹".isdigit() is True
         raise NotFoundError(f"model version {text!r} does not exist; versions are integers ≥ 1")
     return int(text)
 

@@ -74,7 +74,7 @@ def parse_request(body: bytes, header_length: str | None) -> InferenceRequest:
     """Parse an inference request body (JSON, or JSON followed by binary tensors)."""
     split = len(body)
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
             raise InvalidRequestError(f"{HEADER_LENGTH} {header_length!r} is not a length within the body")
         split = int(header_length)
     try:

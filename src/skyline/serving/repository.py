@@ -118,7 +118,9 @@ class ModelRepository:
         if not folder.is_dir():
             return []
         return sorted(
-            int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / MANIFEST_NAME).is_file()
+            int(p.name)
+            for p in folder.iterdir()
+            if p.name.isascii() and p.name.isdigit() and (p / MANIFEST_NAME).is_file()
         )
 
     def version_dir(self, name: str, version: int) -> Path:
