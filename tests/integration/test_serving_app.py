@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -203,9 +204,10 @@ def test_a_full_queue_answers_429_with_retry_after(repo: ModelRepository, tmp_pa
         for t in threads:
             t.start()
         # One request held in compute (batches of 1), one in the queue: the queue is full.
-        for _ in range(2000):
-            if model.batcher.in_flight == 2 and model.batcher.queue_depth == 1:
-                break
+        # Wait (generously: a loaded CI machine is slow) until the queue is really full, and say so if not.
+        deadline = time.monotonic() + 120
+        while not (model.batcher.in_flight == 2 and model.batcher.queue_depth == 1):
+            assert time.monotonic() < deadline, "the two held requests never filled the queue"
             threading.Event().wait(0.005)
         refused = c.post("/v2/models/tiny/infer", json=body(np.ones((1, 16), np.float32)))
         gate.set()
