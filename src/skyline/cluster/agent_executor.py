@@ -7,7 +7,6 @@ heartbeat and reports back. Nothing lives only in memory, so a restarted server 
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Sequence
 
 from skyline.cluster.node_store import Store
@@ -29,8 +28,6 @@ class AgentExecutor:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._events: list[JobEvent] = []
-        self._lock = threading.Lock()
         self._starts: list[tuple[str, tuple[Placement, ...], int]] = []
 
     def start(self, spec: JobSpec, placements: Sequence[Placement]) -> None:
@@ -53,14 +50,11 @@ class AgentExecutor:
         """Nothing to poll: agents heartbeat into the store themselves."""
 
     def notify(self, event: JobEvent) -> None:
-        """An event the store derived from an agent's report (already applied there)."""
-        with self._lock:
-            self._events.append(event)
+        """An event the store derived from an agent's report: already applied there, so not queued
+        (applying it again in the next pass cost a write transaction per event for nothing)."""
 
     def events(self) -> Sequence[JobEvent]:
-        with self._lock:
-            drained, self._events = self._events, []
-        return drained
+        return ()
 
     def close(self) -> None:
         """Nothing to release: the agents own the processes."""

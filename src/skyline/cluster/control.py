@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from skyline.cluster.node_store import Store
+from skyline.cluster.store import ACTIVE
 from skyline.core import (
     Allocation,
     Clock,
@@ -25,8 +26,10 @@ from skyline.core import (
     JobSpec,
     JobStatus,
     Placement,
+    Resources,
 )
 from skyline.errors import ConfigError
+from skyline.scheduling.policies.ranked import RankedPolicy
 from skyline.scheduling.policy import Policy
 from skyline.scheduling.scheduler import Scheduler
 
@@ -74,10 +77,13 @@ class ControlPlane:
         self.clock = clock
         self.config = config
         self.scheduler = Scheduler(policy, clock, executor)
+        # A policy that never preempts decides on the queue and the capacity left (`pending_snapshot`).
+        self.incremental = isinstance(policy, RankedPolicy) and not policy.preemptive
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.passes = 0
+        self._lost_checked_at = float("-inf")
         # Caches of what never changes: a job's spec, and where one attempt of a job was placed.
         self._specs: dict[str, JobSpec] = {}
         self._placed: dict[tuple[str, int], tuple[Placement, ...]] = {}
@@ -120,32 +126,36 @@ class ControlPlane:
         self.executor.refresh()
         for event in self.executor.events():
             self.store.apply_event(event)
-        lost = self.store.mark_lost(silent_for_s=self.config.lost_after_s)
+        lost = self._check_lost()
         if lost:
             requeued = [
                 j for j in self.store.jobs_on_nodes(lost) if self.store.requeue(j, "its node was lost")
             ]
             log.warning("node(s) %s lost; %d job(s) requeued", ", ".join(lost), len(requeued))
         self.passes += 1
-        state = self.snapshot()
-        if not state.jobs or not len(state.cluster):
+        state = self.pending_snapshot() if self.incremental else self.snapshot()
+        if state is None or not state.jobs or not len(state.cluster):
             return Allocation()
         allocation = self.scheduler.step(state)
         self.executor.flush()
         return allocation
 
-    def snapshot(self) -> ClusterState:
-        """The `ClusterState` a policy decides on, read from the store.
+    def _check_lost(self) -> list[str]:
+        # Once per tick is enough to notice a node silent for lost_after_s (> tick_s); passes woken by
+        # every submit and report would otherwise query for it hundreds of times a second.
+        now = time.monotonic()
+        if now - self._lost_checked_at < self.config.tick_s:
+            return []
+        self._lost_checked_at = now
+        return self.store.mark_lost(silent_for_s=self.config.lost_after_s)
 
-        Job specs never change, so they are read once and cached; each pass reads only the small
-        mutable part (status, attempt, restarts) and the current placements.
-        """
-        queue = self.store.queue_view()
-        unseen = [row[0] for row in queue if row[0] not in self._specs]
+    def _cache_specs(self, job_ids: list[str]) -> None:
+        unseen = [job_id for job_id in job_ids if job_id not in self._specs]
         for start in range(0, len(unseen), 500):
             for record in self.store.jobs_by_id(unseen[start : start + 500]):
                 self._specs[record.id] = record.as_job().spec
-        active = [(row[0], row[2]) for row in queue if row[1] != "pending"]
+
+    def _cache_placements(self, active: list[tuple[str, int]]) -> None:
         uncached = [job_id for job_id, attempt in active if (job_id, attempt) not in self._placed]
         for start in range(0, len(uncached), 500):
             for key, replicas in self.store.active_placements(uncached[start : start + 500]).items():
@@ -154,15 +164,52 @@ class ControlPlane:
                     Placement(node_id=node_id, resources=spec.resources, gpu_indices=gpus)
                     for node_id, gpus in replicas
                 )
+
+    def _alive_cluster(self) -> Cluster:
         versions = self.store.alive_versions()
         if versions != self._nodes_version:
             self._cluster = Cluster(n.as_node() for n in self.store.nodes(alive_only=True))
             self._nodes_version = versions
-        nodes = {n.id for n in self._cluster}
+        return self._cluster
+
+    def pending_snapshot(self) -> ClusterState | None:
+        """The state a non-preemptive policy needs: what waits, and what is left where. None: nothing waits.
+
+        Such a policy never moves a running job, so CPU-only running jobs are folded into their nodes'
+        capacity (one aggregate query) instead of being handed over one by one; jobs holding GPUs are
+        handed over with their placements (their devices are named). A pass then costs in proportion to
+        the queue, not to everything running (measured: see docs/cluster.md, Benchmark).
+        """
+        pending = self.store.queue_view((str(JobStatus.PENDING),))
+        if not pending:
+            return None
+        gpu_active = self.store.queue_view(ACTIVE, gpu_only=True)
+        rows = pending + gpu_active
+        self._cache_specs([row[0] for row in rows])
+        self._cache_placements([(row[0], row[2]) for row in gpu_active])
+        cluster = self._alive_cluster()
+        used = self.store.cpu_usage_by_node()
+        nodes = []
+        for node in cluster:
+            cpu_milli, memory_mib = used.get(node.id, (0, 0))
+            cap = node.capacity
+            if cpu_milli or memory_mib:
+                left = Resources(
+                    cpu_milli=max(cap.cpu_milli - cpu_milli, 0),
+                    memory_mib=max(cap.memory_mib - memory_mib, 0),
+                    gpu_milli=cap.gpu_milli,
+                    gpu_type=cap.gpu_type,
+                )
+                node = replace(node, capacity=left)
+            nodes.append(node)
+        return self._state(rows, Cluster(nodes))
+
+    def _state(self, rows: list[tuple[str, str, int, int, float | None]], cluster: Cluster) -> ClusterState:
+        nodes = {n.id for n in cluster}
         jobs: list[Job] = []
         running: dict[str, tuple[Placement, ...]] = {}
         job_cache: dict[tuple[str, str, int, int, float | None], Job] = {}
-        for row in queue:
+        for row in rows:
             job_id, status, attempt = row[0], row[1], row[2]
             if status != "pending":
                 placements = self._placed.get((job_id, attempt))
@@ -177,16 +224,24 @@ class ControlPlane:
             jobs.append(job)
             job_cache[row] = job
         self._job_cache = job_cache
-        if len(self._specs) > 2 * len(queue) + 1000:  # forget finished jobs now and then
-            live = {row[0] for row in queue}
+        if len(self._specs) > 2 * len(rows) + 1000:  # forget finished jobs now and then
+            live = {row[0] for row in rows}
             self._specs = {k: v for k, v in self._specs.items() if k in live}
             self._placed = {k: v for k, v in self._placed.items() if k[0] in live}
         return ClusterState(
-            now_s=self.clock.now_s(),
-            cluster=self._cluster,
-            jobs=tuple(jobs),
-            running=Allocation(running),
+            now_s=self.clock.now_s(), cluster=cluster, jobs=tuple(jobs), running=Allocation(running)
         )
+
+    def snapshot(self) -> ClusterState:
+        """The whole `ClusterState` (every unfinished job) a policy decides on, read from the store.
+
+        Job specs never change, so they are read once and cached; each pass reads only the small
+        mutable part (status, attempt, restarts) and the current placements.
+        """
+        queue = self.store.queue_view()
+        self._cache_specs([row[0] for row in queue])
+        self._cache_placements([(row[0], row[2]) for row in queue if row[1] != "pending"])
+        return self._state(queue, self._alive_cluster())
 
     def cancel(self, job_id: str) -> None:
         self.store.cancel(job_id)

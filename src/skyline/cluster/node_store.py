@@ -25,6 +25,32 @@ class UsageSample:
     running_replicas: int = 0
 
 
+# Statements of the agents' hot paths (a heartbeat per node per second), built once with bound
+# parameters: building a SQLAlchemy statement costs more CPU than SQLite takes to run it.
+_BEAT = (
+    t.nodes.update()
+    .where(t.nodes.c.id == sa.bindparam("b_node"), t.nodes.c.status == "alive")
+    .values(last_heartbeat_at=sa.bindparam("b_now"))
+)
+_SAMPLE = t.node_metrics.insert()
+_ASSIGNMENTS = (
+    sa.select(
+        t.replicas, t.jobs.c.command, t.jobs.c.env, t.jobs.c.replicas.label("world"), t.jobs.c.master_port
+    )
+    .join(t.jobs, sa.and_(t.jobs.c.id == t.replicas.c.job_id, t.jobs.c.attempt == t.replicas.c.attempt))
+    .where(
+        t.replicas.c.node_id == sa.bindparam("b_node"),
+        t.replicas.c.status.in_(LIVE_REPLICA),
+        t.jobs.c.status.in_(ACTIVE),
+    )
+)
+_MASTERS = (
+    sa.select(t.replicas.c.job_id, t.replicas.c.attempt, t.nodes.c.address)
+    .join(t.nodes, t.nodes.c.id == t.replicas.c.node_id)
+    .where(t.replicas.c.rank == 0, t.replicas.c.job_id.in_(sa.bindparam("b_jobs", expanding=True)))
+)
+
+
 def node_from_row(row: Any) -> NodeRecord:
     m = row._mapping
     return NodeRecord(
@@ -98,25 +124,31 @@ class Store(JobStore):
         """Record a heartbeat and its sample; False when the node is unknown or was declared lost."""
         now = self.now()
         with self.write() as conn:
-            status = conn.execute(sa.select(t.nodes.c.status).where(t.nodes.c.id == node_id)).scalar()
-            if status != "alive":
+            # One statement checks and refreshes: no row updated means unknown or declared lost.
+            if conn.execute(_BEAT, {"b_node": node_id, "b_now": now}).rowcount != 1:
                 return False
-            conn.execute(t.nodes.update().where(t.nodes.c.id == node_id).values(last_heartbeat_at=now))
             conn.execute(
-                t.node_metrics.insert().values(
-                    node_id=node_id,
-                    at_s=now,
-                    cpu_percent=sample.cpu_percent,
-                    memory_percent=sample.memory_percent,
-                    gpu_percent=sample.gpu_percent,
-                    running_replicas=sample.running_replicas,
-                )
+                _SAMPLE,
+                {
+                    "node_id": node_id,
+                    "at_s": now,
+                    "cpu_percent": sample.cpu_percent,
+                    "memory_percent": sample.memory_percent,
+                    "gpu_percent": sample.gpu_percent,
+                    "running_replicas": sample.running_replicas,
+                },
             )
         return True
 
     def mark_lost(self, *, silent_for_s: float) -> list[str]:
         """Declare lost every alive node silent for longer than ``silent_for_s``; return their ids."""
         cutoff = self.now() - silent_for_s
+        silent = sa.select(t.nodes.c.id).where(
+            t.nodes.c.status == "alive", t.nodes.c.last_heartbeat_at < cutoff
+        )
+        with self.read() as conn:  # the common case, nobody silent, takes no write lock
+            if conn.execute(silent.limit(1)).first() is None:
+                return []
         with self.write() as conn:
             lost = [
                 r[0]
@@ -145,25 +177,8 @@ class Store(JobStore):
 
     def assignments(self, node_id: str) -> list[Assignment]:
         """Replicas ``node_id`` must be running now; anything else it runs should be stopped."""
-        query = (
-            sa.select(
-                t.replicas,
-                t.jobs.c.command,
-                t.jobs.c.env,
-                t.jobs.c.replicas.label("world"),
-                t.jobs.c.master_port,
-            )
-            .join(
-                t.jobs, sa.and_(t.jobs.c.id == t.replicas.c.job_id, t.jobs.c.attempt == t.replicas.c.attempt)
-            )
-            .where(
-                t.replicas.c.node_id == node_id,
-                t.replicas.c.status.in_(LIVE_REPLICA),
-                t.jobs.c.status.in_(ACTIVE),
-            )
-        )
         with self.read() as conn:
-            rows = [r._mapping for r in conn.execute(query)]
+            rows = [r._mapping for r in conn.execute(_ASSIGNMENTS, {"b_node": node_id})]
             masters = self._master_addresses(conn, {(r["job_id"], r["attempt"]) for r in rows})
         return [
             Assignment(
@@ -195,12 +210,8 @@ class Store(JobStore):
         """Address of the node holding rank 0 of each (job, attempt): torch's MASTER_ADDR."""
         if not keys:
             return {}
-        query = (
-            sa.select(t.replicas.c.job_id, t.replicas.c.attempt, t.nodes.c.address)
-            .join(t.nodes, t.nodes.c.id == t.replicas.c.node_id)
-            .where(t.replicas.c.rank == 0, t.replicas.c.job_id.in_([k[0] for k in keys]))
-        )
-        return {(r[0], r[1]): r[2] for r in conn.execute(query)}
+        rows = conn.execute(_MASTERS, {"b_jobs": sorted({k[0] for k in keys})})
+        return {(r[0], r[1]): r[2] for r in rows}
 
     # ------------------------------------------------------------------ metrics
     def metrics(self, node_id: str, *, since_s: float = 0.0, limit: int = 10_000) -> list[dict[str, Any]]:

@@ -28,6 +28,34 @@ UNFINISHED = (str(JobStatus.PENDING), *ACTIVE)
 LIVE_REPLICA = ("assigned", "running")
 
 
+# Statements of the hot paths (submits, agents' reports), built once with bound parameters: building a
+# SQLAlchemy statement per call cost more CPU than SQLite takes to run it.
+_r = t.replicas.c
+_JOB = sa.select(t.jobs).where(t.jobs.c.id == sa.bindparam("b_id"))
+_BY_KEY = sa.select(t.jobs).where(t.jobs.c.idempotency_key == sa.bindparam("b_key"))
+_ATTEMPT_REPLICAS = (
+    sa.select(t.replicas)
+    .where(_r.job_id == sa.bindparam("b_id"), _r.attempt == sa.bindparam("b_attempt"))
+    .order_by(_r.rank)
+)
+_ONE_REPLICA = (
+    _r.job_id == sa.bindparam("b_id"),
+    _r.attempt == sa.bindparam("b_attempt"),
+    _r.rank == sa.bindparam("b_rank"),
+)
+_REPLICA_STATUS = sa.select(_r.status).where(*_ONE_REPLICA)
+_SET_REPLICA = (
+    t.replicas.update()
+    .where(*_ONE_REPLICA)
+    .values(
+        status=sa.bindparam("b_status"), exit_code=sa.bindparam("b_exit"), updated_at=sa.bindparam("b_now")
+    )
+)
+_SIBLINGS = sa.select(_r.status).where(
+    _r.job_id == sa.bindparam("b_id"), _r.attempt == sa.bindparam("b_attempt")
+)
+
+
 def job_from_row(row: Any) -> JobRecord:
     m = row._mapping
     return JobRecord(
@@ -117,9 +145,7 @@ class JobStore:
         }
         with self.write() as conn:
             if request.idempotency_key is not None:
-                row = conn.execute(
-                    sa.select(t.jobs).where(t.jobs.c.idempotency_key == request.idempotency_key)
-                ).first()
+                row = conn.execute(_BY_KEY, {"b_key": request.idempotency_key}).first()
                 if row is not None:
                     return job_from_row(row), False
             values["submitted_at"] = self.now()
@@ -153,12 +179,11 @@ class JobStore:
         return record, True
 
     def job(self, job_id: str, conn: sa.Connection | None = None) -> JobRecord:
-        query = sa.select(t.jobs).where(t.jobs.c.id == job_id)
         if conn is None:
             with self.read() as own:
-                row = own.execute(query).first()
+                row = own.execute(_JOB, {"b_id": job_id}).first()
         else:
-            row = conn.execute(query).first()
+            row = conn.execute(_JOB, {"b_id": job_id}).first()
         if row is None:
             raise NotFoundError(f"no job {job_id!r}; list jobs with 'skyline job list'")
         return job_from_row(row)
@@ -178,9 +203,11 @@ class JobStore:
         return self.jobs(statuses=UNFINISHED, limit=1_000_000)
 
     def replicas(self, job_id: str, attempt: int | None = None) -> tuple[ReplicaRecord, ...]:
-        query = sa.select(t.replicas).where(t.replicas.c.job_id == job_id)
         if attempt is not None:
-            query = query.where(t.replicas.c.attempt == attempt)
+            with self.read() as conn:
+                rows = conn.execute(_ATTEMPT_REPLICAS, {"b_id": job_id, "b_attempt": attempt})
+                return tuple(replica_from_row(r) for r in rows)
+        query = sa.select(t.replicas).where(t.replicas.c.job_id == job_id)
         with self.read() as conn:
             rows = conn.execute(query.order_by(t.replicas.c.attempt, t.replicas.c.rank))
             return tuple(replica_from_row(r) for r in rows)
@@ -260,16 +287,40 @@ class JobStore:
                 )
         return {str(row["b_id"]) for row in job_rows}
 
-    def queue_view(self) -> list[tuple[str, str, int, int, float | None]]:
-        """(id, status, attempt, restarts, started_at) of every unfinished job in submit order: cheap to read."""
+    def queue_view(
+        self, statuses: Sequence[str] = UNFINISHED, *, gpu_only: bool = False
+    ) -> list[tuple[str, str, int, int, float | None]]:
+        """(id, status, attempt, restarts, started_at) of the jobs in ``statuses``, in submit order.
+
+        Cheap to read (no spec columns); ``gpu_only`` keeps the jobs that ask for GPUs.
+        """
         c = t.jobs.c
         query = (
             sa.select(c.id, c.status, c.attempt, c.restarts, c.started_at)
-            .where(c.status.in_(UNFINISHED))
+            .where(c.status.in_(list(statuses)))
             .order_by(c.seq)
         )
+        if gpu_only:
+            query = query.where(c.gpu_milli > 0)
         with self.read() as conn:
             return [(r[0], r[1], r[2], r[3], r[4]) for r in conn.execute(query)]
+
+    def cpu_usage_by_node(self) -> dict[str, tuple[int, int]]:
+        """(CPU milli, memory MiB) held on each node by the replicas of placed or running CPU-only jobs.
+
+        One aggregate query: the control plane's incremental pass shrinks node capacities by it instead
+        of handing every running job to the policy. (GPU jobs are handed over as they are: their devices
+        are named, so a sum would lose which ones are taken.)
+        """
+        r, j = t.replicas.c, t.jobs.c
+        query = (
+            sa.select(r.node_id, sa.func.sum(j.cpu_milli), sa.func.sum(j.memory_mib))
+            .select_from(t.replicas.join(t.jobs, sa.and_(j.id == r.job_id, j.attempt == r.attempt)))
+            .where(j.status.in_(ACTIVE), j.gpu_milli == 0)
+            .group_by(r.node_id)
+        )
+        with self.read() as conn:
+            return {row[0]: (int(row[1] or 0), int(row[2] or 0)) for row in conn.execute(query)}
 
     def jobs_by_id(self, job_ids: Sequence[str]) -> list[JobRecord]:
         with self.read() as conn:
@@ -352,28 +403,17 @@ class JobStore:
         stopped); succeeded when all succeeded.
         """
         with self.write() as conn:
-            key = (t.replicas.c.job_id == job_id, t.replicas.c.attempt == attempt, t.replicas.c.rank == rank)
-            current = conn.execute(sa.select(t.replicas.c.status).where(*key)).scalar()
+            key = {"b_id": job_id, "b_attempt": attempt, "b_rank": rank}
+            current = conn.execute(_REPLICA_STATUS, key).scalar()
             if current is None:
                 raise NotFoundError(f"no replica {rank} of job {job_id} attempt {attempt}")
             if current in ("succeeded", "failed", "stopped"):
                 return None  # a repeated report (the agent retries until acknowledged)
-            conn.execute(
-                t.replicas.update()
-                .where(*key)
-                .values(status=status, exit_code=exit_code, updated_at=self.now())
-            )
+            conn.execute(_SET_REPLICA, {**key, "b_status": status, "b_exit": exit_code, "b_now": self.now()})
             job = self.job(job_id, conn)
             if job.attempt != attempt or job.status.is_finished():
                 return None
-            siblings = [
-                r[0]
-                for r in conn.execute(
-                    sa.select(t.replicas.c.status).where(
-                        t.replicas.c.job_id == job_id, t.replicas.c.attempt == attempt
-                    )
-                )
-            ]
+            siblings = [r[0] for r in conn.execute(_SIBLINGS, key)]
             event = self._gang_event(job, status, siblings, exit_code)
             if event is not None:
                 self._apply_in(conn, job, event)
