@@ -53,7 +53,9 @@ def test_cascade_eval_writes_the_contract(tmp_path: Path) -> None:
         "--target-offload",
         "0.2",
         "--epochs",
-        "3",
+        "2",
+        "--rtt-ms",
+        "1",
     )
     done = _skyline(*args, "--json", str(out))
     assert done.returncode == 0, done.stderr

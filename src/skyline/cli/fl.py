@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from skyline.cli.output import console, write_json
+from skyline.errors import ConfigError
 
 fl_app = typer.Typer(
     help="Federated learning with Flower (FedAvg, FedProx, DP, SecAgg+).", no_args_is_help=True
@@ -28,6 +29,9 @@ def run(
         None, "--dp-epsilon", help="Client-level DP: target ε (δ = 1e-3)."
     ),
     seed: int = typer.Option(0, help="Seed of the split, the models and the training."),
+    cpus: int = typer.Option(
+        2, help="CPUs given to Ray: one client actor (a Python process) per CPU; 1 starts fastest."
+    ),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results here (quiet stdout)."),
 ) -> None:
     """Run FedAvg/FedProx in Flower's simulation engine and compare with centralized training."""
@@ -48,7 +52,9 @@ def run(
         dp_epsilon=dp_epsilon,
         seed=seed,
     )
-    result = run_federated(config, quiet=json_path is not None)
+    if cpus < 1:
+        raise ConfigError(f"--cpus must be >= 1, got {cpus}")
+    result = run_federated(config, num_cpus=cpus, quiet=json_path is not None)
     if json_path is not None:
         write_json(json_path, result)
         return
