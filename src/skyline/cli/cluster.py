@@ -34,14 +34,18 @@ DEFAULT_STATE_DIR = Path.home() / ".skyline" / "cluster"
 SERVER = typer.Option(DEFAULT_SERVER, "--server", envvar="SKYLINE_SERVER", help="Control plane URL.")
 TOKEN = typer.Option("", "--token", envvar="SKYLINE_TOKEN", help="Bearer token (or SKYLINE_TOKEN).")
 JSON = typer.Option(None, "--json", help="Write the result as JSON to this path ('-' for stdout).")
+CA = typer.Option(
+    None, "--ca", envvar="SKYLINE_CA",
+    help="CA certificate to verify an https:// server with (its own certificate when self-signed).",
+)  # fmt: skip
 
 
-def _client(server: str, token: str) -> ClusterClient:
+def _client(server: str, token: str, ca: Path | None = None) -> ClusterClient:
     from skyline.cluster.client import ClusterClient
 
     if not token:
         raise ConfigError("no token: pass --token or set SKYLINE_TOKEN ('skyline cluster up' prints one)")
-    return ClusterClient(server, token)
+    return ClusterClient(server, token, ca_path=ca)
 
 
 def _emit(json_path: Path | None, payload: Any) -> bool:
@@ -59,7 +63,7 @@ def _emit(json_path: Path | None, payload: Any) -> bool:
 
 # ---------------------------------------------------------------------- cluster up
 def _spawn_local_agent(
-    state_dir: Path, url: str, token: str, heartbeat_s: float
+    state_dir: Path, url: str, token: str, heartbeat_s: float, ca: Path | None = None
 ) -> subprocess.Popen[bytes] | None:
     """Start this machine's agent unless one started by an earlier `cluster up` still runs (SIGKILL restart)."""
     pidfile = state_dir / "agent.pid"
@@ -72,6 +76,8 @@ def _spawn_local_agent(
             pass
     command = [sys.executable, "-m", "skyline.cli.app", "agent", "join", "--server", url]
     command += ["--heartbeat-s", str(heartbeat_s), "--name", "local"]
+    if ca is not None:
+        command += ["--ca", str(ca)]
     log = (state_dir / "agent.log").open("ab")
     process = subprocess.Popen(
         command,
@@ -97,8 +103,14 @@ def cluster_up(
     tick_s: float = typer.Option(0.5, help="Scheduling pass at least every this many seconds."),
     lost_after_s: float = typer.Option(10.0, help="A node silent this long is lost; its jobs are requeued."),
     heartbeat_s: float = typer.Option(1.0, help="Heartbeat period of the local agent."),
+    tls_cert: Path | None = typer.Option(None, help="Serve HTTPS with this certificate (PEM)."),
+    tls_key: Path | None = typer.Option(None, help="The certificate's private key (PEM, mode 0600)."),
 ) -> None:
-    """Start the control plane in the foreground (Ctrl-C stops it); print the first admin token once."""
+    """Start the control plane in the foreground (Ctrl-C stops it); print the first admin token once.
+
+    With --tls-cert/--tls-key it speaks only HTTPS; clients verify it with --ca (the certificate itself
+    when self-signed: 'skyline keys tls' makes a test pair).
+    """
     import uvicorn
 
     from skyline.cluster.control import ControlConfig
@@ -107,10 +119,11 @@ def cluster_up(
     config = ServerConfig(
         state_dir=state_dir, db_url=db, executor=executor, policy=policy, host=host, port=port,
         ray_address=ray_address, control=ControlConfig(tick_s=tick_s, lost_after_s=lost_after_s),
+        tls_cert=tls_cert, tls_key=tls_key,
     )  # fmt: skip
     built = build(config)
     sock = bind_socket(host, port)
-    url = f"http://{host}:{sock.getsockname()[1]}"
+    url = f"{config.scheme}://{host}:{sock.getsockname()[1]}"
     admin = built.authority.bootstrap_admin()
     console.print(
         f"skyline control plane on {url} (db {built.store.url}, executor {executor}, policy {policy})"
@@ -120,7 +133,7 @@ def cluster_up(
     local_agent = None
     if agent and executor == "local":
         token = built.authority.issue("agent-local", "agent")
-        local_agent = _spawn_local_agent(config.state_dir, url, token, heartbeat_s)
+        local_agent = _spawn_local_agent(config.state_dir, url, token, heartbeat_s, tls_cert)
     sys.stdout.flush()
     # The scheduling loop shares the interpreter with the API's event loop; each database call releases
     # the GIL and, at the default 5 ms switch interval, waits up to 5 ms to get it back while requests
@@ -128,7 +141,7 @@ def cluster_up(
     sys.setswitchinterval(0.0005)
     built.control.start()
     try:
-        server = uvicorn.Server(uvicorn_config(built.app))
+        server = uvicorn.Server(uvicorn_config(built.app, tls_cert=tls_cert, tls_key=tls_key))
         server.run(sockets=[sock])
     finally:
         built.control.stop()
@@ -143,6 +156,7 @@ def cluster_up(
 def agent_join(
     server: str = SERVER,
     token: str = TOKEN,
+    ca: Path | None = CA,
     tier: str = typer.Option("datacenter", help="datacenter, cloud or edge."),
     name: str = typer.Option("", help="Node name (default: the host name)."),
     address: str = typer.Option("127.0.0.1", help="Address other nodes reach this one at (MASTER_ADDR)."),
@@ -162,7 +176,7 @@ def agent_join(
         name=name, tier=Tier.parse(tier), address=address, heartbeat_s=heartbeat_s,
         cpus=cpus, memory_mib=memory_mib, gpus=gpus,
     )  # fmt: skip
-    node_agent = NodeAgent(_client(server, token), config)
+    node_agent = NodeAgent(_client(server, token, ca), config)
     signal.signal(signal.SIGTERM, lambda *_: node_agent.stop())
     console.print(f"agent {config.name} joining {server}")
     try:
@@ -197,6 +211,7 @@ def job_submit(
     wait: bool = typer.Option(False, help="Wait until the job finishes; exit 1 unless it succeeded."),
     server: str = SERVER,
     token: str = TOKEN,
+    ca: Path | None = CA,
     json_path: Path | None = JSON,
 ) -> None:
     """Submit a job from a YAML file or from flags; print its id."""
@@ -216,7 +231,7 @@ def job_submit(
         body.update(replicas=replicas, tiers=[tier] if tier else [], env=_parse_env(env))
     else:
         raise ConfigError("give a job file or --command 'python train.py'")
-    with _client(server, token) as client:
+    with _client(server, token, ca) as client:
         job = client.submit(body, idempotency_key=idempotency_key)
         if wait:
             job = client.wait(job["id"], timeout_s=24 * 3600)
@@ -231,12 +246,13 @@ def job_list(
     status: list[str] = typer.Option([], "--status", help="Only jobs in this status (repeatable)."),
     server: str = SERVER,
     token: str = TOKEN,
+    ca: Path | None = CA,
     json_path: Path | None = JSON,
 ) -> None:
     """Jobs in submit order: id, name, status, replicas, restarts, exit code."""
     from rich.table import Table
 
-    with _client(server, token) as client:
+    with _client(server, token, ca) as client:
         jobs = client.jobs(status=status)
     if _emit(json_path, jobs):
         return
@@ -250,9 +266,11 @@ def job_list(
 
 
 @job_app.command("status")
-def job_status(job_id: str, server: str = SERVER, token: str = TOKEN, json_path: Path | None = JSON) -> None:
+def job_status(
+    job_id: str, server: str = SERVER, token: str = TOKEN, ca: Path | None = CA, json_path: Path | None = JSON
+) -> None:
     """One job: status, placement, times, exit code and message."""
-    with _client(server, token) as client:
+    with _client(server, token, ca) as client:
         job = client.job(job_id)
     if _emit(json_path, job):
         return
@@ -269,9 +287,10 @@ def job_logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job finishes."),
     server: str = SERVER,
     token: str = TOKEN,
+    ca: Path | None = CA,
 ) -> None:
     """Print a job's output, every replica's lines prefixed with its rank."""
-    with _client(server, token) as client:
+    with _client(server, token, ca) as client:
         lines = client.follow_logs(job_id) if follow else iter(client.logs(job_id, after=0)["lines"])
         for line in lines:
             sys.stdout.write(f"[{line['rank']}] {line['line']}\n")
@@ -279,9 +298,11 @@ def job_logs(
 
 
 @job_app.command("cancel")
-def job_cancel(job_id: str, server: str = SERVER, token: str = TOKEN, json_path: Path | None = JSON) -> None:
+def job_cancel(
+    job_id: str, server: str = SERVER, token: str = TOKEN, ca: Path | None = CA, json_path: Path | None = JSON
+) -> None:
     """Cancel a job; its replicas are stopped."""
-    with _client(server, token) as client:
+    with _client(server, token, ca) as client:
         job = client.cancel(job_id)
     if not _emit(json_path, job):
         console.print(f"{job['id']} {job['status']}")
@@ -289,11 +310,13 @@ def job_cancel(job_id: str, server: str = SERVER, token: str = TOKEN, json_path:
 
 # ---------------------------------------------------------------------- nodes
 @node_app.command("list")
-def node_list(server: str = SERVER, token: str = TOKEN, json_path: Path | None = JSON) -> None:
+def node_list(
+    server: str = SERVER, token: str = TOKEN, ca: Path | None = CA, json_path: Path | None = JSON
+) -> None:
     """Nodes: tier, capacity, alive or lost, seconds since the last heartbeat."""
     from rich.table import Table
 
-    with _client(server, token) as client:
+    with _client(server, token, ca) as client:
         nodes = client.nodes()
     if _emit(json_path, nodes):
         return

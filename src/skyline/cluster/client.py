@@ -6,8 +6,10 @@ NotFoundError ...) carrying the server's message; an unreachable server is `Unav
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +24,7 @@ from skyline.errors import (
     SkylineError,
     UnavailableError,
 )
+from skyline.security.tls import client_ssl_context
 
 _BY_STATUS: dict[int, type[SkylineError]] = {
     400: ConfigError,
@@ -39,12 +42,22 @@ FINISHED = ("succeeded", "failed", "cancelled")
 class ClusterClient:
     """A bearer-token client of one control plane at ``server`` (``http://127.0.0.1:8470``)."""
 
-    def __init__(self, server: str, token: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, server: str, token: str, *, timeout_s: float = 10.0, ca_path: Path | None = None
+    ) -> None:
+        """Over ``https://`` the server's certificate and host name are always verified: against
+        ``ca_path`` (e.g. the server's self-signed certificate) or else the system's CAs."""
         if not server.startswith(("http://", "https://")):
             raise ConfigError(f"--server must be an http(s) URL like http://127.0.0.1:8470, got {server!r}")
+        if ca_path is not None and not server.startswith("https://"):
+            raise ConfigError(f"--ca is for an https:// server; {server} is plain HTTP")
         self.server = server.rstrip("/")
+        verify: ssl.SSLContext | bool = client_ssl_context(ca_path) if server.startswith("https://") else True
         self._http = httpx.Client(
-            base_url=self.server, headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s
+            base_url=self.server,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout_s,
+            verify=verify,
         )
 
     def close(self) -> None:

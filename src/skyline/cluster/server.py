@@ -22,6 +22,7 @@ from skyline.cluster.control import ClusterExecutor, ControlConfig, ControlPlane
 from skyline.cluster.node_store import Store
 from skyline.errors import ConfigError, UnavailableError
 from skyline.scheduling.policies import POLICIES, make_policy
+from skyline.security.tls import uvicorn_ssl_kwargs
 from skyline.security.tokens import TokenAuthority
 
 EXECUTORS = ("local", "ray")
@@ -39,6 +40,8 @@ class ServerConfig:
     port: int = 8470
     ray_address: str | None = None
     control: ControlConfig = field(default_factory=ControlConfig)
+    tls_cert: Path | None = None  # both or neither: the API then speaks only HTTPS
+    tls_key: Path | None = None
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -48,6 +51,11 @@ class ServerConfig:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be 0..65535, got {self.port}")
         object.__setattr__(self, "state_dir", Path(self.state_dir))
+        uvicorn_ssl_kwargs(self.tls_cert, self.tls_key)  # both or neither; the files exist, key private
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert is not None else "http"
 
     @property
     def database(self) -> str:
@@ -95,13 +103,16 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_config(app: FastAPI) -> Any:
-    """uvicorn settings for the API: quiet, no websockets, keep-alive longer than an agent's beat."""
+def uvicorn_config(app: FastAPI, *, tls_cert: Path | None = None, tls_key: Path | None = None) -> Any:
+    """uvicorn settings for the API: quiet, no websockets, keep-alive longer than an agent's beat;
+    HTTPS when given a certificate and its key (`skyline.security.tls`)."""
     import uvicorn
 
+    tls = uvicorn_ssl_kwargs(tls_cert, tls_key)
     return uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", ws="none", timeout_keep_alive=30
-    )
+        app, log_level="warning", access_log=False, lifespan="off", ws="none", timeout_keep_alive=30,
+        ssl_certfile=tls.get("ssl_certfile"), ssl_keyfile=tls.get("ssl_keyfile"),
+    )  # fmt: skip
 
 
 class ServerThread:
@@ -113,8 +124,10 @@ class ServerThread:
         self.built = build(config)
         self._sock = bind_socket(config.host, config.port)
         self.port: int = self._sock.getsockname()[1]
-        self.url = f"http://{config.host}:{self.port}"
-        self._server = uvicorn.Server(uvicorn_config(self.built.app))
+        self.url = f"{config.scheme}://{config.host}:{self.port}"
+        self._server = uvicorn.Server(
+            uvicorn_config(self.built.app, tls_cert=config.tls_cert, tls_key=config.tls_key)
+        )
         self._thread = threading.Thread(target=self._serve, name="skyline-api", daemon=True)
 
     def _serve(self) -> None:
