@@ -105,6 +105,9 @@ def cluster_up(
     heartbeat_s: float = typer.Option(1.0, help="Heartbeat period of the local agent."),
     tls_cert: Path | None = typer.Option(None, help="Serve HTTPS with this certificate (PEM)."),
     tls_key: Path | None = typer.Option(None, help="The certificate's private key (PEM, mode 0600)."),
+    audit_log: Path | None = typer.Option(
+        None, help="Append every state-changing call (who, what, result) to this hash-chained log."
+    ),
 ) -> None:
     """Start the control plane in the foreground (Ctrl-C stops it); print the first admin token once.
 
@@ -119,7 +122,7 @@ def cluster_up(
     config = ServerConfig(
         state_dir=state_dir, db_url=db, executor=executor, policy=policy, host=host, port=port,
         ray_address=ray_address, control=ControlConfig(tick_s=tick_s, lost_after_s=lost_after_s),
-        tls_cert=tls_cert, tls_key=tls_key,
+        tls_cert=tls_cert, tls_key=tls_key, audit_log=audit_log,
     )  # fmt: skip
     built = build(config)
     sock = bind_socket(host, port)

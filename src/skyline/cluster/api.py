@@ -9,6 +9,7 @@ their `skyline.errors` class; malformed bodies are 422.
 # The hot routes (submit, heartbeat, replica report) are ``async def``: each does a few short database
 # statements (well under a millisecond on SQLite), cheaper on the event loop than a thread-pool hop.
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
@@ -21,7 +22,9 @@ from skyline.cluster.node_store import UsageSample
 from skyline.cluster.prometheus import render_metrics
 from skyline.core import Resources, Tier
 from skyline.errors import AuthError, ConflictError, NotFoundError
+from skyline.security.audit import AuditLog
 from skyline.security.http import install_error_handlers
+from skyline.security.http_audit import install_audit
 from skyline.security.rbac import Principal, Role, authorize, check_names
 from skyline.security.tokens import TokenAuthority
 
@@ -54,10 +57,16 @@ def authenticated(authority: TokenAuthority, action: str, resource_kind: str) ->
     return dependency
 
 
-def create_app(control: ControlPlane, authority: TokenAuthority) -> FastAPI:
-    """The API over ``control`` (its store, executor and loop), authenticating with ``authority``."""
+def create_app(control: ControlPlane, authority: TokenAuthority, *, audit_log: Path | None = None) -> FastAPI:
+    """The API over ``control`` (its store, executor and loop), authenticating with ``authority``.
+
+    With ``audit_log``, every state-changing call (POST: submits, cancels, tokens, agents' registrations,
+    heartbeats and reports), refused ones included, is appended to that hash-chained log.
+    """
     app = FastAPI(title="skyline control plane", version="1", description=__doc__)
     install_error_handlers(app)
+    if audit_log is not None:
+        install_audit(app, AuditLog(audit_log), authority=authority)
     store = control.store
 
     def who(action: str, kind: str) -> Any:

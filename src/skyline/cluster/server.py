@@ -42,6 +42,7 @@ class ServerConfig:
     control: ControlConfig = field(default_factory=ControlConfig)
     tls_cert: Path | None = None  # both or neither: the API then speaks only HTTPS
     tls_key: Path | None = None
+    audit_log: Path | None = None  # a hash-chained record of every state-changing call
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -89,7 +90,7 @@ def build(config: ServerConfig) -> Built:
         executor = AgentExecutor(store)
     control = ControlPlane(store, executor, make_policy(config.policy), WallClock(), config.control)
     authority = TokenAuthority(config.tokens_path)
-    return Built(create_app(control, authority), control, authority, store)
+    return Built(create_app(control, authority, audit_log=config.audit_log), control, authority, store)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
