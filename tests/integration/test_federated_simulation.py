@@ -1,17 +1,21 @@
 """Real Flower simulations (Ray) on the smallest configurations that still prove each path:
 FedProx + client-level DP on 2 clients × 2 rounds, and SecAgg+ on its minimum of 3 clients × 1 round.
 
-Each runs `skyline fl run --json` in a subprocess (Ray's node processes and files then live and die with
-that process, and the JSON contract is checked on the way) with ``--cpus 1``: one client actor, the
-cheapest Ray start. Ray cannot be shared between the two runs: Flower shuts it down after each.
+Each runs `skyline fl run` in a subprocess (Ray's node processes and files then live and die with that
+process, and the CLI contract is checked on the way) with ``--cpus 1``: one client actor, the cheapest Ray
+start. Flower shuts Ray down after every run, so the two cannot share one Ray; instead a module fixture
+starts both at once (most of a Ray start is waiting on its own processes), and each test waits for its own.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,49 +24,82 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CONTRACT = {"rounds", "final_accuracy", "centralized_accuracy", "accuracy_per_round", "epsilon"}
+DP_ARGS = (
+    "--clients",
+    "2",
+    "--rounds",
+    "2",
+    "--alpha",
+    "0.5",
+    "--strategy",
+    "fedprox",
+    "--dp-epsilon",
+    "1000",
+)
+# Without --json: Flower's log then shows that its SecAgg+ workflow really ran the fit stage.
+SECAGG_ARGS = ("--clients", "3", "--rounds", "1", "--secagg")
 
 
-def _fl_run(out: Path, *args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "skyline.cli.app", "fl", "run", "--cpus", "1", *args, "--json", str(out)],
-        capture_output=True, text=True, timeout=500, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout == ""  # --json: quiet stdout
-    result: dict[str, Any] = json.loads(out.read_text())
+@dataclass
+class Run:
+    process: subprocess.Popen[bytes]
+    log: Path
+    json_path: Path | None
+
+    def finish(self) -> str:
+        self.process.wait(timeout=500)
+        output = self.log.read_text(errors="replace")
+        assert self.process.returncode == 0, output[-3000:]
+        return output
+
+
+def _start(folder: Path, name: str, args: tuple[str, ...], *, json_out: bool) -> Run:
+    json_path = folder / f"{name}.json" if json_out else None
+    command = [sys.executable, "-m", "skyline.cli.app", "fl", "run", "--cpus", "1", *args]
+    if json_path is not None:
+        command += ["--json", str(json_path)]
+    log = folder / f"{name}.log"
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            start_new_session=True,  # its own process group: teardown can stop Ray's children with it
+        )
+    return Run(process, log, json_path)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
+    folder = tmp_path_factory.mktemp("fl")
+    started = {
+        "dp": _start(folder, "dp", DP_ARGS, json_out=True),
+        "secagg": _start(folder, "secagg", SECAGG_ARGS, json_out=False),
+    }
+    try:
+        yield started
+    finally:
+        for run in started.values():
+            if run.process.poll() is None:
+                os.killpg(run.process.pid, signal.SIGKILL)
+                run.process.wait(timeout=30)
+
+
+def test_fedprox_with_dp_learns_and_reports_epsilon(runs: dict[str, Run]) -> None:
+    output = runs["dp"].finish()
+    assert runs["dp"].json_path is not None
+    assert "final accuracy" not in output  # --json: nothing of the result on stdout
+    result: dict[str, Any] = json.loads(runs["dp"].json_path.read_text())
     assert set(result) == CONTRACT
-    return result
-
-
-def test_fedprox_with_dp_learns_and_reports_epsilon(tmp_path: Path) -> None:
-    args = (
-        "--clients",
-        "2",
-        "--rounds",
-        "2",
-        "--alpha",
-        "0.5",
-        "--strategy",
-        "fedprox",
-        "--dp-epsilon",
-        "1000",
-    )
-    result = _fl_run(tmp_path / "fl.json", *args)
     assert result["rounds"] == 2 and len(result["accuracy_per_round"]) == 2
     assert result["final_accuracy"] > 0.3  # from 0.1 (chance) after two rounds, even with the DP noise
     assert 0 < result["epsilon"] <= 1000.0
     assert result["centralized_accuracy"] > 0.8
 
 
-def test_secure_aggregation_round_learns() -> None:
-    # Without --json: Flower's log then shows that its SecAgg+ workflow really ran the fit stage.
-    args = ["fl", "run", "--cpus", "1", "--clients", "3", "--rounds", "1", "--secagg"]
-    done = subprocess.run(
-        [sys.executable, "-m", "skyline.cli.app", *args],
-        capture_output=True, text=True, timeout=500, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-3000:]
+def test_secure_aggregation_round_learns(runs: dict[str, Run]) -> None:
+    output = runs["secagg"].finish()
     assert "Secure aggregation commencing" in output and "Secure aggregation completed" in output
     final = float(output.split("final accuracy: ")[1].split()[0])
     # One masked round takes the model from chance (0.1) to most digits right: the masks cancelled in the
