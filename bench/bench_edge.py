@@ -122,7 +122,9 @@ def bench_uplink() -> dict[str, Any]:
                     kills += 1
                     with UplinkStore(work / "edge.db") as store:
                         max_queued = max(max_queued, len(store))
-                    worker = _spawn(work / "edge.db", link.url, token, records, interval_s, work / "worker.log")
+                    worker = _spawn(
+                        work / "edge.db", link.url, token, records, interval_s, work / "worker.log"
+                    )
             link.set_outage(False)
             restored = time.monotonic()
             time.sleep(rng.uniform(0.5, 2.0))

@@ -37,11 +37,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(example_app, name="example")
-app.add_typer(sim_app, name="sim")
-app.add_typer(forecast_app, name="forecast")
 app.add_typer(keys_app, name="keys")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
+app.add_typer(sim_app, name="sim")
+app.add_typer(forecast_app, name="forecast")
 app.add_typer(compress_app, name="compress")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(agent_app, name="agent")

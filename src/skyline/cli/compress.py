@@ -73,7 +73,9 @@ def run(
         None,
         help="Refuse (exit 2) any variant whose metric falls by more than this (metric units, e.g. points).",
     ),
-    quick: bool = typer.Option(False, help="Fewer timing runs, and 8 instead of 15 epochs for the digits-cnn teacher."),
+    quick: bool = typer.Option(
+        False, help="Fewer timing runs, and 8 instead of 15 epochs for the digits-cnn teacher."
+    ),
     json_path: Path | None = typer.Option(
         None, "--json", help="Also write report.json's content here; quiet stdout."
     ),

@@ -88,9 +88,7 @@ def evaluate_split(
     with tempfile.TemporaryDirectory() as tmp:
         authority, token = edge_authority(Path(tmp) / "tokens.json")
         ingest = IngestStore(Path(tmp) / "ingest.db")
-        app = create_cloud_app(
-            ingest=ingest, authority=authority, tails={SPLIT_MODEL: tail_runner(model)}
-        )
+        app = create_cloud_app(ingest=ingest, authority=authority, tails={SPLIT_MODEL: tail_runner(model)})
         with BackgroundServer(app) as server, LinkProxy(server.port, link_conditions) as link:
             client = CloudClient(link.url, token=token, timeout_s=120.0)
             bandwidth, rtt = measure_network(client)
