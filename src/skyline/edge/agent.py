@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from skyline.edge.cascade import CascadeRouter
-from skyline.edge.cloud_client import CloudClient
+from skyline.edge.cloud_client import CloudClient, verifying_context
 from skyline.edge.detector import HardExampleDetector
 from skyline.edge.model_sync import ModelSync
 from skyline.edge.uplink_sender import SenderConfig, UplinkSender
@@ -44,6 +44,7 @@ class AgentConfig:
     telemetry_s: float = 5.0
     name: str = "edge-agent"
     uplink: UplinkPolicy = field(default_factory=UplinkPolicy)
+    ca: Path | None = None  # verifies the cloud's HTTPS certificate (None: the system CAs)
 
     def __post_init__(self) -> None:
         if self.strategy not in AGENT_STRATEGIES:
@@ -104,14 +105,21 @@ class EdgeAgent:
         config.store.mkdir(parents=True, exist_ok=True)
         headers = {"authorization": f"Bearer {config.token}"}
         self._http = httpx.Client(
-            base_url=config.cloud_url, timeout=max(5.0, config.cloud_timeout_s), headers=headers
+            base_url=config.cloud_url,
+            timeout=max(5.0, config.cloud_timeout_s),
+            headers=headers,
+            verify=verifying_context(config.ca),
         )
         self.sync = ModelSync(
             store=config.store, model=config.model, http=self._http, public_key=config.public_key
         )
         self.uplink = UplinkStore(config.store / "uplink.db", config.uplink)
-        self.sender = UplinkSender(self.uplink, SenderConfig(cloud_url=config.cloud_url, token=config.token))
-        self.cloud = CloudClient(config.cloud_url, token=config.token, timeout_s=config.cloud_timeout_s)
+        self.sender = UplinkSender(
+            self.uplink, SenderConfig(cloud_url=config.cloud_url, token=config.token, ca=config.ca)
+        )
+        self.cloud = CloudClient(
+            config.cloud_url, token=config.token, timeout_s=config.cloud_timeout_s, ca=config.ca
+        )
         self._model: LocalModel | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()

@@ -3,7 +3,12 @@ repository downloads and telemetry — one FastAPI app. Every route but ``/healt
 the `skyline.security.tokens.TokenAuthority` and is authorized by the ONE permission table
 (`skyline.security.rbac`, deny by default): an ``edge`` token uplinks, pulls models, invokes and reports
 telemetry; reading the telemetry takes a role that reads metrics (admin, operator, viewer). Request bodies
-are capped (413 above ``max_body_bytes``).
+are capped (413 above ``max_body_bytes``). With ``audit_log``, every state-changing call (uplink ingestion,
+telemetry reports; refused attempts too) is appended to a hash-chained audit log — inference, split tails and
+the echo probe change nothing and are not. With ``rate_limit_per_s``, each token gets that many requests
+per second (burst: two seconds' worth) on every authenticated route, 429 + ``Retry-After`` beyond; off by
+default. Served over TLS by whoever runs it (``tls`` of `skyline.serving.server.background_server`,
+``skyline edge cloud --tls-cert/--tls-key``).
 
 Inference speaks the Open Inference Protocol v2 JSON (``POST /v2/models/{name}/infer``), the same protocol
 the edge agent serves locally. Split tails take the raw activation bytes (float32 or int8) so that the
@@ -27,7 +32,9 @@ from pydantic import BaseModel, Field
 
 from skyline.edge.ingest import IngestStore
 from skyline.errors import ConfigError, NotFoundError
-from skyline.security.http import DEFAULT_MAX_BODY_BYTES, install_error_handlers, require
+from skyline.security.audit import AuditLog
+from skyline.security.http import DEFAULT_MAX_BODY_BYTES, RateLimiter, install_error_handlers, require
+from skyline.security.http_audit import install_audit
 from skyline.security.rbac import Principal, Role, authorize
 from skyline.security.tokens import TokenAuthority
 
@@ -36,6 +43,7 @@ InferFn = Callable[[FloatArray], FloatArray]
 TailFn = Callable[[int, FloatArray], FloatArray]
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+AUDITED_PATHS = ("/v1/uplink", "/v1/telemetry")  # the cloud's state-changing routes
 
 
 class TensorIn(BaseModel):
@@ -106,6 +114,8 @@ def create_cloud_app(
     tails: Mapping[str, TailFn] | None = None,
     repository: Path | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    audit_log: Path | None = None,
+    rate_limit_per_s: float | None = None,
 ) -> FastAPI:
     """The cloud service for edge agents; every route but ``/health`` needs a token whose role allows it."""
     models, tails = dict(models or {}), dict(tails or {})
@@ -113,15 +123,24 @@ def create_cloud_app(
 
     app = FastAPI(title="skyline cloud for edge agents")
     install_error_handlers(app, max_body_bytes=max_body_bytes)
-    # Dependencies as defaults, not Annotated: this module uses `from __future__ import annotations`.
-    invoke = Depends(require(authority, "invoke", "models"))
-    read_repository = Depends(require(authority, "read", "repository"))
+    if audit_log is not None:
+        install_audit(app, AuditLog(audit_log), authority=authority, paths=AUDITED_PATHS)
+    limiter = None
+    if rate_limit_per_s is not None:
+        limiter = RateLimiter(rate_per_s=rate_limit_per_s, burst=max(1, round(2 * rate_limit_per_s)))
+
+    def allowed(action: str, kind: str) -> Any:
+        # Dependencies as defaults, not Annotated: this module uses `from __future__ import annotations`.
+        return Depends(require(authority, action, kind, limiter=limiter))
+
+    invoke = allowed("invoke", "models")
+    read_repository = allowed("read", "repository")
 
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/v1/uplink", dependencies=[Depends(require(authority, "create", "uplink"))])
+    @app.post("/v1/uplink", dependencies=[allowed("create", "uplink")])
     def uplink(batch: UplinkBatch) -> dict[str, int]:
         result = ingest.ingest([r.model_dump() for r in batch.records])
         return {"accepted": result.accepted, "duplicates": result.duplicates}
@@ -170,17 +189,17 @@ def create_cloud_app(
             "cloud_ms": (time.perf_counter() - started) * 1e3,
         }
 
-    @app.post("/v1/echo", dependencies=[Depends(require(authority, "read", "uplink"))])
+    @app.post("/v1/echo", dependencies=[allowed("read", "uplink")])
     async def echo(request: Request) -> dict[str, int]:
         """Network probe: the edge times a tiny and a big body to measure RTT and bandwidth."""
         return {"bytes": len(await request.body())}
 
-    @app.post("/v1/telemetry", dependencies=[Depends(require(authority, "create", "metrics"))])
+    @app.post("/v1/telemetry", dependencies=[allowed("create", "metrics")])
     def report(item: Telemetry) -> dict[str, str]:
         telemetry[item.agent] = {"received_at": time.time(), **item.metrics}
         return {"status": "ok"}
 
-    @app.get("/v1/telemetry", dependencies=[Depends(require(authority, "read", "metrics"))])
+    @app.get("/v1/telemetry", dependencies=[allowed("read", "metrics")])
     def telemetry_view() -> dict[str, Any]:
         return telemetry
 

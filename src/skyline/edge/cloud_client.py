@@ -1,12 +1,15 @@
 """The edge's HTTP client for the cloud: real timeouts on every call, failures as `UnavailableError`.
 
 Sedna's joint-inference client waits forever on a slow cloud; this one gives up after ``timeout_s`` so the
-caller can answer from the edge instead.
+caller can answer from the edge instead. Over HTTPS it verifies the cloud's certificate: against ``ca`` (the
+cloud's self-signed certificate or its CA) when given, else the system CAs; there is no way to skip it.
 """
 
 from __future__ import annotations
 
+import ssl
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from skyline.errors import AuthError, UnavailableError
+from skyline.security.tls import client_ssl_context
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -21,11 +25,15 @@ FloatArray = npt.NDArray[np.float32]
 class CloudClient:
     """OIP v2 inference, split tails and telemetry against the cloud app (`skyline.edge.cloud_app`)."""
 
-    def __init__(self, base_url: str, *, token: str | None = None, timeout_s: float = 1.0) -> None:
+    def __init__(
+        self, base_url: str, *, token: str | None = None, timeout_s: float = 1.0, ca: Path | None = None
+    ) -> None:
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url
         self.timeout_s = timeout_s
-        self._http = httpx.Client(base_url=base_url, timeout=timeout_s, headers=headers)
+        self._http = httpx.Client(
+            base_url=base_url, timeout=timeout_s, headers=headers, verify=verifying_context(ca)
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -66,6 +74,11 @@ class CloudClient:
 
     def telemetry(self, agent: str, metrics: dict[str, float | int | str | None]) -> None:
         self._post("/v1/telemetry", json={"agent": agent, "metrics": metrics})
+
+
+def verifying_context(ca: Path | None) -> ssl.SSLContext:
+    """The TLS context every edge client of the cloud uses: ``ca`` trusted, else the system CAs."""
+    return client_ssl_context(ca)
 
 
 def measure_network(

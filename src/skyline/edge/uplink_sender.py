@@ -11,9 +11,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
+from skyline.edge.cloud_client import verifying_context
 from skyline.edge.uplink_store import UplinkStore
 from skyline.errors import ConfigError
 
@@ -31,6 +33,7 @@ class SenderConfig:
     backoff_initial_s: float = 0.05
     backoff_max_s: float = 5.0
     jitter: float = 0.2
+    ca: Path | None = None  # the certificate (or CA) that the cloud's HTTPS certificate must chain to
 
     def __post_init__(self) -> None:
         if not self.cloud_url.startswith(("http://", "https://")):
@@ -67,7 +70,12 @@ class UplinkSender:
         self.stats = SenderStats()
         self._rng = random.Random(seed)
         headers = {"authorization": f"Bearer {config.token}"} if config.token else {}
-        self._client = httpx.Client(base_url=config.cloud_url, timeout=config.timeout_s, headers=headers)
+        self._client = httpx.Client(
+            base_url=config.cloud_url,
+            timeout=config.timeout_s,
+            headers=headers,
+            verify=verifying_context(config.ca),
+        )
 
     def close(self) -> None:
         self._client.close()

@@ -4,11 +4,13 @@
 or DELETE it appends one record, durably, before the last byte of the response is sent: who (the
 principal `bearer_principal` stored in ``request.state.principal``; else, with ``authority``, the
 bearer token's principal; else ``anonymous``), the method and route, and the status code. Refused calls (401, 403, 413, 422, 429) are audited too: attempts matter. Bodies,
-headers and tokens are never recorded.
+headers and tokens are never recorded. ``paths`` narrows the audit to calls on those path prefixes (an app
+whose POSTs are mostly reads, like the edge cloud's inference, audits only its writes).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -42,10 +44,26 @@ def _resource(template: str) -> str:
 class AuditMiddleware:
     """Records one audit entry per state-changing request, after the response status is sent."""
 
-    def __init__(self, app: ASGIApp, *, log: AuditLog, authority: TokenAuthority | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        log: AuditLog,
+        authority: TokenAuthority | None = None,
+        paths: Sequence[str] | None = None,
+    ) -> None:
         self.app = app
         self.log = log
         self.authority = authority
+        self.paths = tuple(paths) if paths is not None else None
+
+    def _audited(self, scope: Scope) -> bool:
+        if scope["type"] != "http" or scope.get("method") not in STATE_CHANGING_METHODS:
+            return False
+        path = str(scope.get("path", ""))
+        return self.paths is None or any(
+            path == p or path.startswith(p.rstrip("/") + "/") for p in self.paths
+        )
 
     def _who(self, scope: Scope) -> Principal | None:
         principal = scope.get("state", {}).get("principal")
@@ -63,7 +81,7 @@ class AuditMiddleware:
             return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") not in STATE_CHANGING_METHODS:
+        if not self._audited(scope):
             await self.app(scope, receive, send)
             return
         status: list[int] = []
@@ -99,7 +117,13 @@ class AuditMiddleware:
             await audit()  # the app failed before answering: still recorded (as 500)
 
 
-def install_audit(app: FastAPI, log: AuditLog, *, authority: TokenAuthority | None = None) -> None:
+def install_audit(
+    app: FastAPI,
+    log: AuditLog,
+    *,
+    authority: TokenAuthority | None = None,
+    paths: Sequence[str] | None = None,
+) -> None:
     """Audit every state-changing call of ``app`` into ``log`` (``authority`` names callers of apps that
-    authenticate without `bearer_principal`)."""
-    app.add_middleware(AuditMiddleware, log=log, authority=authority)
+    authenticate without `bearer_principal`; ``paths``, when given, limits it to those path prefixes)."""
+    app.add_middleware(AuditMiddleware, log=log, authority=authority, paths=paths)

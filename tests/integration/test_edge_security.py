@@ -1,0 +1,108 @@
+"""The edge cloud's transport and accountability, for real on 127.0.0.1: HTTPS that the edge's clients
+verify (a client with only the system CAs is refused), the audit log of uplink and telemetry calls, and the
+per-token rate limit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from skyline.edge.cloud_app import create_cloud_app
+from skyline.edge.cloud_client import CloudClient
+from skyline.edge.ingest import IngestStore
+from skyline.edge.uplink_sender import SenderConfig, UplinkSender
+from skyline.edge.uplink_store import UplinkPolicy, UplinkStore
+from skyline.errors import UnavailableError
+from skyline.security.audit import verify_audit_log
+from skyline.security.tls import generate_self_signed
+from skyline.security.tokens import TokenAuthority
+from skyline.serving.server import background_server
+
+pytestmark = pytest.mark.integration
+
+
+def _classify(x: np.ndarray) -> np.ndarray:
+    return np.full((x.shape[0], 3), 1 / 3, dtype=np.float32)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_edge_clients_verify_the_clouds_certificate(tmp_path: Path) -> None:
+    cert, key = generate_self_signed(tmp_path / "cloud.crt", tmp_path / "cloud.key")
+    authority = TokenAuthority(tmp_path / "tokens.json")
+    token = authority.issue("edge-1", "edge")
+    ingest = IngestStore(tmp_path / "ingest.db")
+    app = create_cloud_app(ingest=ingest, authority=authority, models={"m": _classify})
+    store = UplinkStore(tmp_path / "uplink.db", UplinkPolicy())
+    store.put("hard-example", {"score": 0.9})
+    with background_server(app, tls=(cert, key)) as url:
+        assert url.startswith("https://127.0.0.1:")
+        trusted = CloudClient(url, token=token, timeout_s=30, ca=cert)
+        probs = trusted.infer("m", np.zeros((2, 4), np.float32))
+        assert probs.shape == (2, 3)
+        trusted.telemetry("edge-1", {"infer_count": 2})
+        trusted.close()
+        sender = UplinkSender(store, SenderConfig(cloud_url=url, token=token, ca=cert))
+        assert sender.send_once() == 1  # the store-and-forward uplink over verified TLS
+        sender.close()
+        store.close()
+        untrusting = CloudClient(url, token=token, timeout_s=30)  # system CAs only
+        with pytest.raises(UnavailableError, match="unreachable"):
+            untrusting.telemetry("edge-1", {})
+        untrusting.close()
+        with pytest.raises(httpx.ConnectError, match="certificate verify failed"):
+            httpx.get(url + "/health", timeout=5)  # what the refusal is: the certificate check
+        with pytest.raises(httpx.HTTPError):  # plain HTTP on the TLS port gets no answer
+            httpx.get(url.replace("https://", "http://") + "/health", timeout=5)
+
+
+def test_uplink_and_telemetry_are_audited_and_inference_is_not(tmp_path: Path) -> None:
+    authority = TokenAuthority(tmp_path / "tokens.json")
+    edge, viewer = authority.issue("edge-1", "edge"), authority.issue("eve", "viewer")
+    log = tmp_path / "audit.jsonl"
+    app = create_cloud_app(
+        ingest=IngestStore(tmp_path / "ingest.db"),
+        authority=authority,
+        models={"m": _classify},
+        audit_log=log,
+    )
+    infer = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [0.0] * 4}]}
+    records = {"records": [{"id": "r1", "kind": "k", "payload": {}, "created_at": 1.0}]}
+    with background_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        assert client.post("/v2/models/m/infer", json=infer, headers=bearer(edge)).status_code == 200
+        assert client.post("/v1/echo", content=b"x", headers=bearer(edge)).status_code == 200
+        assert client.post("/v1/uplink", json=records, headers=bearer(edge)).status_code == 200
+        assert client.post("/v1/uplink", json=records, headers=bearer(viewer)).status_code == 403
+        telemetry = {"agent": "edge-1", "metrics": {}}
+        assert client.post("/v1/telemetry", json=telemetry).status_code == 401
+        assert client.post("/v1/telemetry", json=telemetry, headers=bearer(edge)).status_code == 200
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["subject"], r["action"], r["result"]) for r in entries] == [
+        ("edge-1", "POST /v1/uplink", "200"),
+        ("eve", "POST /v1/uplink", "403"),
+        ("anonymous", "POST /v1/telemetry", "401"),
+        ("edge-1", "POST /v1/telemetry", "200"),
+    ]
+    assert verify_audit_log(log).records == 4
+    assert edge not in log.read_text()  # tokens are never recorded
+
+
+def test_each_edge_token_has_its_own_rate_limit(tmp_path: Path) -> None:
+    authority = TokenAuthority(tmp_path / "tokens.json")
+    first, second = authority.issue("edge-1", "edge"), authority.issue("edge-2", "edge")
+    app = create_cloud_app(
+        ingest=IngestStore(tmp_path / "ingest.db"), authority=authority, rate_limit_per_s=1.0
+    )  # burst of 2
+    with background_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        answers = [client.post("/v1/echo", content=b"x", headers=bearer(first)) for _ in range(6)]
+        assert [a.status_code for a in answers[:2]] == [200, 200]
+        limited = next(a for a in answers if a.status_code == 429)  # refills 1/s: 6 quick calls overflow
+        assert int(limited.headers["retry-after"]) >= 1 and "rate limit" in limited.json()["error"]
+        assert client.post("/v1/echo", content=b"x", headers=bearer(second)).status_code == 200
+        assert client.get("/health").status_code == 200  # the unauthenticated probe is not limited
