@@ -130,6 +130,13 @@ def run(
         help="Token file of the local API (default: STORE/local-tokens.json); its first start prints an "
         "admin token once; make invoker tokens with 'skyline token create --tokens FILE --role invoker'.",
     ),
+    ca: Path | None = typer.Option(
+        None, "--ca", envvar="SKYLINE_CA", help="Certificate that the cloud's HTTPS must chain to."
+    ),
+    tls_cert: Path | None = typer.Option(
+        None, "--tls-cert", help="Serve the local API over HTTPS with this certificate."
+    ),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="The certificate's key (PEM, 0600)."),
 ) -> None:
     """Run the edge agent: verified model updates, local inference API, cascade, uplink and telemetry."""
     import signal
@@ -139,8 +146,10 @@ def run(
 
     from skyline.edge.agent import AgentConfig, EdgeAgent
     from skyline.edge.agent_app import create_agent_app
+    from skyline.security.tls import uvicorn_ssl_kwargs
     from skyline.security.tokens import TokenAuthority
 
+    ssl_kwargs = uvicorn_ssl_kwargs(tls_cert, tls_key)  # both or neither, key 0600: fail before starting
     config = AgentConfig(
         cloud_url=cloud,
         token=token,
@@ -151,6 +160,7 @@ def run(
         cloud_model=cloud_model,
         threshold=threshold,
         poll_s=poll_s,
+        ca=ca,
     )
     if not public_key.is_file():
         raise ConfigError(
@@ -162,7 +172,16 @@ def run(
         console.print(f"local API admin token (shown once, store it now): {admin_token}")
     agent = EdgeAgent(config).start()
     app = create_agent_app(agent, authority=authority)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            ws="none",
+            **ssl_kwargs,  # type: ignore[arg-type]
+        )
+    )
     # uvicorn in a thread; the main thread owns the signals, so SIGTERM/SIGINT stop everything cleanly.
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -177,3 +196,64 @@ def run(
         thread.join(timeout=10)
         agent.stop()
     console.print("edge agent stopped")
+
+
+@edge_app.command("cloud")
+def cloud(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8500, help="Port to listen on."),
+    tokens: Path = typer.Option(
+        Path("runs/edge-cloud/tokens.json"),
+        help="Token file; its first start prints an admin token once ('skyline token create --role edge').",
+    ),
+    ingest: Path = typer.Option(Path("runs/edge-cloud/ingest.db"), help="Where uplinked records land."),
+    repository: Path | None = typer.Option(
+        None, help="Model repository (MODEL/VERSION/*.onnx, signed) that agents pull and the cloud serves."
+    ),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="Serve HTTPS with this certificate."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="The certificate's key (PEM, 0600)."),
+    audit_log: Path | None = typer.Option(
+        None, "--audit-log", help="Hash-chained audit log of uplink and telemetry calls."
+    ),
+    rate_limit: float | None = typer.Option(
+        None, "--rate-limit", help="Requests per second per token (burst: 2 s worth); off by default."
+    ),
+) -> None:
+    """Run the cloud side that edge agents talk to: uplink, model downloads, inference, telemetry."""
+    import uvicorn
+
+    from skyline.edge.cloud_app import create_cloud_app
+    from skyline.edge.ingest import IngestStore
+    from skyline.security.tls import uvicorn_ssl_kwargs
+    from skyline.security.tokens import TokenAuthority
+
+    ssl_kwargs = uvicorn_ssl_kwargs(tls_cert, tls_key)
+    if rate_limit is not None and not rate_limit > 0:
+        raise ConfigError(f"--rate-limit must be > 0 requests/s, got {rate_limit}")
+    authority = TokenAuthority(tokens)
+    admin_token = authority.bootstrap_admin()
+    if admin_token is not None:
+        console.print(f"admin token (shown once, store it now): {admin_token}")
+    app = create_cloud_app(
+        ingest=IngestStore(ingest),
+        authority=authority,
+        models=_latest_models(repository),
+        repository=repository,
+        audit_log=audit_log,
+        rate_limit_per_s=rate_limit,
+    )
+    scheme = "https" if ssl_kwargs else "http"
+    console.print(f"edge cloud on {scheme}://{host}:{port}")
+    uvicorn.run(app, host=host, port=port, log_level="warning", ws="none", **ssl_kwargs)  # type: ignore[arg-type]
+
+
+def _latest_models(repository: Path | None) -> dict[str, Any]:
+    """The newest version of every model in ``repository`` as an ONNX Runtime classifier."""
+    from skyline.edge.agent import LocalModel
+
+    models: dict[str, Any] = {}
+    for folder in sorted(repository.iterdir()) if repository is not None and repository.is_dir() else []:
+        versions = sorted((int(v.name), v) for v in folder.iterdir() if v.name.isdigit() and v.is_dir())
+        if versions and any(versions[-1][1].glob("*.onnx")):
+            models[folder.name] = LocalModel(versions[-1][1], versions[-1][0]).predict
+    return models
