@@ -108,6 +108,9 @@ def cluster_up(
     audit_log: Path | None = typer.Option(
         None, help="Append every state-changing call (who, what, result) to this hash-chained log."
     ),
+    rate_limit: float | None = typer.Option(
+        None, help="Requests per second allowed to each token (then 429 with Retry-After); default: no limit."
+    ),
 ) -> None:
     """Start the control plane in the foreground (Ctrl-C stops it); print the first admin token once.
 
@@ -122,7 +125,7 @@ def cluster_up(
     config = ServerConfig(
         state_dir=state_dir, db_url=db, executor=executor, policy=policy, host=host, port=port,
         ray_address=ray_address, control=ControlConfig(tick_s=tick_s, lost_after_s=lost_after_s),
-        tls_cert=tls_cert, tls_key=tls_key, audit_log=audit_log,
+        tls_cert=tls_cert, tls_key=tls_key, audit_log=audit_log, rate_limit_per_s=rate_limit,
     )  # fmt: skip
     built = build(config)
     sock = bind_socket(host, port)

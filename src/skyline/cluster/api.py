@@ -23,7 +23,7 @@ from skyline.cluster.prometheus import render_metrics
 from skyline.core import Resources, Tier
 from skyline.errors import AuthError, ConflictError, NotFoundError
 from skyline.security.audit import AuditLog
-from skyline.security.http import install_error_handlers
+from skyline.security.http import RateLimiter, install_error_handlers
 from skyline.security.http_audit import install_audit
 from skyline.security.rbac import Principal, Role, authorize, check_names
 from skyline.security.tokens import TokenAuthority
@@ -34,7 +34,9 @@ JOB_STATUSES = ("pending", "placed", "running", "succeeded", "failed", "cancelle
 _bearer_scheme = HTTPBearer(auto_error=False, description="A token from 'skyline token create'.")
 
 
-def authenticated(authority: TokenAuthority, action: str, resource_kind: str) -> Any:
+def authenticated(
+    authority: TokenAuthority, action: str, resource_kind: str, *, limiter: RateLimiter | None = None
+) -> Any:
     """`skyline.security.http.require` as one ``async`` dependency (same checks, same answers).
 
     Why not ``require`` itself: its two plain-``def`` dependencies each cost a thread-pool hop per
@@ -51,17 +53,27 @@ def authenticated(authority: TokenAuthority, action: str, resource_kind: str) ->
             raise AuthError("missing bearer token; send the header 'Authorization: Bearer <token>'")
         principal = authority.verify(credentials.credentials)
         request.state.principal = principal  # the audit middleware records who
+        if limiter is not None:
+            limiter.check(principal.token_id)
         authorize(principal, action, resource_kind)
         return principal
 
     return dependency
 
 
-def create_app(control: ControlPlane, authority: TokenAuthority, *, audit_log: Path | None = None) -> FastAPI:
+def create_app(
+    control: ControlPlane,
+    authority: TokenAuthority,
+    *,
+    audit_log: Path | None = None,
+    rate_limit_per_s: float | None = None,
+) -> FastAPI:
     """The API over ``control`` (its store, executor and loop), authenticating with ``authority``.
 
     With ``audit_log``, every state-changing call (POST: submits, cancels, tokens, agents' registrations,
-    heartbeats and reports), refused ones included, is appended to that hash-chained log.
+    heartbeats and reports), refused ones included, is appended to that hash-chained log. With
+    ``rate_limit_per_s``, each token gets that many requests per second (a burst of two seconds' worth),
+    then 429 with ``Retry-After``.
     """
     app = FastAPI(title="skyline control plane", version="1", description=__doc__)
     install_error_handlers(app)
@@ -69,8 +81,12 @@ def create_app(control: ControlPlane, authority: TokenAuthority, *, audit_log: P
         install_audit(app, AuditLog(audit_log), authority=authority)
     store = control.store
 
+    limiter = None
+    if rate_limit_per_s is not None:
+        limiter = RateLimiter(rate_per_s=rate_limit_per_s, burst=max(1, round(2 * rate_limit_per_s)))
+
     def who(action: str, kind: str) -> Any:
-        return Depends(authenticated(authority, action, kind))
+        return Depends(authenticated(authority, action, kind, limiter=limiter))
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

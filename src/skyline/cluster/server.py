@@ -43,6 +43,7 @@ class ServerConfig:
     tls_cert: Path | None = None  # both or neither: the API then speaks only HTTPS
     tls_key: Path | None = None
     audit_log: Path | None = None  # a hash-chained record of every state-changing call
+    rate_limit_per_s: float | None = None  # per token; None: no limit
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -53,6 +54,8 @@ class ServerConfig:
             raise ConfigError(f"--port must be 0..65535, got {self.port}")
         object.__setattr__(self, "state_dir", Path(self.state_dir))
         uvicorn_ssl_kwargs(self.tls_cert, self.tls_key)  # both or neither; the files exist, key private
+        if self.rate_limit_per_s is not None and not self.rate_limit_per_s > 0:
+            raise ConfigError(f"--rate-limit must be > 0 requests/s per token, got {self.rate_limit_per_s}")
 
     @property
     def scheme(self) -> str:
@@ -90,7 +93,12 @@ def build(config: ServerConfig) -> Built:
         executor = AgentExecutor(store)
     control = ControlPlane(store, executor, make_policy(config.policy), WallClock(), config.control)
     authority = TokenAuthority(config.tokens_path)
-    return Built(create_app(control, authority, audit_log=config.audit_log), control, authority, store)
+    return Built(
+        create_app(control, authority, audit_log=config.audit_log, rate_limit_per_s=config.rate_limit_per_s),
+        control,
+        authority,
+        store,
+    )
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
