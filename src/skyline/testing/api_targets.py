@@ -8,16 +8,11 @@ token (`STATIC`). An API that does not exist in this tree yet is reported as `Ta
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-
-from skyline.errors import UnavailableError
 
 __all__ = ["STATIC", "TARGETS", "ApiTarget", "Rule", "TargetUnavailableError", "TlsPair", "serve_app"]
 
@@ -51,35 +46,13 @@ class ApiTarget:
 TlsPair = tuple[Path, Path]  # (certificate, private key)
 
 
-@contextmanager
-def serve_app(app: Any, *, tls: TlsPair | None = None, timeout_s: float = 30.0) -> Iterator[str]:
-    """Run an ASGI app with uvicorn on a free 127.0.0.1 port in a thread (HTTPS with ``tls``); yield its
-    URL; stop it after."""
-    import uvicorn
+def serve_app(
+    app: Any, *, tls: TlsPair | None = None, timeout_s: float = 30.0
+) -> AbstractContextManager[str]:
+    """Run an ASGI app on a free 127.0.0.1 port in a thread (HTTPS with ``tls``); the context yields its URL."""
+    from skyline.serving.server import background_server
 
-    from skyline.security.tls import uvicorn_ssl_kwargs
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    ssl_kwargs: dict[str, Any] = uvicorn_ssl_kwargs(*tls) if tls else {}
-    config = uvicorn.Config(app, log_level="error", access_log=False, ws="none", lifespan="on", **ssl_kwargs)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout_s
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            raise UnavailableError(f"test server did not start within {timeout_s} s")
-        time.sleep(0.01)
-    try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=timeout_s)
-        sock.close()
+    return background_server(app, tls=tls, timeout_s=timeout_s)
 
 
 def _role_tokens(authority: Any) -> dict[str, str]:
