@@ -198,11 +198,15 @@ class Packer:
         return known
 
     def _could_ever_fit(self, req: Request) -> bool:
-        if req.gpu_milli == 0:  # CPU-only gangs go on one node (`_cpu_only`): one must hold them all
-            return not self.checks_cpu or any(
-                n.cpu_milli >= req.cpu_milli * req.replicas and n.memory_mib >= req.memory_mib * req.replicas
-                for n in self.nodes
-            )
+        if req.gpu_milli == 0:  # CPU-only gangs span nodes (`_cpu_only`): together they must hold it
+            if not self.checks_cpu:
+                return True
+            room = 0
+            for n in self.nodes:
+                room += _replicas_within(n.cpu_milli, n.memory_mib, req)
+                if room >= req.replicas:
+                    return True
+            return False
         types = set(self._types(req))
         nodes = [n for n in self.nodes if (n.gpu_type or "") in types or req.gpu_milli == 0]
         if req.gpu_milli <= GPU:
@@ -372,13 +376,40 @@ class Packer:
         return None if best is None else ((best[1], (best[2],)),)
 
     def _cpu_only(self, req: Request, *, tightest: bool) -> Placing | None:
+        """One node that holds the whole gang (the tightest or the roomiest), else the fewest nodes."""
         best: tuple[int, int] | None = None
         for node in range(len(self.nodes)):
             if self._cpu_ok(node, req, req.replicas):
                 key = self.cpu_free[node]
                 if best is None or (key < best[0] if tightest else key > best[0]):
                     best = (key, node)
-        return None if best is None else tuple((best[1], ()) for _ in range(req.replicas))
+        if best is not None:
+            return tuple((best[1], ()) for _ in range(req.replicas))
+        return self._cpu_span(req, tightest=tightest)
+
+    def _cpu_span(self, req: Request, *, tightest: bool) -> Placing | None:
+        """No node holds the gang: the nodes with the most room (fewest nodes), the last one chosen
+        tightest (or roomiest) among those that hold the remainder. Runs only when one node is not enough.
+        """
+        room = [
+            (fit, node)
+            for node in range(len(self.nodes))
+            if (fit := _replicas_within(self.cpu_free[node], self.mem_free[node], req)) > 0
+        ]
+        if sum(fit for fit, _ in room) < req.replicas:
+            return None
+        room.sort(key=lambda item: (-item[0], item[1]))
+        placing: list[Replica] = []
+        left = req.replicas
+        for k, (fit, node) in enumerate(room):
+            if fit >= left:  # the last node: any later node that also holds the rest will do
+                holders = [item for item in room[k:] if item[0] >= left]
+                last = min(holders) if tightest else holders[0]
+                placing.extend((last[1], ()) for _ in range(left))
+                return tuple(placing)
+            placing.extend((node, ()) for _ in range(fit))
+            left -= fit
+        return None  # unreachable: the room sums to at least the gang
 
 
 def _node_fragmentation(dev_free: Sequence[int], workload: Sequence[tuple[int, float]]) -> float:
@@ -398,3 +429,13 @@ def _node_fragmentation(dev_free: Sequence[int], workload: Sequence[tuple[int, f
 
 def _count(placing: list[Replica], node: int) -> int:
     return sum(1 for n, _ in placing if n == node)
+
+
+def _replicas_within(cpu_milli: int, memory_mib: int, req: Request) -> int:
+    """How many of ``req``'s replicas fit in that much CPU and memory (capped at the gang's size)."""
+    fit = req.replicas
+    if req.cpu_milli > 0:
+        fit = min(fit, max(cpu_milli, 0) // req.cpu_milli)
+    if req.memory_mib > 0:
+        fit = min(fit, max(memory_mib, 0) // req.memory_mib)
+    return fit
