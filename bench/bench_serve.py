@@ -40,11 +40,11 @@ import orjson  # noqa: E402
 import psutil  # noqa: E402
 
 from bench.record import record  # noqa: E402
+from skyline.core.net import free_port  # noqa: E402
 from skyline.security.tokens import TokenAuthority  # noqa: E402
 from skyline.serving.batching import BatchingConfig  # noqa: E402
 from skyline.serving.repository import ModelRepository  # noqa: E402
 from skyline.serving.samples import write_identity_onnx, write_minilm_onnx, write_mlp_onnx  # noqa: E402
-from skyline.serving.server import free_port  # noqa: E402
 
 ROUNDS = 3
 THREADS = 2

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from skyline.core.net import free_port
 from skyline.security.tls import client_ssl_context, generate_self_signed
 from skyline.security.tokens import TokenAuthority
 from skyline.serving.samples import write_mlp_onnx
-from skyline.serving.server import free_port
 
 pytestmark = pytest.mark.e2e
 

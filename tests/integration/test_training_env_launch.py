@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from skyline.training.distributed import free_port
+from skyline.core.net import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

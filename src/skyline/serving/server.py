@@ -93,13 +93,6 @@ def serve_forever(
     )
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (for a server started in another process)."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def background_server(
     app: FastAPI, *, host: str = "127.0.0.1", timeout_s: float = 60.0, tls: TlsPair | None = None

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from skyline.core.net import free_port
 
 PG_ROOTS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 
@@ -27,13 +28,6 @@ def postgres_binaries() -> Path | None:
     return Path(found).parent if found else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def throwaway_postgres(bin_dir: Path) -> Iterator[str]:
     """Start a fresh server; yield its URL (``postgresql://postgres@127.0.0.1:PORT/postgres``); remove it."""
@@ -43,7 +37,7 @@ def throwaway_postgres(bin_dir: Path) -> Iterator[str]:
     data = folder / "data"
     if as_root:
         shutil.chown(folder, "postgres", "postgres")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "LC_ALL": "C.UTF-8"}
     try:
         subprocess.run(
