@@ -16,6 +16,7 @@ from skyline.edge.partition import (
     partition_latency_ms,
 )
 from skyline.edge.split import encode_activation, run_layers, split_network, tail_runner
+from skyline.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 
@@ -119,4 +120,24 @@ def test_controller_rechooses_when_the_network_changes() -> None:
     )
     smoothing.refresh()
     smoothing.refresh()
-    assert smoothing.network is not None and smoothing.network.bandwidth_mbps == pytest.approx(50_000.5)
+    assert smoothing.network is not None and smoothing.network.bandwidth_mbps == pytest.approx(
+        1 / (0.5 / 100_000 + 0.5 / 1)
+    )
+
+
+def test_tail_overhead_and_cloud_factor_enter_every_cloud_cut() -> None:
+    # Edge 10 ms/layer, cloud 1 ms/layer; a tail request costs 3 ms beyond the round trip and the cloud runs
+    # its tail 2× slower than profiled: cut 1 = 10 (edge) + 10 (RTT) + 3 + 8 (1 kB at 1 Mbit/s) + 2·2.
+    layers = _layers((10.0, 1.0, 1000), (10.0, 1.0, 1000), (10.0, 1.0, 40))
+    network = NetworkProfile(bandwidth_mbps=1.0, rtt_ms=10.0, overhead_ms=3.0, cloud_factor=2.0)
+    assert partition_latency_ms(layers, 1_000_000, network, 1) == pytest.approx(10 + 10 + 3 + 8 + 4)
+    assert partition_latency_ms(layers, 1_000_000, network, 3) == pytest.approx(30)  # edge only: no request
+    # Cloud-only (23 ms) beats edge-only (30 ms) on a bare round trip; with 8 ms of overhead it does not.
+    fast = NetworkProfile(bandwidth_mbps=10_000.0, rtt_ms=20.0)
+    assert choose_partition(layers, 1_000, fast) == 0
+    assert (
+        choose_partition(layers, 1_000, NetworkProfile(bandwidth_mbps=10_000.0, rtt_ms=20.0, overhead_ms=8.0))
+        == 3
+    )
+    with pytest.raises(ConfigError):
+        NetworkProfile(bandwidth_mbps=1.0, rtt_ms=1.0, cloud_factor=0.0)

@@ -63,8 +63,15 @@ class CloudClient:
 
     def split_tail(self, model: str, partition: int, payload: bytes, headers: dict[str, str]) -> FloatArray:
         """Send an activation (raw bytes + x-shape/x-dtype headers); the cloud runs layers ``partition`` on."""
+        return self.split_tail_timed(model, partition, payload, headers)[0]
+
+    def split_tail_timed(
+        self, model: str, partition: int, payload: bytes, headers: dict[str, str]
+    ) -> tuple[FloatArray, float]:
+        """`split_tail`, plus the milliseconds the cloud says it spent running the tail."""
         answer = self._post(f"/v1/split/{model}/{partition}", content=payload, headers=headers)
-        return np.asarray(answer["probs"], dtype=np.float32).reshape(answer["shape"])
+        probs = np.asarray(answer["probs"], dtype=np.float32).reshape(answer["shape"])
+        return probs, float(answer["cloud_ms"])
 
     def echo(self, size_bytes: int) -> None:
         """Send ``size_bytes`` zero bytes to the cloud's echo route (a network probe)."""

@@ -1,7 +1,7 @@
 """`skyline edge eval --strategy split`: profile, choose the cut (Neurosurgeon), and check it by brute force.
 
 The cloud serves the network's tails on 127.0.0.1 behind the emulated link (bandwidth, RTT). The edge
-measures the link with echo probes, picks the cut from the layer profile and the measured link, and then
+measures the link with echo probes and two real tail requests (`skyline.edge.split_probe`), picks the cut from the layer profile and the measured link, and then
 every cut is run end to end through the link: the brute-force best is the one with the lowest measured
 median latency.
 """
@@ -19,11 +19,12 @@ import numpy as np
 
 from skyline.edge.background import BackgroundServer
 from skyline.edge.cloud_app import create_cloud_app, edge_authority
-from skyline.edge.cloud_client import CloudClient, measure_network
+from skyline.edge.cloud_client import CloudClient
 from skyline.edge.ingest import IngestStore
 from skyline.edge.link import LinkConditions, LinkProxy
-from skyline.edge.partition import NetworkProfile, choose_partition, predicted_latencies_ms
+from skyline.edge.partition import choose_partition, predicted_latencies_ms
 from skyline.edge.split import SPLIT_INPUT_SHAPE, SplitExecutor, profile_layers, split_network, tail_runner
+from skyline.edge.split_probe import SplitProbe
 from skyline.errors import ConfigError
 
 SPLIT_MODEL = "split-vgg"
@@ -91,8 +92,8 @@ def evaluate_split(
         app = create_cloud_app(ingest=ingest, authority=authority, tails={SPLIT_MODEL: tail_runner(model)})
         with BackgroundServer(app) as server, LinkProxy(server.port, link_conditions) as link:
             client = CloudClient(link.url, token=token, timeout_s=120.0)
-            bandwidth, rtt = measure_network(client)
-            network = NetworkProfile(bandwidth_mbps=bandwidth, rtt_ms=rtt)
+            probe = SplitProbe(client, SPLIT_MODEL, model, layers, SPLIT_INPUT_SHAPE, int8=config.int8)
+            network = probe()
             chosen = choose_partition(layers, input_bytes, network)
             executor = SplitExecutor(
                 model,
@@ -111,8 +112,10 @@ def evaluate_split(
         "edge_only_ms": measured[len(layers)],
         "cloud_only_ms": measured[0],
         "details": {
-            "measured_bandwidth_mbps": bandwidth,
-            "measured_rtt_ms": rtt,
+            "measured_bandwidth_mbps": network.bandwidth_mbps,
+            "measured_rtt_ms": network.rtt_ms,
+            "measured_overhead_ms": network.overhead_ms,
+            "measured_cloud_factor": network.cloud_factor,
             "layers": [layer.name for layer in layers],
             "predicted_ms": predicted_latencies_ms(layers, input_bytes, network),
             "measured_ms": measured,
