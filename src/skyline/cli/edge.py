@@ -115,7 +115,7 @@ def run(
     ),
     model: str = typer.Option(..., help="Model name in the cloud's repository."),
     public_key: Path = typer.Option(..., "--public-key", help="Ed25519 public key that signs the models."),
-    strategy: str = typer.Option("local", help="local, cascade or cloud."),
+    strategy: str = typer.Option("local", help="local, cascade, split or cloud."),
     store: Path = typer.Option(Path("runs/edge-agent"), help="Where models and the uplink queue live."),
     port: int = typer.Option(0, help="Port of the local inference API on 127.0.0.1 (0: any free port)."),
     cloud_model: str = typer.Option(
@@ -137,8 +137,14 @@ def run(
         None, "--tls-cert", help="Serve the local API over HTTPS with this certificate."
     ),
     tls_key: Path | None = typer.Option(None, "--tls-key", help="The certificate's key (PEM, 0600)."),
+    int8: bool = typer.Option(False, "--int8", help="Split: send int8 activations."),
+    edge_slowdown: float = typer.Option(
+        10.0, "--edge-slowdown", help="Split: how much slower the emulated edge computes than this host."
+    ),
+    probe_s: float = typer.Option(30.0, "--probe-s", help="Split: seconds between link measurements."),
 ) -> None:
-    """Run the edge agent: verified model updates, local inference API, cascade, uplink and telemetry."""
+    """Run the edge agent: verified model updates, local inference API, cascade or split inference with the
+    cloud, uplink and telemetry."""
     import signal
     import threading
 
@@ -161,6 +167,9 @@ def run(
         threshold=threshold,
         poll_s=poll_s,
         ca=ca,
+        int8=int8,
+        edge_slowdown=edge_slowdown,
+        probe_s=probe_s,
     )
     if not public_key.is_file():
         raise ConfigError(
@@ -238,6 +247,7 @@ def cloud(
         ingest=IngestStore(ingest),
         authority=authority,
         models=_latest_models(repository),
+        tails=_split_tails(),
         repository=repository,
         audit_log=audit_log,
         rate_limit_per_s=rate_limit,
@@ -245,6 +255,13 @@ def cloud(
     scheme = "https" if ssl_kwargs else "http"
     console.print(f"edge cloud on {scheme}://{host}:{port}")
     uvicorn.run(app, host=host, port=port, log_level="warning", ws="none", **ssl_kwargs)  # type: ignore[arg-type]
+
+
+def _split_tails() -> dict[str, Any]:
+    """The tails of every built-in split network (seed 0, as the agents build them)."""
+    from skyline.edge.split import SPLIT_NETWORKS, tail_runner
+
+    return {name: tail_runner(build(seed=0)) for name, build in SPLIT_NETWORKS.items()}
 
 
 def _latest_models(repository: Path | None) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""The edge agent (`skyline edge run`): verified model updates, local inference, cascade to the cloud,
-store-and-forward uplink and telemetry — each in its own thread, all stopped by `EdgeAgent.stop`.
+"""The edge agent (`skyline edge run`): verified model updates, local inference, cascade to the cloud, split
+inference with the cloud, store-and-forward uplink and telemetry — each in its own thread, all stopped by
+`EdgeAgent.stop`.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -22,8 +23,11 @@ from skyline.edge.uplink_sender import SenderConfig, UplinkSender
 from skyline.edge.uplink_store import UplinkPolicy, UplinkStore
 from skyline.errors import ConfigError, IntegrityError, NotFoundError, UnavailableError
 
+if TYPE_CHECKING:
+    from skyline.edge.split_serving import SplitServing
+
 FloatArray = npt.NDArray[np.float32]
-AGENT_STRATEGIES = ("local", "cascade", "cloud")
+AGENT_STRATEGIES = ("local", "cascade", "split", "cloud")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,15 +49,37 @@ class AgentConfig:
     name: str = "edge-agent"
     uplink: UplinkPolicy = field(default_factory=UplinkPolicy)
     ca: Path | None = None  # verifies the cloud's HTTPS certificate (None: the system CAs)
+    # Split strategy: ``model`` names a network of `skyline.edge.split.SPLIT_NETWORKS` (weights from the seed).
+    int8: bool = False
+    edge_slowdown: float = 10.0
+    probe_s: float = 30.0
+    probe_bytes: int = 256 * 1024
+    probe_timeout_s: float = 30.0
+    split_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.strategy not in AGENT_STRATEGIES:
             raise ConfigError(
-                f"--strategy must be one of {', '.join(AGENT_STRATEGIES)} for the agent, got {self.strategy!r} "
-                "(split inference is measured with `skyline edge eval --strategy split`)"
+                f"--strategy must be one of {', '.join(AGENT_STRATEGIES)} for the agent, got {self.strategy!r}"
             )
-        if self.poll_s <= 0 or self.telemetry_s <= 0 or self.cloud_timeout_s <= 0:
-            raise ConfigError("poll_s, telemetry_s and cloud_timeout_s must be positive")
+        if self.strategy == "split":
+            self._check_split_network()
+        positive = (self.poll_s, self.telemetry_s, self.cloud_timeout_s, self.probe_s, self.probe_timeout_s)
+        if min(positive) <= 0:
+            raise ConfigError(
+                "poll_s, telemetry_s, cloud_timeout_s, probe_s and probe_timeout_s must be positive"
+            )
+        if self.edge_slowdown < 1:
+            raise ConfigError(f"--edge-slowdown must be >= 1, got {self.edge_slowdown}")
+
+    def _check_split_network(self) -> None:
+        from skyline.edge.split import SPLIT_NETWORKS  # torch: only for the split strategy
+
+        if self.model not in SPLIT_NETWORKS:
+            raise ConfigError(
+                f"--strategy split needs --model naming a split network ({', '.join(SPLIT_NETWORKS)}), "
+                f"got {self.model!r}"
+            )
 
 
 class LocalModel:
@@ -134,10 +160,35 @@ class EdgeAgent:
             detector=HardExampleDetector(method=config.method, threshold=config.threshold),
             uplink=self.uplink,
         )
+        self.split = self._split_serving() if config.strategy == "split" else None
+
+    def _split_serving(self) -> SplitServing:
+        from skyline.edge.split import SPLIT_INPUT_SHAPE, SPLIT_NETWORKS
+        from skyline.edge.split_serving import SplitServing
+
+        config = self.config
+        self._probe_cloud = CloudClient(
+            config.cloud_url, token=config.token, timeout_s=config.probe_timeout_s, ca=config.ca
+        )
+        return SplitServing(
+            SPLIT_NETWORKS[config.model](seed=config.split_seed),
+            SPLIT_INPUT_SHAPE,
+            cloud=self.cloud,
+            probe_client=self._probe_cloud,
+            cloud_model=config.model,
+            edge_slowdown=config.edge_slowdown,
+            int8=config.int8,
+            probe_bytes=config.probe_bytes,
+        )
 
     @property
     def model_version(self) -> int | None:
         return None if self._model is None else self._model.version
+
+    @property
+    def ready(self) -> bool:
+        """Whether the agent can answer: a verified model is installed, or it splits a built-in network."""
+        return self.split is not None or self._model is not None
 
     def refresh_model(self) -> int | None:
         """One repository check; swaps in a newly verified version. A refused download keeps the old model."""
@@ -167,11 +218,15 @@ class EdgeAgent:
         A batch that does not fit the local model's input raises `ConfigError` before any strategy runs.
         """
         model = self._model
-        if model is not None:
+        if self.split is not None:
+            self.split.check_input(x)
+        elif model is not None:
             model.check_input(x)
         elif x.ndim < 2 or x.shape[0] == 0:
             raise ConfigError(f"input shape {list(x.shape)} is not a batch; send [batch, features...]")
-        if self.config.strategy == "local":
+        if self.split is not None:
+            probs, sources = self.split.answer(x)
+        elif self.config.strategy == "local":
             probs, sources = self._predict_local(x), ["edge"] * len(x)
         elif self.config.strategy == "cloud":
             probs, sources = self.cloud.infer(self.config.cloud_model, x), ["cloud"] * len(x)
@@ -187,19 +242,23 @@ class EdgeAgent:
 
     def status(self) -> dict[str, Any]:
         counts = self.router.counts
+        split_answered, split_degraded = (
+            (self.split.counts.answered, self.split.counts.degraded) if self.split is not None else (0, 0)
+        )
         return {
             "agent": self.config.name,
             "model": self.config.model,
             "model_version": self.model_version,
             "strategy": self.config.strategy,
-            "answered": counts.answered,
+            "answered": counts.answered + split_answered,
             "offloaded": counts.offloaded,
-            "degraded": counts.degraded,
+            "degraded": counts.degraded + split_degraded,
             "uplink_queued": len(self.uplink),
             **{f"uplink_{k}": v for k, v in self.uplink.counters().items()},
             "sync_installed": self.sync.counts.installed,
             "sync_refused": self.sync.counts.refused,
             "telemetry_failures": self.telemetry_failures,
+            **(self.split.status() if self.split is not None else {}),
         }
 
     def _every(self, period_s: float, action: Any) -> None:
@@ -215,10 +274,13 @@ class EdgeAgent:
 
     def start(self) -> EdgeAgent:
         targets: list[tuple[str, Any, tuple[Any, ...]]] = [
-            ("model-sync", self._every, (self.config.poll_s, self.refresh_model)),
             ("telemetry", self._every, (self.config.telemetry_s, self._report)),
             ("uplink", self.sender.loop, (self._stop,)),
         ]
+        if self.split is None:  # a split network is built in: nothing to pull from the repository
+            targets.append(("model-sync", self._every, (self.config.poll_s, self.refresh_model)))
+        else:
+            targets.append(("split-probe", self._every, (self.config.probe_s, self.split.refresh)))
         for name, target, args in targets:
             thread = threading.Thread(target=target, args=args, name=f"edge-{name}", daemon=True)
             thread.start()
@@ -232,5 +294,7 @@ class EdgeAgent:
             thread.join(timeout=max(0.1, deadline - time.monotonic()))
         self.sender.close()
         self.cloud.close()
+        if self.split is not None:
+            self._probe_cloud.close()
         self._http.close()
         self.uplink.close()

@@ -32,7 +32,7 @@ def create_agent_app(
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {
-            "status": "ok" if agent.model_version is not None else "syncing",
+            "status": "ok" if agent.ready else "syncing",
             "model_version": agent.model_version,
         }
 

@@ -35,6 +35,10 @@ def split_network(*, num_classes: int = 10, seed: int = 0) -> nn.Sequential:
     return nn.Sequential(*layers).eval()
 
 
+SPLIT_NETWORKS: dict[str, Callable[..., nn.Sequential]] = {"split-vgg": split_network}
+"""Networks that edge and cloud can split, by name; both sides build the same weights from the seed."""
+
+
 def layer_names(model: nn.Sequential) -> list[str]:
     return [f"{i}:{type(layer).__name__.lower()}" for i, layer in enumerate(model)]
 
@@ -131,7 +135,7 @@ def tail_runner(model: nn.Sequential) -> Callable[[int, FloatArray], FloatArray]
 class SplitExecutor:
     """The edge side: run the head at the edge's profiled speed, send the activation, get the cloud's answer.
 
-    The emulated edge device takes ``edge_ms[:k].sum()`` for the head of cut ``k``: it computes the head for
+    The emulated edge device takes ``edge_ms[:k].sum()`` per input for the head of cut ``k``: it computes the head for
     real and then waits out the rest of that time (a dedicated device does not slow down when this shared
     host is busy; if the real computation took longer, nothing is added).
     """
@@ -149,14 +153,18 @@ class SplitExecutor:
         self.model, self.send_tail, self.edge_ms, self.int8 = model, send_tail, list(edge_ms), int8
         self.partition = len(model)
 
-    def infer(self, x: FloatArray) -> FloatArray:
-        """Class probabilities for a batch ``x`` with the current partition."""
+    def infer(self, x: FloatArray, partition: int | None = None) -> FloatArray:
+        """Class probabilities for a batch ``x`` with ``partition`` (default: the current one)."""
         n = len(self.model)
+        cut = self.partition if partition is None else partition
+        if not 0 <= cut <= n:
+            raise ConfigError(f"partition must be in 0..{n}, got {cut}")
         started = time.perf_counter()
-        head = run_layers(self.model, 0, self.partition, x)
-        remaining_s = sum(self.edge_ms[: self.partition]) / 1e3 - (time.perf_counter() - started)
+        head = run_layers(self.model, 0, cut, x)
+        # The profile is per input: a batch of N takes the emulated edge N times as long.
+        remaining_s = len(x) * sum(self.edge_ms[:cut]) / 1e3 - (time.perf_counter() - started)
         if remaining_s > 0:
             time.sleep(remaining_s)
-        if self.partition == n:
+        if cut == n:
             return np.asarray(torch.softmax(torch.from_numpy(head), dim=1).numpy(), dtype=np.float32)
-        return self.send_tail(self.partition, encode_activation(head, int8=self.int8))
+        return self.send_tail(cut, encode_activation(head, int8=self.int8))
