@@ -111,6 +111,9 @@ def cluster_up(
     rate_limit: float | None = typer.Option(
         None, help="Requests per second allowed to each token (then 429 with Retry-After); default: no limit."
     ),
+    master_ports: str = typer.Option(
+        "29500-29999", help="Ports a gang's MASTER_PORT is picked from (per job and attempt), FIRST-LAST."
+    ),
 ) -> None:
     """Start the control plane in the foreground (Ctrl-C stops it); print the first admin token once.
 
@@ -121,11 +124,13 @@ def cluster_up(
 
     from skyline.cluster.control import ControlConfig
     from skyline.cluster.server import ServerConfig, bind_socket, build, uvicorn_config
+    from skyline.core.net import PortRange
 
     config = ServerConfig(
         state_dir=state_dir, db_url=db, executor=executor, policy=policy, host=host, port=port,
         ray_address=ray_address, control=ControlConfig(tick_s=tick_s, lost_after_s=lost_after_s),
         tls_cert=tls_cert, tls_key=tls_key, audit_log=audit_log, rate_limit_per_s=rate_limit,
+        master_ports=PortRange.parse(master_ports),
     )  # fmt: skip
     built = build(config)
     sock = bind_socket(host, port)

@@ -2,23 +2,26 @@
 
 Starting a job records its replicas in the store; each agent learns its share from the answer to its next
 heartbeat and reports back. Nothing lives only in memory, so a restarted server finds everything again.
+
+``MASTER_PORT`` is `PortRange.pick` of the job and its attempt, from the configured range: the same
+answer on every host and after a restart, a new port for each retry, no round trip to the node. Rank 0
+checks the port on its node before it starts (`skyline.cluster.replica_process`).
 """
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+
+from skyline.cluster import schema as t
 from skyline.cluster.node_store import Store
 from skyline.core import JobEvent, JobSpec, Placement
+from skyline.core.net import PortRange
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on this host right now (rank 0's MASTER_PORT when the gang runs here)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+_ATTEMPTS = sa.select(t.jobs.c.id, t.jobs.c.attempt).where(
+    t.jobs.c.id.in_(sa.bindparam("b_ids", expanding=True))
+)
 
 
 class AgentExecutor:
@@ -26,18 +29,28 @@ class AgentExecutor:
 
     name = "local"
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, master_ports: PortRange | None = None) -> None:
         self.store = store
-        self._starts: list[tuple[str, tuple[Placement, ...], int]] = []
+        self.master_ports = master_ports or PortRange()
+        self._starts: list[tuple[str, tuple[Placement, ...]]] = []
 
     def start(self, spec: JobSpec, placements: Sequence[Placement]) -> None:
         # Collected and written by `flush` in one transaction at the end of the scheduling pass.
-        self._starts.append((spec.id, tuple(placements), free_port()))
+        self._starts.append((spec.id, tuple(placements)))
 
     def flush(self) -> None:
         """Record every start of this pass at once (one commit, however many jobs were placed)."""
         starts, self._starts = self._starts, []
-        self.store.place_many(starts)
+        if not starts:
+            return
+        # A pending job's attempt changes only when it is requeued after being placed, so the attempt read
+        # here is the one `place_many` places (a job cancelled meanwhile is skipped there).
+        with self.store.read() as conn:
+            attempts = dict(conn.execute(_ATTEMPTS, {"b_ids": [job_id for job_id, _ in starts]}).all())
+        pick = self.master_ports.pick
+        self.store.place_many(
+            [(job_id, placements, pick(job_id, attempts.get(job_id, 0))) for job_id, placements in starts]
+        )
 
     def stop(self, job_id: str) -> None:
         # Preemption: the job goes back to the queue; its agents stop the replicas on their next beat.

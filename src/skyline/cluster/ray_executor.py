@@ -3,7 +3,8 @@
 It connects to an existing Ray cluster. A Ray node is a skyline node when it carries a custom resource
 ``skyline_node_<name>`` (``ray start --resources '{"skyline_node_gpu1": 1}'``): each replica's bundle
 asks for a sliver of its node's resource, so Ray can put it nowhere else. A gang is one placement group,
-so it starts whole or not at all. Output is returned when a replica ends (not streamed).
+so it starts whole or not at all. Output is returned when a replica ends (not streamed). ``MASTER_PORT``
+comes from the configured range as in `skyline.cluster.agent_executor`; rank 0 checks it on its node.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from skyline.cluster.agent_executor import free_port
 from skyline.cluster.node_store import Store, UsageSample
+from skyline.cluster.replica_process import PORT_TAKEN_EXIT_CODE, rendezvous_problem
 from skyline.core import JobEvent, JobSpec, JobStatus, Placement, Resources, Tier
+from skyline.core.net import PortRange
 from skyline.errors import UnavailableError
 
 log = logging.getLogger("skyline.cluster.ray")
@@ -29,6 +31,9 @@ def run_replica(command: str, env: Mapping[str, str]) -> tuple[int, list[str]]:
     """Run one replica in a shell on the Ray worker; its exit code and its last output lines."""
     import os
 
+    problem = rendezvous_problem(env)
+    if problem is not None:
+        return PORT_TAKEN_EXIT_CODE, [problem]
     proc = subprocess.run(
         ["/bin/sh", "-c", command],
         env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
@@ -56,10 +61,13 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, store: Store, *, address: str | None = None) -> None:
+    def __init__(
+        self, store: Store, *, address: str | None = None, master_ports: PortRange | None = None
+    ) -> None:
         import ray
 
         self.store = store
+        self.master_ports = master_ports or PortRange()
         if not ray.is_initialized():
             try:
                 ray.init(address=address or "auto", include_dashboard=False, log_to_driver=False)
@@ -107,10 +115,10 @@ class RayExecutor:
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        port = free_port()
+        record = self.store.job(spec.id)  # its attempt: a pending job keeps it until it is placed
+        port = self.master_ports.pick(spec.id, record.attempt)
         if not self.store.place(spec.id, placements, master_port=port):
             return
-        record = self.store.job(spec.id)
         bundles = [self._bundle(spec.resources, p.node_id) for p in placements]
         group = placement_group(bundles, strategy="PACK")
         gang = _Gang(

@@ -20,6 +20,7 @@ from skyline.cluster.api import create_app
 from skyline.cluster.clock import WallClock
 from skyline.cluster.control import ClusterExecutor, ControlConfig, ControlPlane
 from skyline.cluster.node_store import Store
+from skyline.core.net import PortRange
 from skyline.errors import ConfigError, UnavailableError
 from skyline.scheduling.policies import POLICIES, make_policy
 from skyline.security.tls import uvicorn_ssl_kwargs
@@ -44,6 +45,7 @@ class ServerConfig:
     tls_key: Path | None = None
     audit_log: Path | None = None  # a hash-chained record of every state-changing call
     rate_limit_per_s: float | None = None  # per token; None: no limit
+    master_ports: PortRange = field(default_factory=PortRange)  # gangs' MASTER_PORT, per job and attempt
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -88,9 +90,9 @@ def build(config: ServerConfig) -> Built:
     if config.executor == "ray":
         from skyline.cluster.ray_executor import RayExecutor
 
-        executor = RayExecutor(store, address=config.ray_address)
+        executor = RayExecutor(store, address=config.ray_address, master_ports=config.master_ports)
     else:
-        executor = AgentExecutor(store)
+        executor = AgentExecutor(store, master_ports=config.master_ports)
     control = ControlPlane(store, executor, make_policy(config.policy), WallClock(), config.control)
     authority = TokenAuthority(config.tokens_path)
     return Built(
