@@ -26,7 +26,13 @@ def run(
     local_epochs: int = typer.Option(1, "--local-epochs", help="Epochs each client trains per round."),
     secagg: bool = typer.Option(False, "--secagg", help="Secure aggregation (SecAgg+)."),
     dp_epsilon: float | None = typer.Option(
-        None, "--dp-epsilon", help="Client-level DP: target ε (δ = 1e-3)."
+        None, "--dp-epsilon", help="Differential privacy: the ε the whole run may spend (see --dp-unit)."
+    ),
+    dp_unit: str = typer.Option(
+        "record",
+        "--dp-unit",
+        help="record: DP-SGD on every client protects each training row (δ = 1e-5); client: clipped "
+        "updates + server noise protect each client's whole data (δ = 1e-3), useful only with many clients.",
     ),
     seed: int = typer.Option(0, help="Seed of the split, the models and the training."),
     cpus: int = typer.Option(
@@ -50,6 +56,7 @@ def run(
         local=LocalTraining(epochs=local_epochs),
         secagg=secagg,
         dp_epsilon=dp_epsilon,
+        dp_unit=dp_unit,
         seed=seed,
     )
     if cpus < 1:
@@ -61,5 +68,6 @@ def run(
     console.print(
         f"rounds: {result['rounds']}  final accuracy: {result['final_accuracy']:.4f}  "
         f"centralized: {result['centralized_accuracy']:.4f}  ε: {result['epsilon']}"
+        + (f" ({result['dp_unit']} level, δ = {result['dp_delta']})" if result["dp_unit"] else "")
     )
     console.print("accuracy per round: " + ", ".join(f"{a:.3f}" for a in result["accuracy_per_round"]))

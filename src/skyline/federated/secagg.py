@@ -3,8 +3,11 @@
 Flower 1.42 implements SecAgg+ for its workflow API (`SecAggPlusWorkflow` inside a `DefaultWorkflow`,
 legacy strategies, `NumPyClient` + `secaggplus_mod` on the clients), not for the message-API strategies of
 `skyline.federated.apps`; this module provides the same training (same data split, model, local step and
-per-round test evaluation) on that API. Clients mask their quantized updates pairwise; the server unmasks
-only the aggregate (dropped clients' masks are rebuilt from Shamir shares).
+per-round test evaluation, through `local_update`) on that API. Clients mask their quantized updates
+pairwise; the server unmasks only the aggregate (dropped clients' masks are rebuilt from Shamir shares).
+
+Record-level DP composes with it: each client's DP-SGD noise is in its update before the update is masked,
+so the server's unmasked sum is a sum of already-private models.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from skyline.federated.apps import FederatedConfig, _dataset, client_rows, new_model
-from skyline.federated.local_training import LocalTraining, accuracy, train_local
+from skyline.federated.apps import FederatedConfig, _dataset, local_update, new_model
+from skyline.federated.local_training import accuracy
 
 
 def _weights(model: torch.nn.Module) -> list[np.ndarray[Any, Any]]:
@@ -44,19 +47,11 @@ def make_secagg_client_app(config: FederatedConfig) -> Any:
         def fit(
             self, parameters: list[Any], fit_config: dict[str, Any]
         ) -> tuple[list[Any], int, dict[str, Any]]:
-            torch.set_num_threads(1)
-            x, y = client_rows(config, self.partition_id)
             model = new_model(config)
             _load(model, parameters)
-            settings = LocalTraining(
-                epochs=config.local.epochs,
-                lr=config.local.lr,
-                momentum=config.local.momentum,
-                batch_size=config.local.batch_size,
-                proximal_mu=float(fit_config.get("proximal_mu", 0.0)),
-            )
-            loss = train_local(model, x, y, settings, seed=config.seed + self.partition_id)
-            return _weights(model), len(y), {"train_loss": loss}
+            mu = float(fit_config.get("proximal_mu", 0.0))
+            loss, rows = local_update(config, self.partition_id, model, mu)
+            return _weights(model), rows, {"train_loss": loss}
 
     def client_fn(context: Context) -> Any:
         return DigitsClient(int(context.node_config["partition-id"])).to_client()

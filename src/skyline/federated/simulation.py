@@ -7,7 +7,14 @@ import os
 from typing import Any
 
 from skyline.errors import UnavailableError
-from skyline.federated.apps import FederatedConfig, _dataset, make_client_app, make_server_app, new_model
+from skyline.federated.apps import (
+    FederatedConfig,
+    _dataset,
+    make_client_app,
+    make_server_app,
+    new_model,
+    record_level_epsilon,
+)
 from skyline.federated.local_training import LocalTraining, accuracy, train_local
 from skyline.federated.privacy import epsilon_for, noise_for_epsilon
 
@@ -58,10 +65,10 @@ def run_federated(config: FederatedConfig, *, num_cpus: int = 2, quiet: bool = F
         "OMP_NUM_THREADS": "1",
     }.items():
         os.environ.setdefault(name, value)
-    noise = None
-    if config.dp_epsilon is not None:
+    noise = None  # client level: the server's noise multiplier (record level: each client's, in dp_sgd)
+    if config.dp_epsilon is not None and config.dp_unit == "client":
         noise = noise_for_epsilon(
-            target_epsilon=config.dp_epsilon, rounds=config.rounds, sample_rate=1.0, delta=config.dp_delta
+            target_epsilon=config.dp_epsilon, rounds=config.rounds, sample_rate=1.0, delta=config.delta
         )
     accuracies: list[float] = []
     backend: Any = {
@@ -93,15 +100,21 @@ def run_federated(config: FederatedConfig, *, num_cpus: int = 2, quiet: bool = F
                 ) from exc
     if len(accuracies) != config.rounds:
         raise UnavailableError(f"the federated run ended after {len(accuracies)} of {config.rounds} rounds")
-    epsilon = None
+    epsilon = record_level_epsilon(config)
     if noise is not None:
         epsilon = epsilon_for(
-            noise_multiplier=noise, rounds=config.rounds, sample_rate=1.0, delta=config.dp_delta
+            noise_multiplier=noise, rounds=config.rounds, sample_rate=1.0, delta=config.delta
         )
+    private = config.dp_epsilon is not None
     return {
         "rounds": config.rounds,
         "final_accuracy": accuracies[-1] if accuracies else None,
         "centralized_accuracy": centralized_accuracy(config),
         "accuracy_per_round": accuracies,
         "epsilon": epsilon,
+        # Which neighbouring datasets ε is about: one training row ("record") or one client's whole data.
+        "dp_unit": config.dp_unit if private else None,
+        "dp_delta": config.delta if private else None,
+        "dp_clipping_norm": config.clipping if private else None,
+        "secagg": config.secagg,
     }
