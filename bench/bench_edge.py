@@ -4,11 +4,13 @@ Sections (all by default; ``SKYLINE_BENCH_EDGE=cascade,split`` picks some, and e
 into bench/results/edge.json so long sections can run separately):
 
 - cascade: digits, edge MLP vs cloud CNN, cascade calibrated on validation for 10% and 15% offload, seeds 0-1;
-- split: the VGG-style network at 1, 10, 100 Mbit/s (RTT 10 ms), float32 and int8 activations; Neurosurgeon's
-  choice vs the brute-force best measured through the emulated link;
+- split: two networks (split-vgg: most work before its activations shrink; split-patchify: a cheap stem that
+  shrinks the input first) at 1, 10, 100 Mbit/s (RTT 10 ms), float32 and int8 activations; Neurosurgeon's
+  choice (from the profile and the probed link) vs the brute-force best measured through the emulated link;
 - uplink: a worker process produces records while the link is down for ``SKYLINE_BENCH_OUTAGE_S`` seconds
   (default 600) and is SIGKILLed and restarted several times; then everything must arrive exactly once;
-- fl: FedAvg, 10 clients, Dirichlet α = 0.5, 20 rounds, vs the same model trained centrally.
+- fl: FedAvg/FedProx, 10 clients, Dirichlet α = 0.5, 20 rounds, vs the same model trained centrally; with
+  record-level DP (DP-SGD on each client) at ε = 8 and 3, record-level DP under SecAgg+, and client-level DP.
 
 The machine is shared with other jobs while this runs: latencies are medians of interleaved repeats.
 """
@@ -48,32 +50,52 @@ def bench_cascade() -> dict[str, Any]:
     return {"runs": runs, "claim": "cascade within 0.5 points of the cloud model while offloading <= 15%"}
 
 
+SPLIT_NETWORKS_BENCHED = ("split-vgg", "split-patchify")
+
+
 def bench_split() -> dict[str, Any]:
     from skyline.edge.split_eval import SplitEvalConfig, evaluate_split
 
     runs = []
-    for int8 in (False, True):
-        for bandwidth in (1.0, 10.0, 100.0):
-            result = evaluate_split(
-                SplitEvalConfig(bandwidth_mbps=bandwidth, rtt_ms=10.0, int8=int8, repeats=5)
-            )
-            details = result.pop("details")
-            row = {
-                "bandwidth_mbps": bandwidth,
-                "int8": int8,
-                **result,
-                "matches_bruteforce": result["chosen_partition"] == result["best_partition_bruteforce"],
-                "chosen_layer": details["layers"][result["chosen_partition"] - 1]
-                if result["chosen_partition"]
-                else "input",
-                "measured_bandwidth_mbps": details["measured_bandwidth_mbps"],
-                "measured_rtt_ms": details["measured_rtt_ms"],
-                "predicted_ms": details["predicted_ms"],
-                "measured_ms": details["measured_ms"],
-            }
-            runs.append(row)
-            print(f"split {bandwidth} Mbit/s int8={int8}: {result}")
-    return {"runs": runs, "rtt_ms": 10.0, "edge_slowdown": 10.0}
+    for network in SPLIT_NETWORKS_BENCHED:
+        for int8 in (False, True):
+            for bandwidth in (1.0, 10.0, 100.0):
+                config = SplitEvalConfig(
+                    bandwidth_mbps=bandwidth, network=network, rtt_ms=10.0, int8=int8, repeats=7
+                )
+                result = evaluate_split(config)
+                runs.append(_split_row(config, result))
+                print(f"split {network} {bandwidth} Mbit/s int8={int8}: {runs[-1]['summary']}")
+    return {"runs": runs, "rtt_ms": 10.0, "edge_slowdown": 10.0, "repeats": 7}
+
+
+def _split_row(config: Any, result: dict[str, Any]) -> dict[str, Any]:
+    details = result.pop("details")
+    chosen, best = result["chosen_partition"], result["best_partition_bruteforce"]
+    last = len(details["layers"])
+    kind = "edge-only" if chosen == last else "cloud-only" if chosen == 0 else "split"
+    measured = details["measured_ms"]
+    return {
+        "network": config.network,
+        "bandwidth_mbps": config.bandwidth_mbps,
+        "int8": config.int8,
+        **result,
+        "matches_bruteforce": chosen == best,
+        "choice": kind,
+        "chosen_layer": details["layers"][chosen - 1] if chosen else "input",
+        "regret_ms": measured[chosen] - measured[best],
+        "not_slower_than_edge_or_cloud_only": result["latency_ms"]
+        <= min(result["edge_only_ms"], result["cloud_only_ms"]),
+        "summary": f"chose {chosen} ({kind}), brute force {best}, {result['latency_ms']:.1f} ms "
+        f"(edge-only {result['edge_only_ms']:.1f}, cloud-only {result['cloud_only_ms']:.1f})",
+        "measured_bandwidth_mbps": details["measured_bandwidth_mbps"],
+        "measured_rtt_ms": details["measured_rtt_ms"],
+        "measured_overhead_ms": details["measured_overhead_ms"],
+        "measured_cloud_factor": details["measured_cloud_factor"],
+        "layers": details["layers"],
+        "predicted_ms": details["predicted_ms"],
+        "measured_ms": measured,
+    }
 
 
 def _spawn(
@@ -157,12 +179,17 @@ def bench_uplink() -> dict[str, Any]:
 FL_VARIANTS: dict[str, dict[str, Any]] = {
     "fedavg_alpha_0.5_10_clients": {"strategy": "fedavg"},
     "fedprox_mu_0.01_alpha_0.5_10_clients": {"strategy": "fedprox", "proximal_mu": 0.01},
-    "fedavg_dp_epsilon_8_alpha_0.5_10_clients": {
-        "strategy": "fedavg",
+    "fedavg_record_dp_epsilon_8_alpha_0.5_10_clients": {"dp_epsilon": 8.0, "dp_unit": "record"},
+    "fedavg_record_dp_epsilon_3_alpha_0.5_10_clients": {"dp_epsilon": 3.0, "dp_unit": "record"},
+    "fedavg_secagg_record_dp_epsilon_8_alpha_0.5_10_clients": {
         "dp_epsilon": 8.0,
-        "clipping_norm": 1.0,
+        "dp_unit": "record",
+        "secagg": True,
     },
+    "fedavg_client_dp_epsilon_8_alpha_0.5_10_clients": {"dp_epsilon": 8.0, "dp_unit": "client"},
 }
+# Renamed when record-level DP arrived (it was client-level DP); dropped from the file on the next fl run.
+RETIRED_FL_VARIANTS = ("fedavg_dp_epsilon_8_alpha_0.5_10_clients",)
 
 
 def bench_fl() -> dict[str, Any]:
@@ -174,7 +201,7 @@ def bench_fl() -> dict[str, Any]:
     path = RESULTS_DIR / "edge.json"
     previous = json.loads(path.read_text())["results"].get("fl", {}) if path.exists() else {}
     chosen = os.environ.get("SKYLINE_BENCH_FL", ",".join(FL_VARIANTS)).split(",")
-    results = dict(previous)
+    results = {name: value for name, value in previous.items() if name not in RETIRED_FL_VARIANTS}
     for name in chosen:
         started = time.monotonic()
         config = FederatedConfig(clients=10, rounds=20, alpha=0.5, **FL_VARIANTS[name])

@@ -15,7 +15,14 @@ from skyline.edge.partition import (
     choose_partition,
     partition_latency_ms,
 )
-from skyline.edge.split import encode_activation, run_layers, split_network, tail_runner
+from skyline.edge.split import (
+    SPLIT_NETWORKS,
+    encode_activation,
+    layer_names,
+    run_layers,
+    split_network,
+    tail_runner,
+)
 from skyline.errors import ConfigError
 
 pytestmark = pytest.mark.unit
@@ -73,9 +80,11 @@ def test_int8_activation_round_trip_is_within_one_step() -> None:
     np.testing.assert_array_equal(exact, activation)
 
 
-def test_every_cut_gives_the_whole_models_answer() -> None:
-    model = split_network(seed=1)
-    x = np.random.default_rng(1).normal(size=(1, 3, 64, 64)).astype(np.float32)
+@pytest.mark.parametrize("name", sorted(SPLIT_NETWORKS))
+def test_every_cut_gives_the_whole_models_answer(name: str) -> None:
+    network = SPLIT_NETWORKS[name]
+    model = network.build(seed=1)
+    x = np.random.default_rng(1).normal(size=(1, *network.input_shape)).astype(np.float32)
     tail = tail_runner(model)
     whole = tail(0, x)
     for k in range(1, len(model)):
@@ -141,3 +150,11 @@ def test_tail_overhead_and_cloud_factor_enter_every_cloud_cut() -> None:
     )
     with pytest.raises(ConfigError):
         NetworkProfile(bandwidth_mbps=1.0, rtt_ms=1.0, cloud_factor=0.0)
+
+
+def test_patchify_network_cuts_between_blocks() -> None:
+    model = SPLIT_NETWORKS["split-patchify"].build(seed=0)
+    names = layer_names(model)
+    assert names[0] == "0:conv2d+relu" and names[3] == "3:maxpool2d" and names[-1] == "8:linear"
+    x = np.zeros((1, 3, 128, 128), dtype=np.float32)
+    assert run_layers(model, 0, 1, x).size * 3 == x.size  # the stem shrinks the input 3×

@@ -35,6 +35,7 @@ def evaluate(
     edge_slowdown: float = typer.Option(
         10.0, "--edge-slowdown", help="Split: how much slower the edge computes."
     ),
+    network: str = typer.Option("split-vgg", help="Split: split-vgg or split-patchify."),
     seed: int = typer.Option(0, help="Seed of data split and models."),
     epochs: int = typer.Option(20, help="Cascade: training epochs of the edge and cloud models."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the results here (quiet stdout)."),
@@ -56,7 +57,9 @@ def evaluate(
     else:
         if bandwidth_mbps is None:
             raise ConfigError("--strategy split needs --bandwidth-mbps (for example 10)")
-        result = _split(bandwidth_mbps, rtt_ms, int8, edge_slowdown, seed, quiet=json_path is not None)
+        result = _split(
+            bandwidth_mbps, rtt_ms, int8, edge_slowdown, network, seed, quiet=json_path is not None
+        )
     if json_path is not None:
         write_json(json_path, result)
         return
@@ -94,12 +97,24 @@ def _cascade(
 
 
 def _split(
-    bandwidth_mbps: float, rtt_ms: float, int8: bool, edge_slowdown: float, seed: int, *, quiet: bool
+    bandwidth_mbps: float,
+    rtt_ms: float,
+    int8: bool,
+    edge_slowdown: float,
+    network: str,
+    seed: int,
+    *,
+    quiet: bool,
 ) -> dict[str, Any]:
     from skyline.edge.split_eval import SplitEvalConfig, evaluate_split
 
     config = SplitEvalConfig(
-        bandwidth_mbps=bandwidth_mbps, rtt_ms=rtt_ms, int8=int8, edge_slowdown=edge_slowdown, seed=seed
+        bandwidth_mbps=bandwidth_mbps,
+        network=network,
+        rtt_ms=rtt_ms,
+        int8=int8,
+        edge_slowdown=edge_slowdown,
+        seed=seed,
     )
     with progress("split: measuring every cut", config.repeats - 1, enabled=not quiet) as advance:
         result = evaluate_split(config, advance=advance)
@@ -261,7 +276,7 @@ def _split_tails() -> dict[str, Any]:
     """The tails of every built-in split network (seed 0, as the agents build them)."""
     from skyline.edge.split import SPLIT_NETWORKS, tail_runner
 
-    return {name: tail_runner(build(seed=0)) for name, build in SPLIT_NETWORKS.items()}
+    return {name: tail_runner(network.build(seed=0)) for name, network in SPLIT_NETWORKS.items()}
 
 
 def _latest_models(repository: Path | None) -> dict[str, Any]:

@@ -163,16 +163,17 @@ class EdgeAgent:
         self.split = self._split_serving() if config.strategy == "split" else None
 
     def _split_serving(self) -> SplitServing:
-        from skyline.edge.split import SPLIT_INPUT_SHAPE, SPLIT_NETWORKS
+        from skyline.edge.split import SPLIT_NETWORKS
         from skyline.edge.split_serving import SplitServing
 
         config = self.config
+        network = SPLIT_NETWORKS[config.model]
         self._probe_cloud = CloudClient(
             config.cloud_url, token=config.token, timeout_s=config.probe_timeout_s, ca=config.ca
         )
         return SplitServing(
-            SPLIT_NETWORKS[config.model](seed=config.split_seed),
-            SPLIT_INPUT_SHAPE,
+            network.build(seed=config.split_seed),
+            network.input_shape,
             cloud=self.cloud,
             probe_client=self._probe_cloud,
             cloud_model=config.model,

@@ -35,12 +35,53 @@ def split_network(*, num_classes: int = 10, seed: int = 0) -> nn.Sequential:
     return nn.Sequential(*layers).eval()
 
 
-SPLIT_NETWORKS: dict[str, Callable[..., nn.Sequential]] = {"split-vgg": split_network}
+PATCHIFY_INPUT_SHAPE = (3, 128, 128)
+
+
+def patchify_network(*, num_classes: int = 10, seed: int = 0) -> nn.Sequential:
+    """A CNN for 3×128×128 images with a cheap patchify stem (4×4 stride-4 convolution, as in ConvNeXt) that
+    shrinks the input 3× before the heavy convolutions: the case where cutting after the stem pays off.
+
+    Its units are blocks (convolution + ReLU, flatten + linear + ReLU), as a deployment fuses them: a cut
+    between a convolution and its ReLU sends the same bytes as one after it, a tie no measurement resolves."""
+    torch.manual_seed(seed)
+    blocks: list[nn.Module] = [nn.Sequential(nn.Conv2d(3, 16, 4, stride=4), nn.ReLU())]
+    channels = 16
+    for width in (128, 256):
+        blocks += [nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.ReLU())]
+        blocks += [nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU()), nn.MaxPool2d(2)]
+        channels = width
+    blocks += [
+        nn.Sequential(nn.Flatten(), nn.Linear(256 * 8 * 8, 256), nn.ReLU()),
+        nn.Linear(256, num_classes),
+    ]
+    return nn.Sequential(*blocks).eval()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SplitNetwork:
+    """A network that edge and cloud can split: how to build it (weights from the seed) and its input."""
+
+    build: Callable[..., nn.Sequential]
+    input_shape: tuple[int, ...]
+
+
+SPLIT_NETWORKS: dict[str, SplitNetwork] = {
+    "split-vgg": SplitNetwork(build=split_network, input_shape=SPLIT_INPUT_SHAPE),
+    "split-patchify": SplitNetwork(build=patchify_network, input_shape=PATCHIFY_INPUT_SHAPE),
+}
 """Networks that edge and cloud can split, by name; both sides build the same weights from the seed."""
 
 
 def layer_names(model: nn.Sequential) -> list[str]:
-    return [f"{i}:{type(layer).__name__.lower()}" for i, layer in enumerate(model)]
+    """``index:kind`` of each unit; a block's kind lists its layers (``1:conv2d+relu``)."""
+
+    def kind(layer: nn.Module) -> str:
+        if isinstance(layer, nn.Sequential):
+            return "+".join(kind(inner) for inner in layer)
+        return type(layer).__name__.lower()
+
+    return [f"{i}:{kind(layer)}" for i, layer in enumerate(model)]
 
 
 def run_layers(model: nn.Sequential, start: int, stop: int, x: FloatArray) -> FloatArray:

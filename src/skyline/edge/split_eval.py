@@ -23,16 +23,17 @@ from skyline.edge.cloud_client import CloudClient
 from skyline.edge.ingest import IngestStore
 from skyline.edge.link import LinkConditions, LinkProxy
 from skyline.edge.partition import choose_partition, predicted_latencies_ms
-from skyline.edge.split import SPLIT_INPUT_SHAPE, SplitExecutor, profile_layers, split_network, tail_runner
+from skyline.edge.split import SPLIT_NETWORKS, SplitExecutor, profile_layers, tail_runner
 from skyline.edge.split_probe import SplitProbe
 from skyline.errors import ConfigError
 
-SPLIT_MODEL = "split-vgg"
+SPLIT_MODEL = "split-vgg"  # the default network
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SplitEvalConfig:
     bandwidth_mbps: float
+    network: str = SPLIT_MODEL
     rtt_ms: float = 10.0
     int8: bool = False
     edge_slowdown: float = 10.0
@@ -40,6 +41,8 @@ class SplitEvalConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.network not in SPLIT_NETWORKS:
+            raise ConfigError(f"--network must be one of {', '.join(SPLIT_NETWORKS)}, got {self.network!r}")
         if self.bandwidth_mbps <= 0 or self.rtt_ms < 0:
             raise ConfigError(
                 f"--bandwidth-mbps must be > 0 and --rtt-ms >= 0, got {self.bandwidth_mbps}, {self.rtt_ms}"
@@ -81,23 +84,24 @@ def evaluate_split(
     config: SplitEvalConfig, *, advance: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
     """Run the whole evaluation; returns the JSON contract plus ``details`` (profiles, predictions)."""
-    model = split_network(seed=config.seed)
-    layers = profile_layers(model, SPLIT_INPUT_SHAPE, edge_slowdown=config.edge_slowdown, int8=config.int8)
-    input_bytes = int(np.prod(SPLIT_INPUT_SHAPE)) * (1 if config.int8 else 4)
-    x = np.random.default_rng(config.seed).standard_normal((1, *SPLIT_INPUT_SHAPE)).astype(np.float32)
+    network = SPLIT_NETWORKS[config.network]
+    shape = network.input_shape
+    model = network.build(seed=config.seed)
+    layers = profile_layers(model, shape, edge_slowdown=config.edge_slowdown, int8=config.int8)
+    input_bytes = int(np.prod(shape)) * (1 if config.int8 else 4)
+    x = np.random.default_rng(config.seed).standard_normal((1, *shape)).astype(np.float32)
     link_conditions = LinkConditions(latency_ms=config.rtt_ms / 2, bandwidth_mbps=config.bandwidth_mbps)
     with tempfile.TemporaryDirectory() as tmp:
         authority, token = edge_authority(Path(tmp) / "tokens.json")
         ingest = IngestStore(Path(tmp) / "ingest.db")
-        app = create_cloud_app(ingest=ingest, authority=authority, tails={SPLIT_MODEL: tail_runner(model)})
+        app = create_cloud_app(ingest=ingest, authority=authority, tails={config.network: tail_runner(model)})
         with BackgroundServer(app) as server, LinkProxy(server.port, link_conditions) as link:
             client = CloudClient(link.url, token=token, timeout_s=120.0)
-            probe = SplitProbe(client, SPLIT_MODEL, model, layers, SPLIT_INPUT_SHAPE, int8=config.int8)
-            network = probe()
-            chosen = choose_partition(layers, input_bytes, network)
+            link_profile = SplitProbe(client, config.network, model, layers, shape, int8=config.int8)()
+            chosen = choose_partition(layers, input_bytes, link_profile)
             executor = SplitExecutor(
                 model,
-                lambda k, a: client.split_tail(SPLIT_MODEL, k, a.payload, a.headers),
+                lambda k, a: client.split_tail(config.network, k, a.payload, a.headers),
                 edge_ms=[layer.edge_ms for layer in layers],
                 int8=config.int8,
             )
@@ -112,12 +116,12 @@ def evaluate_split(
         "edge_only_ms": measured[len(layers)],
         "cloud_only_ms": measured[0],
         "details": {
-            "measured_bandwidth_mbps": network.bandwidth_mbps,
-            "measured_rtt_ms": network.rtt_ms,
-            "measured_overhead_ms": network.overhead_ms,
-            "measured_cloud_factor": network.cloud_factor,
+            "measured_bandwidth_mbps": link_profile.bandwidth_mbps,
+            "measured_rtt_ms": link_profile.rtt_ms,
+            "measured_overhead_ms": link_profile.overhead_ms,
+            "measured_cloud_factor": link_profile.cloud_factor,
             "layers": [layer.name for layer in layers],
-            "predicted_ms": predicted_latencies_ms(layers, input_bytes, network),
+            "predicted_ms": predicted_latencies_ms(layers, input_bytes, link_profile),
             "measured_ms": measured,
         },
     }
