@@ -1,0 +1,113 @@
+"""`skyline edge cloud` and `skyline edge run --strategy split` as two real processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from skyline.cli.app import main
+from skyline.edge.split import SPLIT_INPUT_SHAPE, split_network, tail_runner
+from skyline.security.rbac import Role
+from skyline.security.tokens import TokenAuthority
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "skyline.cli.app", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def _wait_for(url: str, headers: dict[str, str], ready: Any, timeout_s: float = 90.0) -> dict[str, Any]:
+    deadline, last = time.monotonic() + timeout_s, {}
+    while time.monotonic() < deadline:
+        try:
+            last = httpx.get(url, headers=headers, timeout=5).json()
+            if ready(last):
+                return dict(last)
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} never became ready; last answer {last}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+
+
+@pytest.mark.slow
+def test_agent_splits_with_the_cloud_process(tmp_path: Path) -> None:
+    cloud_tokens = TokenAuthority(tmp_path / "cloud-tokens.json")
+    cloud_tokens.bootstrap_admin()
+    edge_token = cloud_tokens.issue("edge-1", Role.EDGE)
+    local_tokens = TokenAuthority(tmp_path / "local-tokens.json")
+    local_tokens.bootstrap_admin()
+    invoker = {"authorization": f"Bearer {local_tokens.issue('app', Role.INVOKER)}"}
+    viewer = {"authorization": f"Bearer {local_tokens.issue('ops', Role.VIEWER)}"}
+    cloud_port, agent_port = _free_port(), _free_port()
+    cloud = _start(
+        "edge", "cloud", "--port", str(cloud_port), "--tokens", str(tmp_path / "cloud-tokens.json"),
+        "--ingest", str(tmp_path / "ingest.db"),
+    )  # fmt: skip
+    agent = None
+    try:
+        _wait_for(f"http://127.0.0.1:{cloud_port}/health", {}, lambda h: h.get("status") == "ok")
+        agent = _start(
+            "edge", "run", "--cloud", f"http://127.0.0.1:{cloud_port}", "--token", edge_token,
+            "--model", "split-vgg", "--public-key", str(tmp_path / "unused.pub"), "--strategy", "split",
+            "--store", str(tmp_path / "edge"), "--port", str(agent_port), "--probe-s", "1",
+            "--tokens", str(tmp_path / "local-tokens.json"), "--duration-s", "120",
+        )  # fmt: skip
+        status = _wait_for(
+            f"http://127.0.0.1:{agent_port}/v1/status", viewer, lambda s: s.get("split_link") == "up"
+        )
+        assert status["strategy"] == "split" and status["split_bandwidth_mbps"] > 0
+        x = np.random.default_rng(3).standard_normal((1, *SPLIT_INPUT_SHAPE)).astype(np.float32)
+        body = {
+            "inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]
+        }
+        answer = httpx.post(
+            f"http://127.0.0.1:{agent_port}/v2/models/split-vgg/infer", json=body, headers=invoker, timeout=30
+        ).json()
+        probs = np.asarray(answer["outputs"][0]["data"], dtype=np.float32).reshape(1, 10)
+        np.testing.assert_allclose(probs, tail_runner(split_network(seed=0))(0, x), rtol=1e-4, atol=1e-6)
+        assert answer["parameters"]["sources"][0] in ("edge", "split", "cloud")
+    finally:
+        if agent is not None:
+            _stop(agent)
+        _stop(cloud)
+    assert agent is not None and agent.returncode == 0
+
+
+def test_split_strategy_refuses_a_network_it_cannot_cut(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["edge", "run", "--cloud", "http://127.0.0.1:1", "--token", "t", "--model", "digits"]
+    with pytest.raises(SystemExit) as exited:
+        main([*args, "--public-key", "k.pub", "--strategy", "split"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "split network" in err and err.count("\n") == 1
