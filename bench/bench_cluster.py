@@ -1,10 +1,13 @@
 """Control-plane benchmark: 100 simulated agents + 1,000 queued jobs, skyline vs Ray's job submission API.
 
 skyline: ``skyline cluster up`` (SQLite, fifo policy, no local agent) in its own process; this process runs
-100 lightweight simulated agents (real API clients: register, heartbeat every second, report their
-replicas running and, after ``JOB_SECONDS``, succeeded) and submits 1,000 one-CPU jobs through the REST
-API with ``CONCURRENCY`` connections. Measured: submission throughput (jobs/s over the whole burst) and
-submit-to-placed latency from the server's own timestamps (p50/p99).
+100 lightweight simulated agents that speak the real agent protocol like ``skyline agent join`` does
+(register; heartbeat every second; a beat 0.1 s after new assignments carrying their ``running`` reports,
+and ``succeeded`` ones after ``JOB_SECONDS``) and submits 1,000 one-CPU jobs through the REST API with
+``CONCURRENCY`` keep-alive connections. Every call is a real HTTP request on loopback, made with
+`bench.lean_http` (httpx's own CPU per request was more than the server's on these shared cores).
+Measured: submission throughput (jobs/s over the whole burst) and submit-to-placed latency from the
+server's own timestamps (p50/p99).
 
 Ray: the same 1,000 submissions against Ray's job submission API (``JobSubmissionClient.submit_job``,
 entrypoint ``true``) on a local Ray head with the dashboard, same concurrency; latency is submit-to-
@@ -36,6 +39,7 @@ import contextlib
 
 import httpx
 
+from bench.lean_http import LeanConnection
 from bench.record import record
 
 AGENTS = 100
@@ -53,58 +57,65 @@ def _percentile(values: list[float], q: float) -> float:
 class SimulatedAgents:
     """100 nodes' worth of agents in one asyncio loop: real HTTP calls, no processes run."""
 
-    def __init__(self, url: str, token: str) -> None:
-        self.url, self.token = url, token
+    def __init__(self, host: str, port: int, token: str) -> None:
+        self.host, self.port, self.token = host, port, token
         self.stop = asyncio.Event()
-        self.started: dict[str, float] = {}
         self.beats = 0
         self.errors = 0
 
     async def run(self) -> None:
-        headers = {"Authorization": f"Bearer {self.token}"}
-        async with httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30) as client:
-            for i in range(AGENTS):
-                body = {"id": f"sim-{i:03d}", "cpus": 16, "memory_mib": 65536}
-                (await client.post("/v1/nodes", json=body)).raise_for_status()
-            await asyncio.gather(*(self._node(client, f"sim-{i:03d}", i / AGENTS) for i in range(AGENTS)))
+        await asyncio.gather(*(self._node(f"sim-{i:03d}", i / AGENTS) for i in range(AGENTS)))
 
-    async def _beat(self, client: httpx.AsyncClient, node: str) -> None:
-        beat = {"cpu_percent": 5.0, "memory_percent": 10.0}
-        response = await client.post(f"/v1/nodes/{node}/heartbeat", json=beat)
-        self.beats += 1
-        now = time.monotonic()
-        for a in response.json().get("assignments", []):
-            key = f"{a['job_id']}/{a['attempt']}/{a['rank']}"
-            report = {"job_id": a["job_id"], "attempt": a["attempt"], "rank": a["rank"]}
-            if key not in self.started:
-                self.started[key] = now
-                await client.post(f"/v1/nodes/{node}/replicas", json={**report, "status": "running"})
-            elif now - self.started[key] >= JOB_SECONDS:
-                await client.post(
-                    f"/v1/nodes/{node}/replicas", json={**report, "status": "succeeded", "exit_code": 0}
-                )
-
-    async def _node(self, client: httpx.AsyncClient, node: str, offset: float) -> None:
+    async def _node(self, node: str, offset: float) -> None:
+        connection = LeanConnection(self.host, self.port, {"Authorization": f"Bearer {self.token}"})
+        status, _ = await connection.request(
+            "POST", "/v1/nodes", {"id": node, "cpus": 16, "memory_mib": 65536}
+        )
+        assert status == 201, status
+        started: dict[tuple[str, int, int], float] = {}
+        reports: list[dict[str, Any]] = []
         await asyncio.sleep(offset)  # spread the heartbeats over the second
         while not self.stop.is_set():
+            beat = {"cpu_percent": 5.0, "memory_percent": 10.0, "replicas": reports}
             try:
-                await self._beat(client, node)
-            except httpx.TransportError:  # like a real agent: keep going, beat again next second
+                _, answer = await connection.request("POST", f"/v1/nodes/{node}/heartbeat", beat)
+            except ConnectionError:  # like a real agent: keep the reports, beat again next second
                 self.errors += 1
+                answer = None
+            self.beats += 1
+            if answer is not None:
+                reports = self._reports(answer["assignments"], started)
+            # Like `skyline agent join`: new reports go out at once (0.1 s tick), else beat every second.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), timeout=1.0)
+                await asyncio.wait_for(self.stop.wait(), timeout=0.1 if reports else 1.0)
+
+    @staticmethod
+    def _reports(
+        assignments: list[dict[str, Any]], started: dict[tuple[str, int, int], float]
+    ) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        reports = []
+        for a in assignments:
+            key = (a["job_id"], a["attempt"], a["rank"])
+            report = {"job_id": a["job_id"], "attempt": a["attempt"], "rank": a["rank"]}
+            if key not in started:
+                started[key] = now
+                reports.append({**report, "status": "running"})
+            elif now - started[key] >= JOB_SECONDS:
+                reports.append({**report, "status": "succeeded", "exit_code": 0})
+        return reports
 
 
 async def _burst(submit: Any, count: int) -> float:
-    """Submit ``count`` jobs with CONCURRENCY workers; return the wall time in seconds."""
+    """Submit ``count`` jobs with CONCURRENCY workers (``submit(worker, i)``); return the wall time in s."""
     queue = list(range(count))
     started = time.perf_counter()
 
-    async def worker() -> None:
+    async def worker(index: int) -> None:
         while queue:
-            await submit(queue.pop())
+            await submit(index, queue.pop())
 
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    await asyncio.gather(*(worker(w) for w in range(CONCURRENCY)))
     return time.perf_counter() - started
 
 
@@ -119,49 +130,51 @@ def skyline_round() -> dict[str, Any]:
         agent_token = httpx.post(
             server.url + "/v1/tokens", json={"subject": "sim", "role": "agent"}, headers=admin
         ).json()["token"]
-        agents = SimulatedAgents(server.url, agent_token)
+        host, port = server.url.removeprefix("http://").split(":")
+        agents = SimulatedAgents(host, int(port), agent_token)
         result: dict[str, Any] = {}
 
         async def main() -> None:
             agents_task = asyncio.create_task(agents.run())
-            async with httpx.AsyncClient(base_url=server.url, headers=admin, timeout=30,
-                                         limits=httpx.Limits(max_connections=CONCURRENCY)) as client:  # fmt: skip
-                await _wait_nodes(client)
+            watcher = LeanConnection(host, int(port), admin)
+            while len((await watcher.request("GET", "/v1/nodes"))[1]) < AGENTS:
+                await asyncio.sleep(0.1)
+            connections = [LeanConnection(host, int(port), admin) for _ in range(CONCURRENCY)]
 
-                async def submit(i: int) -> None:
-                    body = {"command": "true", "name": f"job-{i}", "cpus": 1, "memory_mib": 256}
-                    for _ in range(5):  # a dropped connection is retried; the key prevents duplicates
-                        try:
-                            response = await client.post(
-                                "/v1/jobs", json=body, headers={"Idempotency-Key": f"b-{i}"}
-                            )
-                            response.raise_for_status()
-                            return
-                        except httpx.TransportError:
-                            result["retries"] = result.get("retries", 0) + 1
-                    raise RuntimeError(f"job {i} could not be submitted")
+            async def submit(worker: int, i: int) -> None:
+                body = {"command": "true", "name": f"job-{i}", "cpus": 1, "memory_mib": 256}
+                for _ in range(5):  # a dropped connection is retried; the key prevents duplicates
+                    try:
+                        status, _ = await connections[worker].request(
+                            "POST", "/v1/jobs", body, {"Idempotency-Key": f"b-{i}"}
+                        )
+                        assert status in (200, 201), status
+                        return
+                    except ConnectionError:
+                        result["retries"] = result.get("retries", 0) + 1
+                raise RuntimeError(f"job {i} could not be submitted")
 
-                cpu_before = _cpu_s(server.process.pid)
-                result["submit_s"] = await _burst(submit, JOBS)
-                result["server_cpu_s"] = _cpu_s(server.process.pid) - cpu_before
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline:
-                    jobs = (await client.get("/v1/jobs", params={"limit": 10000})).json()
-                    if all(j["placed_at"] is not None or j["status"] not in ("pending",) for j in jobs):
-                        break
-                    await asyncio.sleep(0.2)
-                result["jobs"] = jobs
+            cpu_before, client_cpu_before = _cpu_s(server.process.pid), _cpu_s(os.getpid())
+            result["submit_s"] = await _burst(submit, JOBS)
+            result["server_cpu_s"] = _cpu_s(server.process.pid) - cpu_before
+            result["client_cpu_s"] = _cpu_s(os.getpid()) - client_cpu_before
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                _, jobs = await watcher.request("GET", "/v1/jobs?limit=10000")
+                if all(j["placed_at"] is not None or j["status"] != "pending" for j in jobs):
+                    break
+                await asyncio.sleep(0.2)
+            result["jobs"] = jobs
             agents.stop.set()
             await agents_task
 
         asyncio.run(main())
         jobs = result["jobs"]
         latencies = [(j["placed_at"] - j["submitted_at"]) * 1000 for j in jobs if j["placed_at"] is not None]
-        lost = sum(1 for j in jobs if j["restarts"])
         return {
             "jobs": len(jobs),
             "placed": len(latencies),
-            "requeued_jobs": lost,
+            "requeued_jobs": sum(1 for j in jobs if j["restarts"]),
             "submit_retries": result.get("retries", 0),
             "heartbeats": agents.beats,
             "agent_transport_errors": agents.errors,
@@ -169,6 +182,7 @@ def skyline_round() -> dict[str, Any]:
             # Server CPU per submitted job during the burst (agents' heartbeats and reports included):
             # 1000 / this is the submit rate one free core would sustain.
             "server_cpu_ms_per_job": result["server_cpu_s"] / JOBS * 1000,
+            "load_client_cpu_ms_per_job": result["client_cpu_s"] / JOBS * 1000,
             "submit_to_placed_p50_ms": _percentile(latencies, 50),
             "submit_to_placed_p99_ms": _percentile(latencies, 99),
             "submit_to_placed_max_ms": max(latencies),
@@ -183,11 +197,6 @@ def _cpu_s(pid: int) -> float:
 
     times = psutil.Process(pid).cpu_times()
     return float(times.user + times.system)
-
-
-async def _wait_nodes(client: httpx.AsyncClient) -> None:
-    while len((await client.get("/v1/nodes")).json()) < AGENTS:
-        await asyncio.sleep(0.1)
 
 
 def ray_round(address: str) -> dict[str, Any]:

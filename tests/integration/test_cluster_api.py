@@ -147,6 +147,22 @@ def test_malformed_job_specs_are_422_with_a_clear_message(env: Env, body: object
     assert response.json()["error"]
 
 
+def test_a_heartbeat_refuses_reports_about_another_nodes_replicas(env: Env) -> None:
+    with env.client("admin") as admin:
+        job = admin.wait(admin.submit({"command": "true"})["id"])
+    node = job["placement"][0]["node_id"]
+    stranger = "n2" if node == "n1" else "n1"
+    report = {"job_id": job["id"], "attempt": 0, "rank": 0, "status": "failed", "exit_code": 9}
+    beat = {"cpu_percent": 1.0, "memory_percent": 1.0, "replicas": [report]}
+    with env.client("agent") as agent:
+        answer = agent.heartbeat(stranger, beat)
+    assert answer["reports"] == [
+        {"accepted": False, "error": f"no replica 0 of job {job['id']} attempt 0 on node {stranger}"}
+    ]
+    with env.client("admin") as admin:
+        assert admin.job(job["id"])["status"] == "succeeded"
+
+
 def test_utilization_history_and_prometheus_exposition(env: Env) -> None:
     with env.client("viewer") as viewer:
         history = wait_until(lambda: viewer.metrics("n1"))

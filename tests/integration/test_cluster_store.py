@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from skyline.cluster.node_store import Store, UsageSample
+from skyline.cluster.records import ReplicaReport
 from skyline.cluster.spec import JobRequest
 from skyline.core import JobEvent, JobStatus, Placement, Resources, Tier
 from skyline.errors import ConflictError, NotFoundError
@@ -79,6 +80,28 @@ def test_a_gang_runs_when_all_replicas_run_and_succeeds_when_all_succeed(store: 
     assert store.job(job_id).status is JobStatus.RUNNING
     store.report_replica(job_id, 0, 1, "succeeded", exit_code=0)
     assert store.job(job_id).status is JobStatus.SUCCEEDED
+
+
+def test_a_batch_of_reports_applies_in_order_and_refuses_only_foreign_replicas(store: Store) -> None:
+    _node(store, "n1")
+    _node(store, "n2")
+    job_id = _gang(store)  # both replicas on n1
+    reports = [
+        ReplicaReport(job_id=job_id, attempt=0, rank=0, status="running"),
+        ReplicaReport(job_id=job_id, attempt=0, rank=1, status="running"),
+        ReplicaReport(job_id="j-nope", attempt=0, rank=0, status="running"),
+        ReplicaReport(job_id=job_id, attempt=0, rank=0, status="succeeded", exit_code=0),
+        ReplicaReport(job_id=job_id, attempt=0, rank=1, status="succeeded", exit_code=0),
+    ]
+    outcomes = store.report_replicas("n1", reports)
+    assert outcomes[0] is None and isinstance(outcomes[2], NotFoundError) and outcomes[3] is None
+    assert [o.status for o in outcomes if isinstance(o, JobEvent)] == [JobStatus.RUNNING, JobStatus.SUCCEEDED]
+    assert store.job(job_id).status is JobStatus.SUCCEEDED
+    # Another node cannot report on n1's replicas, and a refused report changes nothing.
+    other = _gang(store, replicas=1)
+    refused = store.report_replicas("n2", [ReplicaReport(job_id=other, attempt=0, rank=0, status="failed")])
+    assert isinstance(refused[0], NotFoundError) and "on node n2" in str(refused[0])
+    assert store.job(other).status is JobStatus.PLACED
 
 
 def test_one_failed_replica_fails_the_gang_with_its_code_and_last_lines(store: Store) -> None:

@@ -1,8 +1,10 @@
 """`NodeAgent`: registers a node, heartbeats its utilization, runs the replicas placed on it.
 
 The server's answer to each heartbeat is the full set of replicas this node must run; the agent starts
-the missing ones and stops the rest (idempotent, so a restarted server or agent converges). Reports of
-exits are kept and retried until the server accepts them: a server restart loses nothing.
+the missing ones and stops the rest (idempotent, so a restarted server or agent converges). What its
+replicas did (started, exited with a code) rides on the next heartbeat, sent at once when something
+changed; reports and log lines are kept and retried until the server accepts them: a server restart
+loses nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from skyline.cluster.api_models import MAX_REPORTS
 from skyline.cluster.client import ClusterClient
 from skyline.cluster.monitor import Monitor
 from skyline.cluster.replica_process import ReplicaProcess
@@ -53,7 +56,8 @@ class NodeAgent:
         self.config = config
         self.monitor = Monitor()
         self.processes: dict[str, ReplicaProcess] = {}
-        self._pending_reports: list[dict[str, Any]] = []
+        self._pending_reports: list[dict[str, Any]] = []  # replica reports, sent with the next beat
+        self._pending_logs: list[dict[str, Any]] = []
         self._done: set[str] = set()  # ended here: never started again, even if a report is still queued
         self._stop = threading.Event()
         self._registered = False
@@ -81,34 +85,46 @@ class NodeAgent:
     def run(self) -> None:
         next_beat = 0.0
         tick_s = min(0.1, self.config.heartbeat_s)
+        answered = True  # after a failed beat, queued reports wait for the next regular one
         try:
             while not self._stop.is_set():
                 changed = self._collect()
-                self._flush_reports()
-                if changed or time.monotonic() >= next_beat:
-                    self._beat()
+                self._flush_logs()
+                if changed or (self._pending_reports and answered) or time.monotonic() >= next_beat:
+                    answered = self._beat()
                     next_beat = time.monotonic() + self.config.heartbeat_s
                 self._stop.wait(tick_s)
         finally:
             for process in self.processes.values():
                 process.stop()
             self._collect()
-            self._flush_reports()
+            self._flush_logs()
+            if self._pending_reports:
+                self._beat(reconcile=False)  # say how the replicas ended; start nothing new
 
-    def _beat(self) -> None:
+    def _beat(self, *, reconcile: bool = True) -> bool:
+        """One heartbeat with the queued reports; False when the server did not take it."""
+        # A replica's log lines go before its exit report, so a finished job's log is complete.
+        reports = [] if self._pending_logs else self._pending_reports[:MAX_REPORTS]
         try:
             if not self._registered:
                 self.client.register(self.registration())
                 self._registered = True
-            sample = self.monitor.sample(len(self.processes))
-            assignments = self.client.heartbeat(self.node_id, sample)
+            body = {**self.monitor.sample(len(self.processes)), "replicas": reports}
+            answer = self.client.heartbeat(self.node_id, body)
         except ConflictError:
             self._registered = False  # declared lost or forgotten: register again on the next beat
-            return
+            return False
         except (UnavailableError, NotFoundError) as exc:
             log.warning("heartbeat failed (will retry): %s", exc)
-            return
-        self._reconcile(assignments)
+            return False
+        del self._pending_reports[: len(reports)]
+        for outcome in answer["reports"]:
+            if not outcome["accepted"]:  # refused for good (e.g. a forgotten job): dropped
+                log.warning("report dropped: %s", outcome["error"])
+        if reconcile:
+            self._reconcile(answer["assignments"])
+        return True
 
     def _reconcile(self, assignments: list[dict[str, Any]]) -> None:
         wanted = {f"{a['job_id']}/{a['attempt']}/{a['rank']}": a for a in assignments}
@@ -147,9 +163,8 @@ class NodeAgent:
     def _queue_logs(self, key: str, lines: list[str]) -> None:
         job_id, attempt, rank = key.rsplit("/", 2)
         for start in range(0, len(lines), 1000):
-            self._pending_reports.append(
+            self._pending_logs.append(
                 {
-                    "logs": True,
                     "job_id": job_id,
                     "attempt": int(attempt),
                     "rank": int(rank),
@@ -157,17 +172,13 @@ class NodeAgent:
                 }
             )
 
-    def _flush_reports(self) -> None:
-        """Send queued logs and reports in order; keep the rest when the server is unreachable."""
-        while self._pending_reports:
-            report = self._pending_reports[0]
+    def _flush_logs(self) -> None:
+        """Send queued log lines in order; keep the rest when the server is unreachable."""
+        while self._pending_logs:
             try:
-                if report.get("logs"):
-                    self.client.send_logs(self.node_id, {k: v for k, v in report.items() if k != "logs"})
-                else:
-                    self.client.report(self.node_id, report)
+                self.client.send_logs(self.node_id, self._pending_logs[0])
             except UnavailableError:
                 return
-            except SkylineError as exc:  # the server refuses it for good (e.g. a forgotten job): drop it
-                log.warning("report dropped: %s", exc)
-            self._pending_reports.pop(0)
+            except SkylineError as exc:  # the server refuses them for good (e.g. a forgotten job)
+                log.warning("log lines dropped: %s", exc)
+            self._pending_logs.pop(0)

@@ -6,7 +6,7 @@ their `skyline.errors` class; malformed bodies are 422.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the Depends(...) objects made in create_app.
-# The hot routes (submit, heartbeat, replica report) are ``async def``: each does a few short database
+# The hot routes (submit, heartbeat) are ``async def``: each does a few short database
 # statements (well under a millisecond on SQLite), cheaper on the event loop than a thread-pool hop.
 
 from pathlib import Path
@@ -16,11 +16,11 @@ from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from skyline.cluster.api_models import HeartbeatIn, JobIn, LogsIn, NodeIn, ReplicaReportIn, TokenIn
+from skyline.cluster.api_models import HeartbeatIn, JobIn, LogsIn, NodeIn, TokenIn
 from skyline.cluster.control import ControlPlane
 from skyline.cluster.node_store import UsageSample
 from skyline.cluster.prometheus import render_metrics
-from skyline.core import Resources, Tier
+from skyline.core import JobEvent, Resources, Tier
 from skyline.errors import AuthError, ConflictError, NotFoundError
 from skyline.security.audit import AuditLog
 from skyline.security.http import RateLimiter, install_error_handlers
@@ -190,29 +190,32 @@ def _node_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
     async def heartbeat(
         node_id: str, body: HeartbeatIn, principal: Annotated[Principal, who("update", "nodes")]
     ) -> dict[str, Any]:
-        """Record utilization; answer with the replicas this node must run (it stops any others)."""
-        sample = UsageSample(**body.model_dump())
+        """Record utilization and the replica reports the beat carries (``replicas``: running, or ended
+        with an exit code); answer with the replicas this node must run (it stops any others) and, per
+        report in order, whether it was accepted (a report about a replica not on this node is not)."""
+        sample = UsageSample(
+            cpu_percent=body.cpu_percent,
+            memory_percent=body.memory_percent,
+            gpu_percent=body.gpu_percent,
+            running_replicas=body.running_replicas,
+        )
         if not store.heartbeat(node_id, sample):
             raise ConflictError(f"node {node_id!r} is unknown or was declared lost; register it again")
-        return {"assignments": [a.to_json() for a in store.assignments(node_id)]}
-
-    @app.post("/v1/nodes/{node_id}/replicas", tags=["agents"])
-    async def report_replica(
-        node_id: str, body: ReplicaReportIn, principal: Annotated[Principal, who("update", "nodes")]
-    ) -> dict[str, Any]:
-        """An agent reports a replica running, finished (with its exit code) or stopped."""
-        replica = next((r for r in store.replicas(body.job_id, body.attempt) if r.rank == body.rank), None)
-        if replica is None or replica.node_id != node_id:
-            raise NotFoundError(
-                f"node {node_id} holds no replica {body.rank} of {body.job_id}/{body.attempt}"
-            )
-        event = store.report_replica(
-            body.job_id, body.attempt, body.rank, body.status, exit_code=body.exit_code
-        )
-        if event is not None:
+        outcomes = store.report_replicas(node_id, [r.to_report() for r in body.replicas])
+        events = [o for o in outcomes if isinstance(o, JobEvent)]
+        for event in events:
             control.executor.notify(event)
+        if events:
             control.wake()
-        return {"accepted": True, "job_event": str(event.status) if event else None}
+        return {
+            "assignments": [a.to_json() for a in store.assignments(node_id)],
+            "reports": [
+                {"accepted": False, "error": str(o)}
+                if isinstance(o, NotFoundError)
+                else {"accepted": True, "job_event": str(o.status) if o else None}
+                for o in outcomes
+            ],
+        }
 
     @app.post("/v1/nodes/{node_id}/logs", tags=["agents"])
     def append_logs(

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from skyline.cluster.records import ReplicaReport
 from skyline.cluster.spec import MAX_REPLICAS, JobRequest
 from skyline.core import JobKind, Resources, Tier
 
@@ -21,6 +22,7 @@ Text = Annotated[str, AfterValidator(_no_nul)]
 Name = Annotated[str, Field(max_length=255), AfterValidator(_no_nul)]
 NodeId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 TierName = Literal["datacenter", "cloud", "edge"]
+MAX_REPORTS = 1000  # replica reports one heartbeat may carry
 
 
 class Strict(BaseModel):
@@ -73,15 +75,6 @@ class NodeIn(Strict):
     labels: dict[Name, Name] = Field(default_factory=dict, max_length=64)
 
 
-class HeartbeatIn(Strict):
-    """Utilization sampled on the node since the previous heartbeat (percent of capacity)."""
-
-    cpu_percent: float = Field(ge=0, le=100, allow_inf_nan=False)
-    memory_percent: float = Field(ge=0, le=100, allow_inf_nan=False)
-    gpu_percent: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
-    running_replicas: int = Field(0, ge=0, le=100_000)
-
-
 class ReplicaReportIn(Strict):
     """What happened to one replica on the reporting node."""
 
@@ -90,6 +83,26 @@ class ReplicaReportIn(Strict):
     rank: int = Field(ge=0, le=MAX_REPLICAS)
     status: Literal["running", "succeeded", "failed", "stopped"]
     exit_code: int | None = Field(None, ge=-255, le=255)
+
+    def to_report(self) -> ReplicaReport:
+        return ReplicaReport(
+            job_id=self.job_id,
+            attempt=self.attempt,
+            rank=self.rank,
+            status=self.status,
+            exit_code=self.exit_code,
+        )
+
+
+class HeartbeatIn(Strict):
+    """Utilization sampled on the node since the previous heartbeat (percent of capacity), and what
+    happened to its replicas since the last accepted heartbeat, in order (like a kubelet's status)."""
+
+    cpu_percent: float = Field(ge=0, le=100, allow_inf_nan=False)
+    memory_percent: float = Field(ge=0, le=100, allow_inf_nan=False)
+    gpu_percent: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
+    running_replicas: int = Field(0, ge=0, le=100_000)
+    replicas: list[ReplicaReportIn] = Field(default_factory=list, max_length=MAX_REPORTS)
 
 
 class LogsIn(Strict):

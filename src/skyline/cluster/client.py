@@ -150,13 +150,10 @@ class ClusterClient:
         result: dict[str, Any] = self.request("POST", "/v1/nodes", json=body)
         return result
 
-    def heartbeat(self, node_id: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    def heartbeat(self, node_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Send a beat (utilization and replica reports); the answer has ``assignments`` and, per
+        report, ``reports`` (``accepted``, or ``error``)."""
         result: dict[str, Any] = self.request("POST", f"/v1/nodes/{node_id}/heartbeat", json=body)
-        assignments: list[dict[str, Any]] = result["assignments"]
-        return assignments
-
-    def report(self, node_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("POST", f"/v1/nodes/{node_id}/replicas", json=body)
         return result
 
     def send_logs(self, node_id: str, body: dict[str, Any]) -> None:

@@ -61,6 +61,17 @@ class ReplicaRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaReport:
+    """What an agent saw one of its replicas do: ``running``, or ended (with its exit code)."""
+
+    job_id: str
+    attempt: int
+    rank: int
+    status: str  # running | succeeded | failed | stopped
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JobRecord:
     seq: int
     id: str

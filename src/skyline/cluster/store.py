@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from skyline.cluster import schema as t
 from skyline.cluster.database import create_engine
-from skyline.cluster.records import JobRecord, ReplicaRecord
+from skyline.cluster.records import JobRecord, ReplicaRecord, ReplicaReport
 from skyline.cluster.spec import JobRequest
 from skyline.core import JobEvent, JobKind, JobStatus, Placement, Resources, Tier
 from skyline.errors import ConflictError, NotFoundError
@@ -43,7 +43,7 @@ _ONE_REPLICA = (
     _r.attempt == sa.bindparam("b_attempt"),
     _r.rank == sa.bindparam("b_rank"),
 )
-_REPLICA_STATUS = sa.select(_r.status).where(*_ONE_REPLICA)
+_REPLICA_NOW = sa.select(_r.status, _r.node_id).where(*_ONE_REPLICA)
 _SET_REPLICA = (
     t.replicas.update()
     .where(*_ONE_REPLICA)
@@ -53,6 +53,26 @@ _SET_REPLICA = (
 )
 _SIBLINGS = sa.select(_r.status).where(
     _r.job_id == sa.bindparam("b_id"), _r.attempt == sa.bindparam("b_attempt")
+)
+_STOP_REPLICAS = (
+    t.replicas.update()
+    .where(_r.job_id == sa.bindparam("b_id"), _r.status.in_(LIVE_REPLICA))
+    .values(status="stopping", updated_at=sa.bindparam("b_now"))
+)
+_FINISH_JOB = (
+    t.jobs.update()
+    .where(t.jobs.c.id == sa.bindparam("b_id"))
+    .values(
+        status=sa.bindparam("b_status"),
+        finished_at=sa.bindparam("b_now"),
+        exit_code=sa.bindparam("b_exit"),
+        message=sa.bindparam("b_message"),
+    )
+)
+_START_JOB = (
+    t.jobs.update()
+    .where(t.jobs.c.id == sa.bindparam("b_id"))
+    .values(status=sa.bindparam("b_status"), started_at=sa.bindparam("b_at"))
 )
 
 
@@ -328,11 +348,7 @@ class JobStore:
             return [job_from_row(r) for r in rows]
 
     def _stop_replicas(self, conn: sa.Connection, job_id: str) -> None:
-        conn.execute(
-            t.replicas.update()
-            .where(t.replicas.c.job_id == job_id, t.replicas.c.status.in_(LIVE_REPLICA))
-            .values(status="stopping", updated_at=self.now())
-        )
+        conn.execute(_STOP_REPLICAS, {"b_id": job_id, "b_now": self.now()})
 
     def _finish(
         self, conn: sa.Connection, job: JobRecord, status: JobStatus, *, exit_code: int | None, message: str
@@ -340,11 +356,8 @@ class JobStore:
         if not job.status.can_become(status):
             raise ConflictError(f"job {job.id} is {job.status}; it cannot become {status}")
         self._stop_replicas(conn, job.id)
-        conn.execute(
-            t.jobs.update()
-            .where(t.jobs.c.id == job.id)
-            .values(status=str(status), finished_at=self.now(), exit_code=exit_code, message=message)
-        )
+        values = {"b_id": job.id, "b_status": str(status), "b_now": self.now(), "b_exit": exit_code}
+        conn.execute(_FINISH_JOB, {**values, "b_message": message})
 
     def cancel(self, job_id: str) -> JobRecord:
         with self.write() as conn:
@@ -385,11 +398,8 @@ class JobStore:
             if job.status is event.status or not job.status.can_become(event.status):
                 return False
             if event.status is JobStatus.RUNNING:
-                conn.execute(
-                    t.jobs.update()
-                    .where(t.jobs.c.id == job.id)
-                    .values(status=str(JobStatus.RUNNING), started_at=job.started_at or event.at_s)
-                )
+                started = {"b_status": str(JobStatus.RUNNING), "b_at": job.started_at or event.at_s}
+                conn.execute(_START_JOB, {"b_id": job.id, **started})
             else:
                 self._finish(conn, job, event.status, exit_code=event.exit_code, message=event.message)
         return True
@@ -402,22 +412,49 @@ class JobStore:
         The gang rule: running when every replica runs; failed as soon as one fails (the rest are
         stopped); succeeded when all succeeded.
         """
+        report = ReplicaReport(job_id=job_id, attempt=attempt, rank=rank, status=status, exit_code=exit_code)
         with self.write() as conn:
-            key = {"b_id": job_id, "b_attempt": attempt, "b_rank": rank}
-            current = conn.execute(_REPLICA_STATUS, key).scalar()
-            if current is None:
-                raise NotFoundError(f"no replica {rank} of job {job_id} attempt {attempt}")
-            if current in ("succeeded", "failed", "stopped"):
-                return None  # a repeated report (the agent retries until acknowledged)
-            conn.execute(_SET_REPLICA, {**key, "b_status": status, "b_exit": exit_code, "b_now": self.now()})
-            job = self.job(job_id, conn)
-            if job.attempt != attempt or job.status.is_finished():
-                return None
-            siblings = [r[0] for r in conn.execute(_SIBLINGS, key)]
-            event = self._gang_event(job, status, siblings, exit_code)
-            if event is not None:
-                self._apply_in(conn, job, event)
-            return event
+            return self._report_in(conn, report)
+
+    def report_replicas(
+        self, node_id: str, reports: Sequence[ReplicaReport]
+    ) -> list[JobEvent | NotFoundError | None]:
+        """One node's reports, in order, in one transaction (a heartbeat carries them).
+
+        Per report: the job event it implied, None, or the `NotFoundError` refusing it (no such replica
+        on ``node_id``); a refused report changes nothing, the others still apply.
+        """
+        outcomes: list[JobEvent | NotFoundError | None] = []
+        with self.write() as conn:
+            for report in reports:
+                try:
+                    outcomes.append(self._report_in(conn, report, node_id=node_id))
+                except NotFoundError as exc:
+                    outcomes.append(exc)
+        return outcomes
+
+    def _report_in(
+        self, conn: sa.Connection, report: ReplicaReport, *, node_id: str | None = None
+    ) -> JobEvent | None:
+        key = {"b_id": report.job_id, "b_attempt": report.attempt, "b_rank": report.rank}
+        found = conn.execute(_REPLICA_NOW, key).first()
+        if found is None or (node_id is not None and found[1] != node_id):
+            where = f" on node {node_id}" if node_id is not None else ""
+            raise NotFoundError(
+                f"no replica {report.rank} of job {report.job_id} attempt {report.attempt}{where}"
+            )
+        if found[0] in ("succeeded", "failed", "stopped"):
+            return None  # a repeated report (the agent retries until acknowledged)
+        values = {**key, "b_status": report.status, "b_exit": report.exit_code, "b_now": self.now()}
+        conn.execute(_SET_REPLICA, values)
+        job = self.job(report.job_id, conn)
+        if job.attempt != report.attempt or job.status.is_finished():
+            return None
+        siblings = [r[0] for r in conn.execute(_SIBLINGS, key)]
+        event = self._gang_event(job, report.status, siblings, report.exit_code)
+        if event is not None:
+            self._apply_in(conn, job, event)
+        return event
 
     def _gang_event(
         self, job: JobRecord, status: str, siblings: list[str], exit_code: int | None
@@ -436,12 +473,11 @@ class JobStore:
 
     def _apply_in(self, conn: sa.Connection, job: JobRecord, event: JobEvent) -> None:
         if event.status is JobStatus.RUNNING:
-            conn.execute(
-                t.jobs.update().where(t.jobs.c.id == job.id).values(status="running", started_at=event.at_s)
-            )
+            conn.execute(_START_JOB, {"b_id": job.id, "b_status": str(JobStatus.RUNNING), "b_at": event.at_s})
             return
         if event.status is not JobStatus.FAILED and job.status is JobStatus.PLACED:
-            conn.execute(t.jobs.update().where(t.jobs.c.id == job.id).values(started_at=event.at_s))
+            # Ended before its running report arrived: it did start.
+            conn.execute(_START_JOB, {"b_id": job.id, "b_status": str(job.status), "b_at": event.at_s})
         message = event.message
         if event.status is JobStatus.FAILED:
             tail = self._log_tail(conn, job.id, job.attempt, lines=5)

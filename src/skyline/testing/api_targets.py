@@ -76,7 +76,6 @@ CLUSTER_RULES: dict[str, Rule | None] = {
     "GET /v1/nodes": Rule("read", "nodes"),
     "GET /v1/nodes/{node_id}": Rule("read", "nodes"),
     "POST /v1/nodes/{node_id}/heartbeat": Rule("update", "nodes"),
-    "POST /v1/nodes/{node_id}/replicas": Rule("update", "nodes"),
     "POST /v1/nodes/{node_id}/logs": Rule("update", "nodes"),
     "GET /v1/nodes/{node_id}/metrics": Rule("read", "metrics"),
     "GET /metrics": Rule("read", "metrics"),
