@@ -40,7 +40,8 @@ def run(ctx: DemoContext) -> StepReport:
     config = ServerConfig(state_dir=ctx.out_dir / "state", port=0, control=ControlConfig(tick_s=0.2))
     with ServerThread(config) as server:
         authority = server.built.authority
-        admin = ClusterClient(server.url, authority.bootstrap_admin() or "")
+        # A rerun into the same --out finds the first admin token already issued: issue another.
+        admin = ClusterClient(server.url, authority.bootstrap_admin() or authority.issue("demo", "admin"))
         agent = NodeAgent(
             ClusterClient(server.url, authority.issue("agent-demo", "agent")),
             AgentConfig(name="demo-node", heartbeat_s=0.2, cpus=4, memory_mib=4096, workdir=str(ctx.out_dir)),
