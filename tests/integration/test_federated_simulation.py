@@ -1,6 +1,7 @@
 """Real Flower simulations (Ray) on the smallest configurations that still prove each path:
 FedProx + record-level DP (DP-SGD on each client) on 2 clients × 2 rounds, and SecAgg+ with record-level
-DP on SecAgg+'s minimum of 3 clients × 1 round.
+DP on SecAgg+'s minimum of 3 clients × 1 round. And the same apps on Flower's deployment engine
+(`skyline fl deploy`: a SuperLink and 2 SuperNodes as real processes on 127.0.0.1, 1 round).
 
 Each runs `skyline fl run` in a subprocess (Ray's node processes and files then live and die with that
 process, and the CLI contract is checked on the way) with ``--cpus 1``: one client actor, the cheapest Ray
@@ -55,9 +56,14 @@ class Run:
         return output
 
 
-def _start(folder: Path, name: str, args: tuple[str, ...], *, json_out: bool) -> Run:
+DEPLOY_ARGS = ("--clients", "2", "--rounds", "1")
+
+
+def _start(folder: Path, name: str, args: tuple[str, ...], *, json_out: bool, verb: str = "run") -> Run:
     json_path = folder / f"{name}.json" if json_out else None
-    command = [sys.executable, "-m", "skyline.cli.app", "fl", "run", "--cpus", "1", *args]
+    command = [sys.executable, "-m", "skyline.cli.app", "fl", verb, *args]
+    if verb == "run":
+        command += ["--cpus", "1"]
     if json_path is not None:
         command += ["--json", str(json_path)]
     log = folder / f"{name}.log"
@@ -78,6 +84,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
     started = {
         "dp": _start(folder, "dp", DP_ARGS, json_out=True),
         "secagg": _start(folder, "secagg", SECAGG_ARGS, json_out=False),
+        "deploy": _start(
+            folder,
+            "deploy",
+            (*DEPLOY_ARGS, "--workdir", str(folder / "federation")),
+            json_out=True,
+            verb="deploy",
+        ),
     }
     try:
         yield started
@@ -110,3 +123,32 @@ def test_secure_aggregation_with_record_level_dp_round_learns(runs: dict[str, Ru
     # One masked round of DP-SGD takes the model well above chance (0.1): the masks cancelled in the sum
     # (a wrong unmasking would leave noise-like weights at chance level). Seen: 0.49 at ε = 8.
     assert final > 0.3
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # the process ended meanwhile
+        if text in args:
+            found.append(args)
+    return found
+
+
+def test_the_same_apps_run_on_a_real_superlink_and_supernodes(runs: dict[str, Run]) -> None:
+    runs["deploy"].finish()
+    assert runs["deploy"].json_path is not None
+    result: dict[str, Any] = json.loads(runs["deploy"].json_path.read_text())
+    assert set(result) >= CONTRACT and result["rounds"] == 1
+    assert result["final_accuracy"] > 0.5  # seen: 0.77 after one round on 2 nodes
+    assert result["deployment"] == "flower-superlink + 2 flower-supernode processes on 127.0.0.1"
+    federation = runs["deploy"].log.parent / "federation"
+    logs = {path.name for path in federation.glob("*.log")}
+    assert {"superlink.log", "supernode-0.log", "supernode-1.log", "flwr-run.log"} <= logs
+    # Each SuperNode really received and answered a train message over the SuperLink's HTTP API.
+    for node in (0, 1):
+        log = (federation / f"supernode-{node}.log").read_text(errors="replace")
+        assert "Receiving: train message" in log and "Sent successfully" in log
+    assert _processes_mentioning(str(federation)) == []  # SuperLink, SuperNodes, SuperExecs all stopped

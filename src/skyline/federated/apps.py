@@ -9,7 +9,6 @@ The same two apps run in Flower's simulation engine (`skyline.federated.simulati
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,9 +147,24 @@ def record_level_epsilon(config: FederatedConfig) -> float | None:
     )
 
 
+def train_reply(config: FederatedConfig, msg: Any, context: Any) -> Any:
+    """A ClientApp's answer to a train message: the global model trained on this node's partition."""
+    from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+
+    model = new_model(config)
+    model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
+    train_config = msg.content.config_records.get("config")
+    mu = float(str(train_config.get("proximal-mu", 0.0))) if train_config is not None else 0.0
+    loss, rows = local_update(config, int(context.node_config["partition-id"]), model, mu)
+    metrics = MetricRecord({"train_loss": loss, "num-examples": rows})
+    return Message(
+        content=RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics}), reply_to=msg
+    )
+
+
 def make_client_app(config: FederatedConfig) -> Any:
     """The ClientApp: load the global model, train on this node's partition, return it with its size."""
-    from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+    from flwr.app import Context, Message
     from flwr.clientapp import ClientApp
 
     mods: list[Any] = []
@@ -162,15 +176,8 @@ def make_client_app(config: FederatedConfig) -> Any:
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        model = new_model(config)
-        model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
-        train_config = msg.content.config_records.get("config")
-        mu = float(str(train_config.get("proximal-mu", 0.0))) if train_config is not None else 0.0
-        loss, rows = local_update(config, int(context.node_config["partition-id"]), model, mu)
-        metrics = MetricRecord({"train_loss": loss, "num-examples": rows})
-        return Message(
-            content=RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics}), reply_to=msg
-        )
+        reply: Message = train_reply(config, msg, context)
+        return reply
 
     return app
 
@@ -199,14 +206,13 @@ def _strategy(config: FederatedConfig, noise_multiplier: float | None) -> Any:
     )
 
 
-def make_server_app(
-    config: FederatedConfig, accuracies: list[float], noise_multiplier: float | None = None
-) -> Any:
-    """The ServerApp: run the strategy, evaluating the global model on the test split after every round."""
-    from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
-    from flwr.serverapp import Grid, ServerApp
+def run_rounds(
+    config: FederatedConfig, grid: Any, accuracies: list[float], noise_multiplier: float | None = None
+) -> None:
+    """A ServerApp's work: the strategy's rounds over ``grid``, the global model evaluated on the test
+    split after each (appended to ``accuracies``)."""
+    from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
 
-    app = ServerApp()
     splits = _dataset(config.dataset, config.seed)
 
     def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
@@ -217,18 +223,26 @@ def make_server_app(
             accuracies.append(value)
         return MetricRecord({"accuracy": value})
 
+    _strategy(config, noise_multiplier).start(
+        grid=grid,
+        initial_arrays=ArrayRecord(new_model(config).state_dict()),
+        num_rounds=config.rounds,
+        train_config=ConfigRecord({}),
+        evaluate_fn=evaluate,
+    )
+
+
+def make_server_app(
+    config: FederatedConfig, accuracies: list[float], noise_multiplier: float | None = None
+) -> Any:
+    """The ServerApp: run the strategy, evaluating the global model on the test split after every round."""
+    from flwr.app import Context
+    from flwr.serverapp import Grid, ServerApp
+
+    app = ServerApp()
+
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        initial = ArrayRecord(new_model(config).state_dict())
-        _strategy(config, noise_multiplier).start(
-            grid=grid,
-            initial_arrays=initial,
-            num_rounds=config.rounds,
-            train_config=ConfigRecord({}),
-            evaluate_fn=evaluate,
-        )
+        run_rounds(config, grid, accuracies, noise_multiplier)
 
     return app
-
-
-EvaluateFn = Callable[[int, Any], Any]

@@ -74,6 +74,9 @@ def run_federated(config: FederatedConfig, *, num_cpus: int = 2, quiet: bool = F
     backend: Any = {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
         "init_args": {
+            # Always a fresh Ray of our own: without this, ray.init joins any Ray cluster another job on
+            # this host has started (and then refuses num_cpus).
+            "address": "local",
             "num_cpus": num_cpus,
             "object_store_memory": RAY_OBJECT_STORE_BYTES,
             "include_dashboard": False,
