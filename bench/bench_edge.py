@@ -210,22 +210,27 @@ def bench_fl() -> dict[str, Any]:
         result["ratio_to_centralized"] = result["final_accuracy"] / result["centralized_accuracy"]
         print(f"fl {name}: {result}")
         results[name] = result
+        _record_section("fl", results)  # now: a later variant failing must not lose this one
     return results
+
+
+def _record_section(section: str, value: Any) -> None:
+    """Merge one section into bench/results/edge.json, re-reading it first (other sections may have been
+    recorded by a parallel run meanwhile)."""
+    path = RESULTS_DIR / "edge.json"
+    results: dict[str, Any] = json.loads(path.read_text())["results"] if path.exists() else {}
+    results[section] = value
+    results["note"] = (
+        "shared 2-core machine (other jobs running); latencies are medians of interleaved repeats"
+    )
+    print(f"recorded {record('edge', results)}")
 
 
 def main() -> None:
     chosen = [s for s in os.environ.get("SKYLINE_BENCH_EDGE", ",".join(SECTIONS)).split(",") if s]
-    path = RESULTS_DIR / "edge.json"
     runners = {"cascade": bench_cascade, "split": bench_split, "uplink": bench_uplink, "fl": bench_fl}
     for section in chosen:
-        value = runners[section]()
-        # Re-read just before writing: other sections may have been recorded by a parallel run meanwhile.
-        results: dict[str, Any] = json.loads(path.read_text())["results"] if path.exists() else {}
-        results[section] = value
-        results["note"] = (
-            "shared 2-core machine (other jobs running); latencies are medians of interleaved repeats"
-        )
-        print(f"recorded {record('edge', results)}")
+        _record_section(section, runners[section]())
 
 
 if __name__ == "__main__":
