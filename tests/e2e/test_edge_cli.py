@@ -81,7 +81,9 @@ def test_cascade_eval_writes_the_contract(tmp_path: Path) -> None:
         (("edge", "eval", "--strategy", "split", "--bandwidth-mbps", "-1"), "bandwidth-mbps must be > 0"),
         (("fl", "run", "--clients", "1"), "need clients >= 2"),
         (("fl", "run", "--strategy", "fedsgd"), "unknown strategy"),
-        (("fl", "run", "--secagg", "--dp-epsilon", "5"), "choose one"),
+        (("fl", "run", "--secagg", "--dp-epsilon", "5", "--dp-unit", "client"), "use --dp-unit record"),
+        (("fl", "run", "--dp-epsilon", "5", "--dp-unit", "user"), "unknown DP unit"),
+        (("fl", "deploy", "--clients", "1"), "need clients >= 2"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
