@@ -10,6 +10,7 @@ and `pump` moves the executor's events into the store as `ControlPlane.run_once`
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import threading
 import time
@@ -96,33 +97,46 @@ def pidfile_command(folder: Path, *, then: str = "sleep 60") -> str:
 
 
 @contextlib.contextmanager
-def local_harness(state_dir: Path) -> Iterator[ExecutorHarness]:
-    """`AgentExecutor` over the real API, with two `NodeAgent`s (threads) replacing nothing."""
+def node_agents(
+    url: str, authority: Any, names: tuple[str, ...] = NODES, *, cpus: float = NODE_CPUS
+) -> Iterator[None]:
+    """Real `NodeAgent`s on threads of this process, one per name, joined to the control plane at ``url``
+    (``authority`` issues their tokens); stopped, with their replicas, on exit."""
     from skyline.cluster.agent import AgentConfig, NodeAgent
     from skyline.cluster.client import ClusterClient
+
+    agents: list[tuple[NodeAgent, threading.Thread]] = []
+    try:
+        for name in names:
+            client = ClusterClient(url, authority.issue(f"agent-{name}", "agent"))
+            config = AgentConfig(name=name, cpus=cpus, memory_mib=4096, gpus=0, heartbeat_s=0.1)
+            agent = NodeAgent(client, config)
+            thread = threading.Thread(target=agent.run, name=f"agent-{name}", daemon=True)
+            thread.start()
+            agents.append((agent, thread))
+        yield
+    finally:
+        for agent, thread in agents:
+            agent.stop()
+            thread.join(timeout=30)
+            agent.client.close()
+
+
+@contextlib.contextmanager
+def local_harness(state_dir: Path) -> Iterator[ExecutorHarness]:
+    """`AgentExecutor` over the real API (its loop not started), with two real `NodeAgent`s."""
     from skyline.cluster.server import ServerConfig, build
     from skyline.testing.api_targets import serve_app
 
     built = build(ServerConfig(state_dir=state_dir, port=0, executor="local", master_ports=MASTER_PORTS))
     harness = ExecutorHarness(name="local", store=built.store, executor=built.control.executor)
-    with serve_app(built.app) as url:
-        agents: list[tuple[NodeAgent, threading.Thread]] = []
-        try:
-            for name in NODES:
-                client = ClusterClient(url, built.authority.issue(f"agent-{name}", "agent"))
-                config = AgentConfig(name=name, cpus=NODE_CPUS, memory_mib=4096, gpus=0, heartbeat_s=0.1)
-                agent = NodeAgent(client, config)
-                thread = threading.Thread(target=agent.run, name=f"agent-{name}", daemon=True)
-                thread.start()
-                agents.append((agent, thread))
+    try:
+        with serve_app(built.app) as url, node_agents(url, built.authority):
             _wait(lambda: len(built.store.nodes(alive_only=True)) == len(NODES), "agents registered")
             yield harness
-        finally:
-            for agent, thread in agents:
-                agent.stop()
-                thread.join(timeout=30)
-            built.control.executor.close()
-            built.store.close()
+    finally:
+        built.control.executor.close()
+        built.store.close()
 
 
 @contextlib.contextmanager
@@ -151,6 +165,9 @@ def ray_harness(state_dir: Path) -> Iterator[ExecutorHarness]:
     finally:
         store.close()
         ray.shutdown()
+        # Ray leaves unclosed file handles behind; collect them now, while the suite that expects them
+        # runs, rather than during whichever test the garbage collector happens to run in next.
+        gc.collect()
 
 
 HARNESSES: dict[str, Callable[[Path], contextlib.AbstractContextManager[ExecutorHarness]]] = {
