@@ -53,10 +53,9 @@ class PortRange:
     def parse(cls, text: str) -> PortRange:
         """``"29500-29999"`` (or one port, ``"29500"``)."""
         first, _, last = text.strip().partition("-")
-        try:
-            return cls(first=int(first), last=int(last or first))
-        except ValueError:
-            raise ConfigError(f"a port range is FIRST-LAST, e.g. 29500-29999; got {text!r}") from None
+        if not first.isdigit() or not (last or first).isdigit():
+            raise ConfigError(f"a port range is FIRST-LAST, e.g. 29500-29999; got {text!r}")
+        return cls(first=int(first), last=int(last or first))
 
     def __len__(self) -> int:
         return self.last - self.first + 1
