@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from skyline.core import Cluster, ClusterState, Job, JobSpec, Node, Resources
 from skyline.scheduling.packing import GPU, NodeSpec, Packer, Placing, Request
-from skyline.scheduling.policies import make_policy
+from skyline.scheduling.policies import POLICIES, make_policy
 
 pytestmark = pytest.mark.unit
 
@@ -141,3 +141,43 @@ def _replicas_fitting(cpu_milli: int, memory_mib: int, request: Request) -> int:
         cpu_milli // request.cpu_milli if request.cpu_milli else request.replicas,
         memory_mib // request.memory_mib if request.memory_mib else request.replicas,
     )
+
+
+# ------------------------------------------------------------------------------- every policy, property
+
+cpu_node_st = st.tuples(st.integers(1, 4), st.sampled_from([1024, 4096]))  # (CPUs, MiB)
+cpu_job_st = st.tuples(
+    st.integers(1, 4), st.integers(1, 3), st.sampled_from([256, 1024])
+)  # replicas, CPUs, MiB
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+@settings(max_examples=25, deadline=None)
+@given(nodes=st.lists(cpu_node_st, min_size=1, max_size=4), jobs=st.lists(cpu_job_st, min_size=1, max_size=6))
+def test_every_policy_places_cpu_gangs_whole_and_within_capacity(
+    policy: str, nodes: list[tuple[int, int]], jobs: list[tuple[int, int, int]]
+) -> None:
+    state = ClusterState(
+        now_s=0.0,
+        cluster=Cluster(
+            Node(id=f"n{i}", capacity=Resources.of(cpus=c, memory_mib=m)) for i, (c, m) in enumerate(nodes)
+        ),
+        jobs=tuple(
+            Job(
+                spec=JobSpec(
+                    id=f"j{k}",
+                    resources=Resources.of(cpus=c, memory_mib=m),
+                    replicas=r,
+                    submit_time_s=float(k),
+                    duration_s=10.0,
+                )
+            )
+            for k, (r, c, m) in enumerate(jobs)
+        ),
+    )
+    allocation = make_policy(policy).allocate(state)
+    state.check(allocation)  # every gang whole, no node over its CPUs or memory
+    first_replicas, first_cpus, first_mib = jobs[0]
+    room = sum(min(c // first_cpus, m // first_mib) for c, m in nodes)
+    if room >= first_replicas:  # the head of the queue fits the idle cluster: every policy starts it
+        assert "j0" in allocation
