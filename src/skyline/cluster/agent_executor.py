@@ -12,16 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-
-from skyline.cluster import schema as t
 from skyline.cluster.node_store import Store
 from skyline.core import JobEvent, JobSpec, Placement
 from skyline.core.net import PortRange
-
-_ATTEMPTS = sa.select(t.jobs.c.id, t.jobs.c.attempt).where(
-    t.jobs.c.id.in_(sa.bindparam("b_ids", expanding=True))
-)
 
 
 class AgentExecutor:
@@ -41,16 +34,8 @@ class AgentExecutor:
     def flush(self) -> None:
         """Record every start of this pass at once (one commit, however many jobs were placed)."""
         starts, self._starts = self._starts, []
-        if not starts:
-            return
-        # A pending job's attempt changes only when it is requeued after being placed, so the attempt read
-        # here is the one `place_many` places (a job cancelled meanwhile is skipped there).
-        with self.store.read() as conn:
-            attempts = dict(conn.execute(_ATTEMPTS, {"b_ids": [job_id for job_id, _ in starts]}).all())
-        pick = self.master_ports.pick
-        self.store.place_many(
-            [(job_id, placements, pick(job_id, attempts.get(job_id, 0))) for job_id, placements in starts]
-        )
+        if starts:
+            self.store.place_many(starts, master_port=self.master_ports.pick)
 
     def stop(self, job_id: str) -> None:
         # Preemption: the job goes back to the queue; its agents stop the replicas on their next beat.

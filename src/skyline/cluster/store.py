@@ -257,12 +257,21 @@ class JobStore:
 
     def place(self, job_id: str, placements: Sequence[Placement], *, master_port: int) -> bool:
         """PENDING → PLACED with one replica row per placement, atomically; False if no longer pending."""
-        return job_id in self.place_many([(job_id, tuple(placements), master_port)])
+        return job_id in self.place_many(
+            [(job_id, tuple(placements))], master_port=lambda _j, _a: master_port
+        )
 
-    def place_many(self, gangs: Sequence[tuple[str, tuple[Placement, ...], int]]) -> set[str]:
+    def place_many(
+        self,
+        gangs: Sequence[tuple[str, tuple[Placement, ...]]],
+        *,
+        master_port: Callable[[str, int], int],
+    ) -> set[str]:
         """Place several gangs in one transaction (one commit per scheduling pass); the ids placed.
 
         A job no longer pending (cancelled meanwhile) is skipped. Each gang is all its replicas or none.
+        ``master_port(job_id, attempt)`` gives its rendezvous port (the attempt is read here, in the same
+        transaction, so a retry can get another port).
         """
         if not gangs:
             return set()
@@ -276,7 +285,7 @@ class JobStore:
             now = self.now()
             replica_rows = []
             job_rows: list[dict[str, Any]] = []
-            for job_id, placements, port in gangs:
+            for job_id, placements in gangs:
                 if job_id not in attempts:
                     continue
                 replica_rows += [
@@ -291,7 +300,7 @@ class JobStore:
                     }
                     for rank, p in enumerate(placements)
                 ]
-                job_rows.append({"b_id": job_id, "b_port": port})
+                job_rows.append({"b_id": job_id, "b_port": master_port(job_id, attempts[job_id])})
             if job_rows:
                 conn.execute(t.replicas.insert(), replica_rows)
                 conn.execute(
