@@ -128,7 +128,9 @@ def run(
     token: str = typer.Option(
         ..., envvar="SKYLINE_EDGE_TOKEN", help="Bearer token (or $SKYLINE_EDGE_TOKEN)."
     ),
-    model: str = typer.Option(..., help="Model name in the cloud's repository."),
+    model: str = typer.Option(
+        ..., help="Model name in the cloud's repository (split: split-vgg or split-patchify)."
+    ),
     public_key: Path = typer.Option(..., "--public-key", help="Ed25519 public key that signs the models."),
     strategy: str = typer.Option("local", help="local, cascade, split or cloud."),
     store: Path = typer.Option(Path("runs/edge-agent"), help="Where models and the uplink queue live."),
