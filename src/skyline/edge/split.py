@@ -200,12 +200,26 @@ class SplitExecutor:
         cut = self.partition if partition is None else partition
         if not 0 <= cut <= n:
             raise ConfigError(f"partition must be in 0..{n}, got {cut}")
+        head = self.run_on_edge(x, 0, cut)
+        if cut == n:
+            return _softmax(head)
+        return self.send_tail(cut, encode_activation(head, int8=self.int8))
+
+    def finish_on_edge(self, head: FloatArray, partition: int) -> FloatArray:
+        """Class probabilities from the head's activation at ``partition``, the rest run on the edge (the
+        fallback when the cloud cannot take the tail: the head is not computed twice)."""
+        return _softmax(self.run_on_edge(head, partition, len(self.model)))
+
+    def run_on_edge(self, x: FloatArray, start: int, stop: int) -> FloatArray:
+        """Layers ``[start, stop)`` at the emulated edge's speed."""
         started = time.perf_counter()
-        head = run_layers(self.model, 0, cut, x)
+        out = run_layers(self.model, start, stop, x)
         # The profile is per input: a batch of N takes the emulated edge N times as long.
-        remaining_s = len(x) * sum(self.edge_ms[:cut]) / 1e3 - (time.perf_counter() - started)
+        remaining_s = len(x) * sum(self.edge_ms[start:stop]) / 1e3 - (time.perf_counter() - started)
         if remaining_s > 0:
             time.sleep(remaining_s)
-        if cut == n:
-            return np.asarray(torch.softmax(torch.from_numpy(head), dim=1).numpy(), dtype=np.float32)
-        return self.send_tail(cut, encode_activation(head, int8=self.int8))
+        return out
+
+
+def _softmax(logits: FloatArray) -> FloatArray:
+    return np.asarray(torch.softmax(torch.from_numpy(logits), dim=1).numpy(), dtype=np.float32)

@@ -5,7 +5,7 @@ edge, and each layer's output size), measures the link with `skyline.edge.split_
 Neurosurgeon's cut in a `PartitionController`; ``refresh`` (the agent calls it every ``probe_s``) re-measures
 and re-chooses. When the cloud cannot be reached — a request times out or fails, or a probe does — the whole
 network runs on the edge and the answer is marked degraded; the cut stays at edge-only until a probe
-reaches the cloud again.
+reaches the cloud again. The fallback continues from the head's activation (the head is not run twice).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from torch import nn
 
 from skyline.edge.cloud_client import CloudClient
 from skyline.edge.partition import PartitionController
-from skyline.edge.split import SplitExecutor, layer_names, profile_layers
+from skyline.edge.split import SplitExecutor, encode_activation, layer_names, profile_layers
 from skyline.edge.split_probe import SplitProbe
 from skyline.errors import ConfigError, UnavailableError
 
@@ -52,6 +52,7 @@ class SplitServing:
         alpha: float = 0.5,
     ) -> None:
         self.model, self.input_shape, self.cloud_model = model, input_shape, cloud_model
+        self.int8 = int8
         self.layers = profile_layers(model, input_shape, edge_slowdown=edge_slowdown, int8=int8)
         self.names = layer_names(model)
         input_bytes = math.prod(input_shape) * (1 if int8 else 4)
@@ -99,12 +100,16 @@ class SplitServing:
         self.check_input(x)
         n, cut = len(self.model), self.partition
         source = "edge" if cut == n else "cloud" if cut == 0 else "split"
-        try:
-            probs = self.executor.infer(x, cut)
-        except UnavailableError:
-            probs, source = self.executor.infer(x, n), "edge-degraded"
-            with self._lock:
-                self.counts.degraded += len(x)
+        head = self.executor.run_on_edge(x, 0, cut)
+        if cut == n:
+            probs = self.executor.finish_on_edge(head, n)
+        else:
+            try:
+                probs = self.executor.send_tail(cut, encode_activation(head, int8=self.int8))
+            except UnavailableError:
+                probs, source = self.executor.finish_on_edge(head, cut), "edge-degraded"
+                with self._lock:
+                    self.counts.degraded += len(x)
         with self._lock:
             self.counts.answered += len(x)
         return probs, [source] * len(x)
