@@ -192,22 +192,63 @@ FL_VARIANTS: dict[str, dict[str, Any]] = {
 RETIRED_FL_VARIANTS = ("fedavg_dp_epsilon_8_alpha_0.5_10_clients",)
 
 
+DEPLOYMENT_CHECK = "deployment_vs_simulation_3_clients_3_rounds"
+DP_REPEATS = 3
+
+
+def _deployment_vs_simulation() -> dict[str, Any]:
+    """The same apps and config in Flower's simulation engine and on a real SuperLink + 3 SuperNodes (separate
+    processes on 127.0.0.1): without DP both must give the same accuracy every round."""
+    from skyline.federated.apps import FederatedConfig
+    from skyline.federated.loopback import LoopbackFederation
+    from skyline.federated.simulation import run_federated
+
+    config = FederatedConfig(clients=3, rounds=3, alpha=0.5)
+    started = time.monotonic()
+    simulated = run_federated(config, num_cpus=1, quiet=True)
+    simulation_s = time.monotonic() - started
+    with tempfile.TemporaryDirectory() as tmp, LoopbackFederation(3, Path(tmp)) as federation:
+        started = time.monotonic()
+        deployed = federation.run(config)
+        deployment_s = time.monotonic() - started
+    return {
+        "simulation_accuracy_per_round": simulated["accuracy_per_round"],
+        "deployment_accuracy_per_round": deployed["accuracy_per_round"],
+        "identical": simulated["accuracy_per_round"] == deployed["accuracy_per_round"],
+        "simulation_seconds": simulation_s,
+        "deployment_seconds_after_start": deployment_s,
+    }
+
+
 def bench_fl() -> dict[str, Any]:
-    """Each variant: 10 clients, Dirichlet α = 0.5, 20 rounds. ``SKYLINE_BENCH_FL`` picks variants (names
-    above, comma-separated); results of variants not run are kept from the previous file."""
+    """Each variant: 10 clients, Dirichlet α = 0.5, 20 rounds; then the deployment-engine check.
+    ``SKYLINE_BENCH_FL`` picks variants (names above, comma-separated); results of variants not run are
+    kept from the previous file."""
     from skyline.federated.apps import FederatedConfig
     from skyline.federated.simulation import run_federated
 
     path = RESULTS_DIR / "edge.json"
     previous = json.loads(path.read_text())["results"].get("fl", {}) if path.exists() else {}
-    chosen = os.environ.get("SKYLINE_BENCH_FL", ",".join(FL_VARIANTS)).split(",")
+    chosen = os.environ.get("SKYLINE_BENCH_FL", ",".join([*FL_VARIANTS, DEPLOYMENT_CHECK])).split(",")
     results = {name: value for name, value in previous.items() if name not in RETIRED_FL_VARIANTS}
     for name in chosen:
-        started = time.monotonic()
+        if name == DEPLOYMENT_CHECK:
+            results[name] = _deployment_vs_simulation()
+            print(f"fl {name}: {results[name]}")
+            _record_section("fl", results)
+            continue
         config = FederatedConfig(clients=10, rounds=20, alpha=0.5, **FL_VARIANTS[name])
-        result = run_federated(config, quiet=True)
-        result["seconds"] = time.monotonic() - started
-        result["ratio_to_centralized"] = result["final_accuracy"] / result["centralized_accuracy"]
+        # DP noise is fresh (OS-seeded) every run: repeat and report every run; without DP runs are identical.
+        runs = []
+        for _ in range(DP_REPEATS if config.dp_epsilon is not None else 1):
+            started = time.monotonic()
+            runs.append(run_federated(config, quiet=True))
+            runs[-1]["seconds"] = time.monotonic() - started
+        result = runs[0]
+        finals = [run["final_accuracy"] for run in runs]
+        result["final_accuracy_runs"] = finals
+        result["final_accuracy_mean"] = sum(finals) / len(finals)
+        result["ratio_to_centralized"] = result["final_accuracy_mean"] / result["centralized_accuracy"]
         print(f"fl {name}: {result}")
         results[name] = result
         _record_section("fl", results)  # now: a later variant failing must not lose this one
