@@ -59,6 +59,23 @@ def test_cli_submit_status_logs_list_and_errors(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_sigterm_stops_the_server_and_the_local_agent_it_started(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "state", extra=("--heartbeat-s", "0.2"))
+    agent_pid = int((tmp_path / "state" / "agent.pid").read_text())
+    server.stop()  # SIGTERM
+    assert server.process.returncode == 0
+    assert wait_until(lambda: not _running(agent_pid), timeout_s=20)
+    assert not (tmp_path / "state" / "agent.pid").exists()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_a_sigkilled_server_restarts_from_its_database_and_loses_nothing(tmp_path: Path) -> None:
     state = tmp_path / "state"
     first = ServerProcess(state, extra=("--heartbeat-s", "0.2", "--tick-s", "0.2"))

@@ -62,6 +62,10 @@ def _emit(json_path: Path | None, payload: Any) -> bool:
 
 
 # ---------------------------------------------------------------------- cluster up
+def _exit_normally(signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 def _spawn_local_agent(
     state_dir: Path, url: str, token: str, heartbeat_s: float, ca: Path | None = None
 ) -> subprocess.Popen[bytes] | None:
@@ -151,6 +155,10 @@ def cluster_up(
     # stream in (a 3-job pass was measured taking 200 ms). A shorter interval keeps passes short.
     sys.setswitchinterval(0.0005)
     built.control.start()
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler it found:
+    # with the default one the process would die there, skipping the clean-up below (and leaving the
+    # local agent running). This one turns it into a normal exit.
+    signal.signal(signal.SIGTERM, _exit_normally)
     try:
         server = uvicorn.Server(uvicorn_config(built.app, tls_cert=tls_cert, tls_key=tls_key))
         server.run(sockets=[sock])
