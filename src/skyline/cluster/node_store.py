@@ -33,6 +33,12 @@ _BEAT = (
     .values(last_heartbeat_at=sa.bindparam("b_now"))
 )
 _SAMPLE = t.node_metrics.insert()
+_n = t.nodes.c
+_ALIVE_VERSIONS = (
+    sa.select(_n.id, _n.tier, _n.cpu_milli, _n.memory_mib, _n.gpu_milli, _n.gpu_type)
+    .where(_n.status == "alive")
+    .order_by(_n.id)
+)
 _ASSIGNMENTS = (
     sa.select(
         t.replicas, t.jobs.c.command, t.jobs.c.env, t.jobs.c.replicas.label("world"), t.jobs.c.master_port
@@ -114,11 +120,8 @@ class Store(JobStore):
 
     def alive_versions(self) -> tuple[tuple[Any, ...], ...]:
         """Id, tier and capacity of every alive node: changes exactly when the usable nodes do."""
-        c = t.nodes.c
-        query = sa.select(c.id, c.tier, c.cpu_milli, c.memory_mib, c.gpu_milli, c.gpu_type)
-        query = query.where(c.status == "alive").order_by(c.id)
         with self.read() as conn:
-            return tuple(tuple(r) for r in conn.execute(query))
+            return tuple(tuple(r) for r in conn.execute(_ALIVE_VERSIONS))
 
     def heartbeat(self, node_id: str, sample: UsageSample) -> bool:
         """Record a heartbeat and its sample; False when the node is unknown or was declared lost."""

@@ -69,6 +69,32 @@ _FINISH_JOB = (
         message=sa.bindparam("b_message"),
     )
 )
+# The scheduling pass's statements (it runs many times a second under a burst of submissions).
+_j = t.jobs.c
+_PENDING_OF = sa.select(_j.id, _j.status, _j.attempt).where(_j.id.in_(sa.bindparam("b_ids", expanding=True)))
+_PLACE_JOB = (
+    t.jobs.update()
+    .where(_j.id == sa.bindparam("b_id"))
+    .values(
+        status=str(JobStatus.PLACED),
+        placed_at=sa.bindparam("b_now"),
+        master_port=sa.bindparam("b_port"),
+        message="",
+    )
+)
+_QUEUE = (
+    sa.select(_j.id, _j.status, _j.attempt, _j.restarts, _j.started_at)
+    .where(_j.status.in_(sa.bindparam("b_statuses", expanding=True)))
+    .order_by(_j.seq)
+)
+_GPU_QUEUE = _QUEUE.where(_j.gpu_milli > 0)
+_CPU_USAGE = (
+    sa.select(_r.node_id, sa.func.sum(_j.cpu_milli), sa.func.sum(_j.memory_mib))
+    .select_from(t.replicas.join(t.jobs, sa.and_(_j.id == _r.job_id, _j.attempt == _r.attempt)))
+    .where(_j.status.in_(ACTIVE), _j.gpu_milli == 0)
+    .group_by(_r.node_id)
+)
+_JOBS_BY_ID = sa.select(t.jobs).where(_j.id.in_(sa.bindparam("b_ids", expanding=True)))
 _START_JOB = (
     t.jobs.update()
     .where(t.jobs.c.id == sa.bindparam("b_id"))
@@ -276,11 +302,7 @@ class JobStore:
         if not gangs:
             return set()
         with self.write() as conn:
-            rows = conn.execute(
-                sa.select(t.jobs.c.id, t.jobs.c.status, t.jobs.c.attempt).where(
-                    t.jobs.c.id.in_([g[0] for g in gangs])
-                )
-            )
+            rows = conn.execute(_PENDING_OF, {"b_ids": [g[0] for g in gangs]})
             attempts = {r[0]: r[2] for r in rows if r[1] == str(JobStatus.PENDING)}
             now = self.now()
             replica_rows = []
@@ -300,20 +322,11 @@ class JobStore:
                     }
                     for rank, p in enumerate(placements)
                 ]
-                job_rows.append({"b_id": job_id, "b_port": master_port(job_id, attempts[job_id])})
+                port = master_port(job_id, attempts[job_id])
+                job_rows.append({"b_id": job_id, "b_port": port, "b_now": now})
             if job_rows:
                 conn.execute(t.replicas.insert(), replica_rows)
-                conn.execute(
-                    t.jobs.update()
-                    .where(t.jobs.c.id == sa.bindparam("b_id"))
-                    .values(
-                        status=str(JobStatus.PLACED),
-                        placed_at=now,
-                        master_port=sa.bindparam("b_port"),
-                        message="",
-                    ),
-                    job_rows,
-                )
+                conn.execute(_PLACE_JOB, job_rows)
         return {str(row["b_id"]) for row in job_rows}
 
     def queue_view(
@@ -323,16 +336,11 @@ class JobStore:
 
         Cheap to read (no spec columns); ``gpu_only`` keeps the jobs that ask for GPUs.
         """
-        c = t.jobs.c
-        query = (
-            sa.select(c.id, c.status, c.attempt, c.restarts, c.started_at)
-            .where(c.status.in_(list(statuses)))
-            .order_by(c.seq)
-        )
-        if gpu_only:
-            query = query.where(c.gpu_milli > 0)
+        query = _GPU_QUEUE if gpu_only else _QUEUE
         with self.read() as conn:
-            return [(r[0], r[1], r[2], r[3], r[4]) for r in conn.execute(query)]
+            return [
+                (r[0], r[1], r[2], r[3], r[4]) for r in conn.execute(query, {"b_statuses": list(statuses)})
+            ]
 
     def cpu_usage_by_node(self) -> dict[str, tuple[int, int]]:
         """(CPU milli, memory MiB) held on each node by the replicas of placed or running CPU-only jobs.
@@ -341,19 +349,12 @@ class JobStore:
         of handing every running job to the policy. (GPU jobs are handed over as they are: their devices
         are named, so a sum would lose which ones are taken.)
         """
-        r, j = t.replicas.c, t.jobs.c
-        query = (
-            sa.select(r.node_id, sa.func.sum(j.cpu_milli), sa.func.sum(j.memory_mib))
-            .select_from(t.replicas.join(t.jobs, sa.and_(j.id == r.job_id, j.attempt == r.attempt)))
-            .where(j.status.in_(ACTIVE), j.gpu_milli == 0)
-            .group_by(r.node_id)
-        )
         with self.read() as conn:
-            return {row[0]: (int(row[1] or 0), int(row[2] or 0)) for row in conn.execute(query)}
+            return {row[0]: (int(row[1] or 0), int(row[2] or 0)) for row in conn.execute(_CPU_USAGE)}
 
     def jobs_by_id(self, job_ids: Sequence[str]) -> list[JobRecord]:
         with self.read() as conn:
-            rows = conn.execute(sa.select(t.jobs).where(t.jobs.c.id.in_(list(job_ids))))
+            rows = conn.execute(_JOBS_BY_ID, {"b_ids": list(job_ids)})
             return [job_from_row(r) for r in rows]
 
     def _stop_replicas(self, conn: sa.Connection, job_id: str) -> None:
