@@ -24,6 +24,11 @@ def run(
     dataset: str = typer.Option("digits", help="digits or fashion-mnist."),
     model: str = typer.Option("mlp", help="Model from the training registry."),
     local_epochs: int = typer.Option(1, "--local-epochs", help="Epochs each client trains per round."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Local batch size (expected size under DP-SGD)."),
+    lr: float = typer.Option(0.05, "--lr", help="Local SGD learning rate (momentum 0.9)."),
+    clipping_norm: float | None = typer.Option(
+        None, "--clipping-norm", help="DP clipping norm C (default: 3 per example, 1 per client update)."
+    ),
     secagg: bool = typer.Option(False, "--secagg", help="Secure aggregation (SecAgg+)."),
     dp_epsilon: float | None = typer.Option(
         None, "--dp-epsilon", help="Differential privacy: the ε the whole run may spend (see --dp-unit)."
@@ -53,10 +58,11 @@ def run(
         proximal_mu=proximal_mu,
         dataset=dataset,
         model=model,
-        local=LocalTraining(epochs=local_epochs),
+        local=LocalTraining(epochs=local_epochs, batch_size=batch_size, lr=lr),
         secagg=secagg,
         dp_epsilon=dp_epsilon,
         dp_unit=dp_unit,
+        clipping_norm=clipping_norm,
         seed=seed,
     )
     if cpus < 1:
