@@ -118,9 +118,9 @@ class ControlPlane:
                 log.exception("control-plane pass failed")
             # Rest half as long as the pass took (at most tick_s): under a burst of submissions the next
             # pass then places a batch, and the API's event loop gets the interpreter in between. Measured
-            # with the control-plane benchmark, two interleaved A/B runs on the loaded 2 cores, similar
-            # jobs/s: p99 submit→placed 65-91 ms resting 0.5× vs 95-162 ms at 1×; 1× vs 2×: 162-220 ms
-            # vs 310-477 ms.
+            # with the control-plane benchmark, 3 interleaved rounds on the quiet 2 cores: resting 0.5×
+            # 788-867 jobs/s with p99 submit→placed 51-54 ms; 1× 909-948 jobs/s, 67-71 ms; 2× 989-995
+            # jobs/s, 96-166 ms. Shorter rests buy latency with passes (each has a fixed cost).
             self._stop.wait(min(0.5 * (time.perf_counter() - started), self.config.tick_s))
 
     def run_once(self) -> Allocation:
