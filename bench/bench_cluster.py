@@ -265,7 +265,9 @@ def main() -> None:
     try:
         for r in range(ROUNDS):
             for name in contenders if r % 2 == 0 else contenders[::-1]:
+                load = os.getloadavg()[0]
                 outcome = skyline_round() if name == "skyline" else ray_round(ray_address)
+                outcome["load_average_1min"] = round(load, 2)
                 print(name, outcome, flush=True)
                 rounds[name].append(outcome)
     finally:
@@ -286,7 +288,8 @@ def main() -> None:
             "jobs": JOBS,
             "concurrency": CONCURRENCY,
             "rounds": ROUNDS,
-            "note": "2-core machine shared with other jobs; medians of interleaved rounds",
+            "note": "2 cores, server and load generator on the same machine; medians of interleaved rounds; "
+            "load_average_1min is the machine's load when each round started (other jobs included)",
         },
         "skyline": {
             "rounds": rounds["skyline"],
