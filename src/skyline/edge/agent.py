@@ -5,6 +5,7 @@ inference with the cloud, store-and-forward uplink and telemetry — each in its
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,12 +22,13 @@ from skyline.edge.detector import HardExampleDetector
 from skyline.edge.model_sync import ModelSync
 from skyline.edge.uplink_sender import SenderConfig, UplinkSender
 from skyline.edge.uplink_store import UplinkPolicy, UplinkStore
-from skyline.errors import ConfigError, IntegrityError, NotFoundError, UnavailableError
+from skyline.errors import ConfigError, IntegrityError, NotFoundError, SkylineError, UnavailableError
 
 if TYPE_CHECKING:
     from skyline.edge.split_serving import SplitServing
 
 FloatArray = npt.NDArray[np.float32]
+_log = logging.getLogger(__name__)
 AGENT_STRATEGIES = ("local", "cascade", "split", "cloud")
 
 
@@ -263,14 +265,21 @@ class EdgeAgent:
         }
 
     def _every(self, period_s: float, action: Any) -> None:
+        """Run ``action`` every ``period_s`` until stopped; one failed round is logged, the loop goes on (a dead
+        loop would leave the model stale or the split cut stuck)."""
         while not self._stop.is_set():
-            action()
+            try:
+                action()
+            except Exception:
+                _log.exception(
+                    "edge agent: %s failed; retrying in %s s", getattr(action, "__name__", action), period_s
+                )
             self._stop.wait(period_s)
 
     def _report(self) -> None:
         try:
             self.cloud.telemetry(self.config.name, self.status())
-        except UnavailableError:
+        except SkylineError:  # unreachable, or a revoked token: counted, the loop goes on
             self.telemetry_failures += 1
 
     def start(self) -> EdgeAgent:

@@ -49,7 +49,12 @@ class CloudClient:
             raise AuthError(f"cloud refused the edge's token ({response.status_code}): {response.text[:200]}")
         if response.status_code >= 400:
             raise UnavailableError(f"cloud answered {response.status_code}: {response.text[:200]}")
-        return response.json()
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise UnavailableError(
+                f"cloud {self.base_url} answered with no JSON: {response.text[:200]}"
+            ) from exc
 
     def infer(self, model: str, x: FloatArray) -> FloatArray:
         """Class probabilities from the cloud model for a batch ``x`` (N, *input_shape)."""
@@ -58,8 +63,12 @@ class CloudClient:
                 {"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
             ]
         }
-        output = self._post(f"/v2/models/{model}/infer", json=body)["outputs"][0]
-        return np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
+        answer = self._post(f"/v2/models/{model}/infer", json=body)
+        try:
+            output = answer["outputs"][0]
+            return np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise self._malformed("inference", answer) from exc
 
     def split_tail(self, model: str, partition: int, payload: bytes, headers: dict[str, str]) -> FloatArray:
         """Send an activation (raw bytes + x-shape/x-dtype headers); the cloud runs layers ``partition`` on."""
@@ -70,8 +79,15 @@ class CloudClient:
     ) -> tuple[FloatArray, float]:
         """`split_tail`, plus the milliseconds the cloud says it spent running the tail."""
         answer = self._post(f"/v1/split/{model}/{partition}", content=payload, headers=headers)
-        probs = np.asarray(answer["probs"], dtype=np.float32).reshape(answer["shape"])
-        return probs, float(answer["cloud_ms"])
+        try:
+            probs = np.asarray(answer["probs"], dtype=np.float32).reshape(answer["shape"])
+            return probs, float(answer["cloud_ms"])
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise self._malformed("split tail", answer) from exc
+
+    def _malformed(self, what: str, answer: Any) -> UnavailableError:
+        """A cloud that answers 2xx with the wrong body is as useless as an absent one: the edge falls back."""
+        return UnavailableError(f"cloud {self.base_url} sent a malformed {what} answer: {str(answer)[:200]}")
 
     def echo(self, size_bytes: int) -> None:
         """Send ``size_bytes`` zero bytes to the cloud's echo route (a network probe)."""

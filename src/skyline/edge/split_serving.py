@@ -23,7 +23,7 @@ from skyline.edge.cloud_client import CloudClient
 from skyline.edge.partition import PartitionController
 from skyline.edge.split import SplitExecutor, encode_activation, layer_names, profile_layers
 from skyline.edge.split_probe import SplitProbe
-from skyline.errors import ConfigError, UnavailableError
+from skyline.errors import ConfigError, SkylineError, UnavailableError
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -80,10 +80,14 @@ class SplitServing:
             )
 
     def refresh(self) -> int:
-        """Measure the link (echo and tail probes) and re-choose the cut; edge-only while the cloud is away."""
+        """Measure the link (echo and tail probes) and re-choose the cut; edge-only while the cloud is away.
+
+        Any skyline error from the probe counts as a failed probe: an unreachable cloud, a refused (revoked)
+        token, a malformed answer (`CloudClient` raises `UnavailableError` for those) or nonsense measurements.
+        """
         try:
             cut = self.controller.refresh()
-        except UnavailableError:
+        except SkylineError:
             with self._lock:
                 self.counts.probe_failures += 1
                 self.link_up = False
