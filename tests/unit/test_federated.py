@@ -3,6 +3,7 @@ per-example clipping (record-level DP-SGD)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -189,3 +190,23 @@ def test_client_level_dp_wraps_the_strategy_and_clips_on_the_clients() -> None:
     assert isinstance(_strategy(client_level, 1.5), DifferentialPrivacyClientSideFixedClipping)
     assert record_level_epsilon(client_level) is None  # its ε is the server's, not the clients'
     assert type(_strategy(FederatedConfig(dp_epsilon=8.0), None)) is FedAvg  # record level: noise on clients
+
+
+def test_the_deployment_run_config_carries_every_training_setting() -> None:
+    from skyline.federated.deployment import config_from_run, run_config_of
+
+    tuned = FederatedConfig(
+        clients=3,
+        rounds=2,
+        strategy="fedprox",
+        proximal_mu=0.1,
+        local=LocalTraining(epochs=2, batch_size=16, lr=0.01, momentum=0.5),
+        dp_epsilon=5.0,
+        dp_delta=1e-6,
+        clipping_norm=2.0,
+        seed=7,
+    )
+    # the run config travels as TOML written from JSON values (`skyline.federated.loopback`)
+    assert config_from_run(json.loads(json.dumps(run_config_of(tuned)))) == tuned
+    plain = FederatedConfig(clients=2)
+    assert config_from_run(run_config_of(plain)) == plain

@@ -23,6 +23,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from skyline.errors import ConfigError
 from skyline.federated.apps import FederatedConfig, record_level_epsilon, run_rounds, train_reply
+from skyline.federated.local_training import LocalTraining
 
 # Run-config keys (Flower's kebab-case) → FederatedConfig fields; defaults are FederatedConfig's.
 RUN_CONFIG_KEYS = {
@@ -35,23 +36,34 @@ RUN_CONFIG_KEYS = {
     "model": "model",
     "seed": "seed",
     "dp-epsilon": "dp_epsilon",
+    "dp-delta": "dp_delta",
+    "clipping-norm": "clipping_norm",
 }
+# Run-config keys → LocalTraining fields (how each client trains).
+LOCAL_KEYS = {"local-epochs": "epochs", "batch-size": "batch_size", "lr": "lr", "momentum": "momentum"}
+# Flower's run config has no null: 0 stands for None (no DP; the DP unit's default δ and clipping norm).
+_ZERO_IS_NONE = ("dp_epsilon", "dp_delta", "clipping_norm")
 
 
 def config_from_run(run_config: dict[str, Any]) -> FederatedConfig:
     """The `FederatedConfig` a run config describes (``dp-epsilon`` 0 = no DP; record level only)."""
     fields = {field: run_config[key] for key, field in RUN_CONFIG_KEYS.items() if key in run_config}
-    if not fields.get("dp_epsilon"):
-        fields.pop("dp_epsilon", None)
-    return FederatedConfig(**fields)
+    for field in _ZERO_IS_NONE:
+        if not fields.get(field):
+            fields.pop(field, None)
+    local = {field: run_config[key] for key, field in LOCAL_KEYS.items() if key in run_config}
+    return FederatedConfig(**fields, local=LocalTraining(**local))
 
 
 def run_config_of(config: FederatedConfig) -> dict[str, Any]:
-    """The run config that `config_from_run` turns back into ``config``."""
+    """The run config that `config_from_run` turns back into ``config`` (every field the apps use)."""
     if config.secagg or (config.dp_epsilon is not None and config.dp_unit != "record"):
         raise ConfigError("the deployment apps run FedAvg/FedProx with record-level DP or none; not SecAgg+")
     values = {key: getattr(config, field) for key, field in RUN_CONFIG_KEYS.items()}
-    values["dp-epsilon"] = config.dp_epsilon or 0.0
+    values.update({key: getattr(config.local, field) for key, field in LOCAL_KEYS.items()})
+    for key, field in RUN_CONFIG_KEYS.items():
+        if field in _ZERO_IS_NONE and values[key] is None:
+            values[key] = 0.0
     return values
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from skyline.core.net import free_port
 from skyline.errors import ConfigError, UnavailableError
 from skyline.federated.apps import FederatedConfig
 
@@ -50,12 +51,6 @@ clientapp = "skyline.federated.deployment:client_app"
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -83,7 +78,7 @@ class LoopbackFederation:
         if clients < 2:
             raise ConfigError(f"a federation needs at least 2 SuperNodes, got {clients}")
         self.clients, self.folder, self.start_timeout_s = clients, folder, start_timeout_s
-        self.port = _free_port()
+        self.port = free_port()
         self.processes: list[subprocess.Popen[bytes]] = []
         scripts = str(Path(sys.executable).parent)  # Flower starts flower-superexec, flwr-clientapp… by name
         self.env = {
@@ -121,7 +116,7 @@ class LoopbackFederation:
             for node in range(self.clients):
                 self._start(
                     f"supernode-{node}", "flower-supernode", "--insecure",
-                    "--superlink", f"127.0.0.1:{self.port}", "--host", "127.0.0.1", "--port", str(_free_port()),
+                    "--superlink", f"127.0.0.1:{self.port}", "--host", "127.0.0.1", "--port", str(free_port()),
                     "--node-config", f"partition-id={node} num-partitions={self.clients}",
                 )  # fmt: skip
         except BaseException:
@@ -145,10 +140,15 @@ class LoopbackFederation:
         )
         flwr = str(Path(sys.executable).parent / "flwr")
         with (self.folder / "flwr-run.log").open("ab") as log:
-            finished = subprocess.run(
-                [flwr, "run", str(app), CONNECTION, "--stream"],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env, timeout=timeout_s, check=False,
-            )  # fmt: skip
+            try:
+                finished = subprocess.run(
+                    [flwr, "run", str(app), CONNECTION, "--stream"],
+                    stdout=log, stderr=subprocess.STDOUT, env=self.env, timeout=timeout_s, check=False,
+                )  # fmt: skip
+            except subprocess.TimeoutExpired as exc:  # `flwr run` is killed; the federation stops on exit
+                raise UnavailableError(
+                    f"the federated run did not finish within {timeout_s:.0f} s; see {self.folder / 'flwr-run.log'}"
+                ) from exc
         if finished.returncode != 0 or not results.exists():
             tail = (self.folder / "flwr-run.log").read_text(errors="replace")[-600:]
             raise UnavailableError(f"the federated run failed (flwr run exit {finished.returncode}): {tail}")
