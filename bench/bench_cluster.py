@@ -78,7 +78,10 @@ class SimulatedAgents:
         while not self.stop.is_set():
             beat = {"cpu_percent": 5.0, "memory_percent": 10.0, "replicas": reports}
             try:
-                _, answer = await connection.request("POST", f"/v1/nodes/{node}/heartbeat", beat)
+                status, answer = await connection.request("POST", f"/v1/nodes/{node}/heartbeat", beat)
+                if status != 200:  # counted; the reports are kept for the next beat
+                    self.errors += 1
+                    answer = None
             except ConnectionError:  # like a real agent: keep the reports, beat again next second
                 self.errors += 1
                 answer = None
@@ -88,6 +91,7 @@ class SimulatedAgents:
             # Like `skyline agent join`: new reports go out at once (0.1 s tick), else beat every second.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), timeout=0.1 if reports else 1.0)
+        connection.close()
 
     @staticmethod
     def _reports(
@@ -167,6 +171,8 @@ def skyline_round() -> dict[str, Any]:
             result["jobs"] = jobs
             agents.stop.set()
             await agents_task
+            for connection in (watcher, *connections):
+                connection.close()
 
         asyncio.run(main())
         jobs = result["jobs"]
@@ -288,7 +294,8 @@ def main() -> None:
             "jobs": JOBS,
             "concurrency": CONCURRENCY,
             "rounds": ROUNDS,
-            "note": "2 cores, server and load generator on the same machine; medians of interleaved rounds; "
+            "note": "2 cores, server and load generator on the same machine; medians over the rounds "
+            "(interleaved when more than one); "
             "load_average_1min is the machine's load when each round started (other jobs included)",
         },
         "skyline": {

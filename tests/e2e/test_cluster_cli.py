@@ -13,6 +13,7 @@ import pytest
 
 from skyline.cluster.client import ClusterClient
 from skyline.testing.cluster import ServerProcess, kill_local_agent, wait_until
+from skyline.testing.executors import process_alive
 
 pytestmark = pytest.mark.e2e
 
@@ -64,16 +65,8 @@ def test_sigterm_stops_the_server_and_the_local_agent_it_started(tmp_path: Path)
     agent_pid = int((tmp_path / "state" / "agent.pid").read_text())
     server.stop()  # SIGTERM
     assert server.process.returncode == 0
-    assert wait_until(lambda: not _running(agent_pid), timeout_s=20)
+    assert wait_until(lambda: not process_alive(agent_pid), timeout_s=20)
     assert not (tmp_path / "state" / "agent.pid").exists()
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_a_sigkilled_server_restarts_from_its_database_and_loses_nothing(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def test_the_pick_stays_in_the_range(key: str, attempt: int, first: int, size: i
 def test_parse_and_bad_ranges() -> None:
     assert PortRange.parse("30000-30099") == PortRange(first=30000, last=30099)
     assert PortRange.parse("30000") == PortRange(first=30000, last=30000)
-    for bad in ("abc", "300-x", "-5", "1e4"):
+    for bad in ("abc", "300-x", "-5", "1e4", "30000-", "3²000", "30000-30099-31000"):
         with pytest.raises(ConfigError, match="a port range is FIRST-LAST"):
             PortRange.parse(bad)
     for out_of_bounds in ("29999-29500", "80-90", "65000-70000"):

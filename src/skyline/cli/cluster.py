@@ -166,7 +166,11 @@ def cluster_up(
         built.control.stop()
         if local_agent is not None:
             local_agent.send_signal(signal.SIGTERM)
-            local_agent.wait(timeout=15)
+            try:
+                local_agent.wait(timeout=15)
+            except subprocess.TimeoutExpired:  # it would not stop: end it and the replicas it runs
+                os.killpg(local_agent.pid, signal.SIGKILL)
+                local_agent.wait(timeout=15)
             (config.state_dir / "agent.pid").unlink(missing_ok=True)
 
 

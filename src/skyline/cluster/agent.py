@@ -16,12 +16,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from skyline.cluster.api_models import MAX_REPORTS
 from skyline.cluster.client import ClusterClient
 from skyline.cluster.monitor import Monitor
+from skyline.cluster.records import MAX_REPORTS
 from skyline.cluster.replica_process import ReplicaProcess
 from skyline.core import Tier
-from skyline.errors import ConfigError, ConflictError, NotFoundError, SkylineError, UnavailableError
+from skyline.errors import ConfigError, ConflictError, SkylineError, UnavailableError
 
 log = logging.getLogger("skyline.agent")
 
@@ -99,8 +99,10 @@ class NodeAgent:
                 process.stop()
             self._collect()
             self._flush_logs()
-            if self._pending_reports:
-                self._beat(reconcile=False)  # say how the replicas ended; start nothing new
+            # Say how the replicas ended (start nothing new), as long as the server takes the beats (a
+            # beat carries reports only once their replicas' log lines are delivered).
+            while self._pending_reports and not self._pending_logs and self._beat(reconcile=False):
+                pass
 
     def _beat(self, *, reconcile: bool = True) -> bool:
         """One heartbeat with the queued reports; False when the server did not take it."""
@@ -115,7 +117,13 @@ class NodeAgent:
         except ConflictError:
             self._registered = False  # declared lost or forgotten: register again on the next beat
             return False
-        except (UnavailableError, NotFoundError) as exc:
+        except ConfigError as exc:  # the server refuses this body for good: drop its reports, go on
+            if not self._registered:
+                raise  # this node's own registration is invalid: retrying cannot help
+            log.warning("heartbeat refused, %d report(s) dropped: %s", len(reports), exc)
+            del self._pending_reports[: len(reports)]
+            return False
+        except SkylineError as exc:  # unreachable, overloaded (429), token trouble: keep all, retry
             log.warning("heartbeat failed (will retry): %s", exc)
             return False
         del self._pending_reports[: len(reports)]

@@ -21,7 +21,7 @@ from skyline.cluster.control import ControlPlane
 from skyline.cluster.node_store import UsageSample
 from skyline.cluster.prometheus import render_metrics
 from skyline.core import JobEvent, Resources, Tier
-from skyline.errors import AuthError, ConflictError, NotFoundError
+from skyline.errors import AuthError, ConflictError, NotFoundError, SkylineError
 from skyline.security.audit import AuditLog
 from skyline.security.http import RateLimiter, install_error_handlers
 from skyline.security.http_audit import install_audit
@@ -211,7 +211,7 @@ def _node_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
             "assignments": [a.to_json() for a in store.assignments(node_id)],
             "reports": [
                 {"accepted": False, "error": str(o)}
-                if isinstance(o, NotFoundError)
+                if isinstance(o, SkylineError)
                 else {"accepted": True, "job_event": str(o.status) if o else None}
                 for o in outcomes
             ],

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from skyline.cluster.records import ReplicaReport
+from skyline.cluster.records import MAX_REPORTS, ReplicaReport
 from skyline.cluster.spec import MAX_REPLICAS, JobRequest
 from skyline.core import JobKind, Resources, Tier
 
@@ -22,7 +22,6 @@ Text = Annotated[str, AfterValidator(_no_nul)]
 Name = Annotated[str, Field(max_length=255), AfterValidator(_no_nul)]
 NodeId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 TierName = Literal["datacenter", "cloud", "edge"]
-MAX_REPORTS = 1000  # replica reports one heartbeat may carry
 
 
 class Strict(BaseModel):

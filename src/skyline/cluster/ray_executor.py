@@ -115,10 +115,9 @@ class RayExecutor:
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        record = self.store.job(spec.id)  # its attempt: a pending job keeps it until it is placed
-        port = self.master_ports.pick(spec.id, record.attempt)
-        if not self.store.place(spec.id, placements, master_port=port):
+        if not self.store.place_many([(spec.id, tuple(placements))], master_port=self.master_ports.pick):
             return
+        record = self.store.job(spec.id)  # placed: its attempt and port are settled
         bundles = [self._bundle(spec.resources, p.node_id) for p in placements]
         group = placement_group(bundles, strategy="PACK")
         gang = _Gang(
@@ -133,7 +132,7 @@ class RayExecutor:
                 "LOCAL_RANK": "0",
                 "WORLD_SIZE": str(len(placements)),
                 "MASTER_ADDR": master,
-                "MASTER_PORT": str(port),
+                "MASTER_PORT": str(record.master_port),
             }
             strategy = PlacementGroupSchedulingStrategy(
                 placement_group=group, placement_group_bundle_index=rank

@@ -60,6 +60,11 @@ class ReplicaRecord:
         }
 
 
+# Replica reports one heartbeat may carry: a beat's reports are applied in one transaction on the API's
+# event loop (a fraction of a millisecond each), so a big backlog goes over several beats.
+MAX_REPORTS = 100
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplicaReport:
     """What an agent saw one of its replicas do: ``running``, or ended (with its exit code)."""

@@ -21,7 +21,7 @@ from skyline.cluster.database import create_engine
 from skyline.cluster.records import JobRecord, ReplicaRecord, ReplicaReport
 from skyline.cluster.spec import JobRequest
 from skyline.core import JobEvent, JobKind, JobStatus, Placement, Resources, Tier
-from skyline.errors import ConflictError, NotFoundError
+from skyline.errors import ConflictError, NotFoundError, SkylineError
 
 ACTIVE = (str(JobStatus.PLACED), str(JobStatus.RUNNING))
 UNFINISHED = (str(JobStatus.PENDING), *ACTIVE)
@@ -428,18 +428,18 @@ class JobStore:
 
     def report_replicas(
         self, node_id: str, reports: Sequence[ReplicaReport]
-    ) -> list[JobEvent | NotFoundError | None]:
+    ) -> list[JobEvent | SkylineError | None]:
         """One node's reports, in order, in one transaction (a heartbeat carries them).
 
-        Per report: the job event it implied, None, or the `NotFoundError` refusing it (no such replica
-        on ``node_id``); a refused report changes nothing, the others still apply.
+        Per report: the job event it implied, None, or the error refusing it (a `NotFoundError`: no such
+        replica on ``node_id``, checked before anything is written); the others still apply.
         """
-        outcomes: list[JobEvent | NotFoundError | None] = []
+        outcomes: list[JobEvent | SkylineError | None] = []
         with self.write() as conn:
             for report in reports:
                 try:
                     outcomes.append(self._report_in(conn, report, node_id=node_id))
-                except NotFoundError as exc:
+                except SkylineError as exc:
                     outcomes.append(exc)
         return outcomes
 

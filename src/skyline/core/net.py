@@ -7,6 +7,7 @@ share one copy.
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 from dataclasses import dataclass
 
@@ -52,9 +53,10 @@ class PortRange:
     @classmethod
     def parse(cls, text: str) -> PortRange:
         """``"29500-29999"`` (or one port, ``"29500"``)."""
-        first, _, last = text.strip().partition("-")
-        if not first.isdigit() or not (last or first).isdigit():
+        found = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", text.strip())
+        if found is None:
             raise ConfigError(f"a port range is FIRST-LAST, e.g. 29500-29999; got {text!r}")
+        first, last = found.groups()
         return cls(first=int(first), last=int(last or first))
 
     def __len__(self) -> int:
