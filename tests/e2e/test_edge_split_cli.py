@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,17 +15,12 @@ import numpy as np
 import pytest
 
 from skyline.cli.app import main
+from skyline.core.net import free_port
 from skyline.edge.split import SPLIT_INPUT_SHAPE, split_network, tail_runner
 from skyline.security.rbac import Role
 from skyline.security.tokens import TokenAuthority
 
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _start(*args: str) -> subprocess.Popen[bytes]:
@@ -69,7 +63,7 @@ def test_agent_splits_with_the_cloud_process(tmp_path: Path) -> None:
     local_tokens.bootstrap_admin()
     invoker = {"authorization": f"Bearer {local_tokens.issue('app', Role.INVOKER)}"}
     viewer = {"authorization": f"Bearer {local_tokens.issue('ops', Role.VIEWER)}"}
-    cloud_port, agent_port = _free_port(), _free_port()
+    cloud_port, agent_port = free_port(), free_port()
     cloud = _start(
         "edge", "cloud", "--port", str(cloud_port), "--tokens", str(tmp_path / "cloud-tokens.json"),
         "--ingest", str(tmp_path / "ingest.db"),
@@ -79,7 +73,7 @@ def test_agent_splits_with_the_cloud_process(tmp_path: Path) -> None:
         _wait_for(f"http://127.0.0.1:{cloud_port}/health", {}, lambda h: h.get("status") == "ok")
         agent = _start(
             "edge", "run", "--cloud", f"http://127.0.0.1:{cloud_port}", "--token", edge_token,
-            "--model", "split-vgg", "--public-key", str(tmp_path / "unused.pub"), "--strategy", "split",
+            "--model", "split-vgg", "--strategy", "split",  # no --public-key: nothing is pulled
             "--store", str(tmp_path / "edge"), "--port", str(agent_port), "--probe-s", "1",
             "--tokens", str(tmp_path / "local-tokens.json"), "--duration-s", "120",
         )  # fmt: skip
@@ -107,7 +101,16 @@ def test_agent_splits_with_the_cloud_process(tmp_path: Path) -> None:
 def test_split_strategy_refuses_a_network_it_cannot_cut(capsys: pytest.CaptureFixture[str]) -> None:
     args = ["edge", "run", "--cloud", "http://127.0.0.1:1", "--token", "t", "--model", "digits"]
     with pytest.raises(SystemExit) as exited:
-        main([*args, "--public-key", "k.pub", "--strategy", "split"])
+        main([*args, "--strategy", "split"])
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "split network" in err and err.count("\n") == 1
+
+
+def test_other_strategies_need_the_public_key(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["edge", "run", "--cloud", "http://127.0.0.1:1", "--token", "t", "--model", "digits"]
+    with pytest.raises(SystemExit) as exited:
+        main([*args, "--strategy", "cascade"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --public-key is required") and err.count("\n") == 1

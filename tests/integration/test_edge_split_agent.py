@@ -53,7 +53,6 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
             token=token,
             model=NETWORK,
             store=tmp_path / "edge",
-            public_key=tmp_path / "unused.pub",  # the split network is built in: no repository pull
             strategy="split",
             edge_slowdown=30.0,
             probe_bytes=64 * 1024,
@@ -188,6 +187,5 @@ def test_split_needs_a_split_network(tmp_path: Path) -> None:
             token="t",
             model="digits",
             store=tmp_path,
-            public_key=tmp_path / "k.pub",
             strategy="split",
         )

@@ -131,7 +131,9 @@ def run(
     model: str = typer.Option(
         ..., help="Model name in the cloud's repository (split: split-vgg or split-patchify)."
     ),
-    public_key: Path = typer.Option(..., "--public-key", help="Ed25519 public key that signs the models."),
+    public_key: Path | None = typer.Option(
+        None, "--public-key", help="Ed25519 public key that signs the models (required unless split)."
+    ),
     strategy: str = typer.Option("local", help="local, cascade, split or cloud."),
     store: Path = typer.Option(Path("runs/edge-agent"), help="Where models and the uplink queue live."),
     port: int = typer.Option(0, help="Port of the local inference API on 127.0.0.1 (0: any free port)."),
@@ -188,7 +190,7 @@ def run(
         edge_slowdown=edge_slowdown,
         probe_s=probe_s,
     )
-    if strategy != "split" and not public_key.is_file():  # a split network is built in, not pulled
+    if public_key is not None and strategy != "split" and not public_key.is_file():
         raise ConfigError(
             f"--public-key {public_key} is not a file; pass the key that signs the cloud's models"
         )

@@ -40,7 +40,7 @@ class AgentConfig:
     token: str
     model: str
     store: Path
-    public_key: Path
+    public_key: Path | None = None  # verifies the models pulled from the repository; unused by split
     strategy: str = "local"
     cloud_model: str = "cloud-classifier"
     method: str = "margin"
@@ -66,6 +66,10 @@ class AgentConfig:
             )
         if self.strategy == "split":
             self._check_split_network()
+        elif self.public_key is None:
+            raise ConfigError(
+                f"--public-key is required with --strategy {self.strategy}: it verifies the cloud's models"
+            )
         positive = (self.poll_s, self.telemetry_s, self.cloud_timeout_s, self.probe_s, self.probe_timeout_s)
         if min(positive) <= 0:
             raise ConfigError(

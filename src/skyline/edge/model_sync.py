@@ -38,8 +38,9 @@ class SyncCounts:
 class ModelSync:
     """Keeps ``store/models/<model>`` at the newest verified version the cloud offers."""
 
-    def __init__(self, *, store: Path, model: str, http: httpx.Client, public_key: Path) -> None:
-        self.store, self.model, self.http, self.public_key = Path(store), model, http, Path(public_key)
+    def __init__(self, *, store: Path, model: str, http: httpx.Client, public_key: Path | None) -> None:
+        """``public_key`` None (a split agent, whose network is built in) refuses every download."""
+        self.store, self.model, self.http, self.public_key = Path(store), model, http, public_key
         self.counts = SyncCounts()
         self.model_root.mkdir(parents=True, exist_ok=True)
         (self.store / "staging").mkdir(parents=True, exist_ok=True)
@@ -88,6 +89,10 @@ class ModelSync:
         return self._install(max(newer), current)
 
     def _install(self, version: int, current: int | None) -> int:
+        if self.public_key is None:
+            raise IntegrityError(
+                f"no public key to verify version {version} of {self.model!r}; pass --public-key"
+            )
         staging = Path(tempfile.mkdtemp(prefix=f"{self.model}-{version}-", dir=self.store / "staging"))
         try:
             for name in self._get(f"/v1/repository/{self.model}/{version}").json()["files"]:
