@@ -95,19 +95,25 @@ def evaluate_split(
         authority, token = edge_authority(Path(tmp) / "tokens.json")
         ingest = IngestStore(Path(tmp) / "ingest.db")
         app = create_cloud_app(ingest=ingest, authority=authority, tails={config.network: tail_runner(model)})
-        with BackgroundServer(app) as server, LinkProxy(server.port, link_conditions) as link:
-            client = CloudClient(link.url, token=token, timeout_s=120.0)
-            link_profile = SplitProbe(client, config.network, model, layers, shape, int8=config.int8)()
-            chosen = choose_partition(layers, input_bytes, link_profile)
-            executor = SplitExecutor(
-                model,
-                lambda k, a: client.split_tail(config.network, k, a.payload, a.headers),
-                edge_ms=[layer.edge_ms for layer in layers],
-                int8=config.int8,
-            )
-            measured = brute_force_measure(executor, len(layers) + 1, x, config.repeats, advance)
-            client.close()
-        ingest.close()
+        try:
+            with BackgroundServer(app) as server, LinkProxy(server.port, link_conditions) as link:
+                client = CloudClient(link.url, token=token, timeout_s=120.0)
+                try:
+                    link_profile = SplitProbe(
+                        client, config.network, model, layers, shape, int8=config.int8
+                    )()
+                    chosen = choose_partition(layers, input_bytes, link_profile)
+                    executor = SplitExecutor(
+                        model,
+                        lambda k, a: client.split_tail(config.network, k, a.payload, a.headers),
+                        edge_ms=[layer.edge_ms for layer in layers],
+                        int8=config.int8,
+                    )
+                    measured = brute_force_measure(executor, len(layers) + 1, x, config.repeats, advance)
+                finally:
+                    client.close()
+        finally:
+            ingest.close()
     best = int(np.argmin(measured))
     return {
         "chosen_partition": chosen,
