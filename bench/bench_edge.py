@@ -198,9 +198,6 @@ FL_VARIANTS: dict[str, dict[str, Any]] = {
         "local": LocalTraining(batch_size=64),
     },
 }
-# Renamed when record-level DP arrived (it was client-level DP); dropped from the file on the next fl run.
-RETIRED_FL_VARIANTS = ("fedavg_dp_epsilon_8_alpha_0.5_10_clients",)
-
 
 DEPLOYMENT_CHECK = "deployment_vs_simulation_3_clients_3_rounds"
 DP_REPEATS = 3
@@ -240,7 +237,7 @@ def bench_fl() -> dict[str, Any]:
     path = RESULTS_DIR / "edge.json"
     previous = json.loads(path.read_text())["results"].get("fl", {}) if path.exists() else {}
     chosen = os.environ.get("SKYLINE_BENCH_FL", ",".join([*FL_VARIANTS, DEPLOYMENT_CHECK])).split(",")
-    results = {name: value for name, value in previous.items() if name not in RETIRED_FL_VARIANTS}
+    results = dict(previous)
     for name in chosen:
         if name == DEPLOYMENT_CHECK:
             results[name] = _deployment_vs_simulation()
