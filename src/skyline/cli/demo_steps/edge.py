@@ -19,7 +19,7 @@ from skyline.edge.digit_models import DigitModels, predict_proba, train_digit_mo
 from skyline.edge.ingest import IngestStore
 from skyline.edge.link import LinkConditions, LinkProxy
 from skyline.edge.publish import publish_model
-from skyline.errors import UnavailableError
+from skyline.errors import ConfigError, UnavailableError
 from skyline.federated.apps import FederatedConfig
 from skyline.federated.simulation import run_federated
 from skyline.security.signing import generate_signing_keys
@@ -47,36 +47,42 @@ def _cascade_and_outage(models: DigitModels, work: Path) -> dict[str, Any]:
         repository=repository,
     )
     test_x, test_y = models.splits.test.x.numpy(), models.splits.test.y.numpy()
-    with BackgroundServer(app) as server, LinkProxy(server.port, LinkConditions(latency_ms=5)) as link:
-        config = AgentConfig(
-            cloud_url=link.url,
-            token=token,
-            model="digits",
-            store=work / "edge",
-            public_key=public,
-            strategy="cascade",
-            method=detector.method,
-            threshold=detector.threshold,
-            cloud_timeout_s=0.5,
-        )
-        agent = EdgeAgent(config)
-        version = agent.refresh_model()
-        probs, sources = agent.infer(test_x)
-        cascade_accuracy = float((probs.argmax(axis=1) == test_y).mean())
-        offload = sources.count("cloud") / len(sources)
-        assert agent.sender.drain(deadline_s=30)
-        before_outage = ingest.count()
-        link.set_outage(True)  # the cloud goes away: hard inputs degrade, every record waits on the edge
-        _, outage_sources = agent.infer(test_x[:100])
-        queued_during_outage = len(agent.uplink)
-        agent.sender.drain(deadline_s=1.0)  # fails: the link is down
-        link.set_outage(False)
-        started = time.perf_counter()
-        delivered = agent.sender.drain(deadline_s=60)
-        drain_s = time.perf_counter() - started
-        agent.stop()
-    counts, stored = ingest.counters(), ingest.count()
-    ingest.close()
+    try:
+        with BackgroundServer(app) as server, LinkProxy(server.port, LinkConditions(latency_ms=5)) as link:
+            config = AgentConfig(
+                cloud_url=link.url,
+                token=token,
+                model="digits",
+                store=work / "edge",
+                public_key=public,
+                strategy="cascade",
+                method=detector.method,
+                threshold=detector.threshold,
+                cloud_timeout_s=0.5,
+            )
+            agent = EdgeAgent(config)
+            try:
+                version = agent.refresh_model()
+                probs, sources = agent.infer(test_x)
+                cascade_accuracy = float((probs.argmax(axis=1) == test_y).mean())
+                offload = sources.count("cloud") / len(sources)
+                if not agent.sender.drain(deadline_s=30):
+                    raise UnavailableError("the edge's uplink did not drain to the cloud within 30 s")
+                before_outage = ingest.count()
+                # the cloud goes away: hard inputs degrade, every record waits on the edge
+                link.set_outage(True)
+                _, outage_sources = agent.infer(test_x[:100])
+                queued_during_outage = len(agent.uplink)
+                agent.sender.drain(deadline_s=1.0)  # fails: the link is down
+                link.set_outage(False)
+                started = time.perf_counter()
+                delivered = agent.sender.drain(deadline_s=60)
+                drain_s = time.perf_counter() - started
+            finally:
+                agent.stop()
+        counts, stored = ingest.counters(), ingest.count()
+    finally:
+        ingest.close()
     produced = len(test_x) + 100 + outage_sources.count("edge-degraded")  # results + buffered hard examples
     return {
         "model_version": version,
@@ -106,31 +112,38 @@ def _split(work: Path) -> dict[str, Any]:
     x = np.random.default_rng(0).standard_normal((4, *network.input_shape)).astype(np.float32)
     link_conditions = LinkConditions(latency_ms=5, bandwidth_mbps=10)
     app = create_cloud_app(ingest=ingest, authority=authority, tails=tails)
-    with BackgroundServer(app) as server, LinkProxy(server.port, link_conditions) as link:
-        config = AgentConfig(
-            cloud_url=link.url,
-            token=token,
-            model="split-patchify",
-            store=work / "split-edge",
-            public_key=work / "unused.pub",
-            strategy="split",
-            cloud_timeout_s=2.0,
-        )
-        agent = EdgeAgent(config)
-        assert agent.split is not None
-        agent.split.refresh()
-        started = time.perf_counter()
-        _, sources = agent.infer(x)
-        latency_ms = (time.perf_counter() - started) * 1e3 / len(x)
-        status = agent.status()
-        link.set_outage(True)
-        _, outage_sources = agent.infer(x[:1])
-        agent.stop()
-    ingest.close()
+    try:
+        with BackgroundServer(app) as server, LinkProxy(server.port, link_conditions) as link:
+            config = AgentConfig(
+                cloud_url=link.url,
+                token=token,
+                model="split-patchify",
+                store=work / "split-edge",
+                strategy="split",
+                cloud_timeout_s=2.0,
+            )
+            agent = EdgeAgent(config)
+            try:
+                split = agent.split
+                if (
+                    split is None
+                ):  # AgentConfig(strategy="split") always builds one; say so if it ever did not
+                    raise ConfigError("the split demo's agent has no split network")
+                split.refresh()
+                started = time.perf_counter()
+                _, sources = agent.infer(x)
+                latency_ms = (time.perf_counter() - started) * 1e3 / len(x)
+                status = agent.status()
+                link.set_outage(True)
+                _, outage_sources = agent.infer(x[:1])
+            finally:
+                agent.stop()
+    finally:
+        ingest.close()
     return {
         "split_partition": status["split_partition"],
         "split_layer": status["split_layer"],
-        "split_layers": len(agent.split.model),
+        "split_layers": len(split.model),
         "split_source": sources[0],
         "split_latency_ms": latency_ms,
         # None when no probe reached the cloud (an overloaded host): shown as nan, not a crash
