@@ -14,21 +14,35 @@ fl_app = typer.Typer(
 )
 
 
+# Options both commands take: the same apps, trained the same way, in simulation or on real processes.
+ALPHA = typer.Option(0.5, help="Dirichlet concentration of the non-IID split (small = skewed).")
+STRATEGY = typer.Option("fedavg", help="fedavg or fedprox.")
+PROXIMAL_MU = typer.Option(0.01, "--proximal-mu", help="FedProx's μ.")
+DATASET = typer.Option("digits", help="digits or fashion-mnist.")
+MODEL = typer.Option("mlp", help="Model from the training registry.")
+LOCAL_EPOCHS = typer.Option(1, "--local-epochs", help="Epochs each client trains per round.")
+BATCH_SIZE = typer.Option(32, "--batch-size", help="Local batch size (expected size under DP-SGD).")
+LR = typer.Option(0.05, "--lr", help="Local SGD learning rate (momentum 0.9).")
+CLIPPING_NORM = typer.Option(
+    None, "--clipping-norm", help="DP clipping norm C (default: 3 per example, 1 per client update)."
+)
+SEED = typer.Option(0, help="Seed of the split, the models and the training.")
+JSON_PATH = typer.Option(None, "--json", help="Write the results here (quiet stdout).")
+
+
 @fl_app.command("run")
 def run(
     clients: int = typer.Option(10, help="Number of clients (Flower SuperNodes)."),
     rounds: int = typer.Option(20, help="Federated rounds."),
-    alpha: float = typer.Option(0.5, help="Dirichlet concentration of the non-IID split (small = skewed)."),
-    strategy: str = typer.Option("fedavg", help="fedavg or fedprox."),
-    proximal_mu: float = typer.Option(0.01, "--proximal-mu", help="FedProx's μ."),
-    dataset: str = typer.Option("digits", help="digits or fashion-mnist."),
-    model: str = typer.Option("mlp", help="Model from the training registry."),
-    local_epochs: int = typer.Option(1, "--local-epochs", help="Epochs each client trains per round."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Local batch size (expected size under DP-SGD)."),
-    lr: float = typer.Option(0.05, "--lr", help="Local SGD learning rate (momentum 0.9)."),
-    clipping_norm: float | None = typer.Option(
-        None, "--clipping-norm", help="DP clipping norm C (default: 3 per example, 1 per client update)."
-    ),
+    alpha: float = ALPHA,
+    strategy: str = STRATEGY,
+    proximal_mu: float = PROXIMAL_MU,
+    dataset: str = DATASET,
+    model: str = MODEL,
+    local_epochs: int = LOCAL_EPOCHS,
+    batch_size: int = BATCH_SIZE,
+    lr: float = LR,
+    clipping_norm: float | None = CLIPPING_NORM,
     secagg: bool = typer.Option(False, "--secagg", help="Secure aggregation (SecAgg+)."),
     dp_epsilon: float | None = typer.Option(
         None, "--dp-epsilon", help="Differential privacy: the ε the whole run may spend (see --dp-unit)."
@@ -39,11 +53,11 @@ def run(
         help="record: DP-SGD on every client protects each training row (δ = 1e-5); client: clipped "
         "updates + server noise protect each client's whole data (δ = 1e-3), useful only with many clients.",
     ),
-    seed: int = typer.Option(0, help="Seed of the split, the models and the training."),
+    seed: int = SEED,
     cpus: int = typer.Option(
         2, help="CPUs given to Ray: one client actor (a Python process) per CPU; 1 starts fastest."
     ),
-    json_path: Path | None = typer.Option(None, "--json", help="Write the results here (quiet stdout)."),
+    json_path: Path | None = JSON_PATH,
 ) -> None:
     """Run FedAvg/FedProx in Flower's simulation engine and compare with centralized training."""
     from skyline.federated.apps import FederatedConfig
@@ -83,29 +97,37 @@ def run(
 def deploy(
     clients: int = typer.Option(3, help="SuperNodes to start (each a separate process)."),
     rounds: int = typer.Option(2, help="Federated rounds."),
-    alpha: float = typer.Option(0.5, help="Dirichlet concentration of the non-IID split."),
-    strategy: str = typer.Option("fedavg", help="fedavg or fedprox."),
-    dataset: str = typer.Option("digits", help="digits or fashion-mnist."),
+    alpha: float = ALPHA,
+    strategy: str = STRATEGY,
+    proximal_mu: float = PROXIMAL_MU,
+    dataset: str = DATASET,
+    model: str = MODEL,
+    local_epochs: int = LOCAL_EPOCHS,
+    batch_size: int = BATCH_SIZE,
+    lr: float = LR,
+    clipping_norm: float | None = CLIPPING_NORM,
     dp_epsilon: float | None = typer.Option(
         None, "--dp-epsilon", help="Record-level DP (DP-SGD on every node): the ε the run may spend."
     ),
-    seed: int = typer.Option(0, help="Seed of the split, the models and the training."),
+    seed: int = SEED,
     workdir: Path | None = typer.Option(
         None, "--workdir", help="Keep the processes' logs and state here (default: a temporary folder)."
     ),
-    json_path: Path | None = typer.Option(None, "--json", help="Write the results here (quiet stdout)."),
+    json_path: Path | None = JSON_PATH,
 ) -> None:
     """Run the same apps on Flower's deployment engine: a SuperLink and N SuperNodes as real processes on
     127.0.0.1 (HTTP without TLS, loopback only), driven by ``flwr run``; all stopped at the end."""
     import tempfile
 
     from skyline.federated.apps import FederatedConfig
+    from skyline.federated.local_training import LocalTraining
     from skyline.federated.loopback import LoopbackFederation
     from skyline.federated.simulation import centralized_accuracy
 
     config = FederatedConfig(
-        clients=clients, rounds=rounds, alpha=alpha, strategy=strategy, dataset=dataset,
-        dp_epsilon=dp_epsilon, seed=seed,
+        clients=clients, rounds=rounds, alpha=alpha, strategy=strategy, proximal_mu=proximal_mu,
+        dataset=dataset, model=model, local=LocalTraining(epochs=local_epochs, batch_size=batch_size, lr=lr),
+        dp_epsilon=dp_epsilon, clipping_norm=clipping_norm, seed=seed,
     )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="skyline-fl-") as scratch:
         folder = workdir if workdir is not None else Path(scratch)
