@@ -79,7 +79,6 @@ def create_app(
     install_error_handlers(app)
     if audit_log is not None:
         install_audit(app, AuditLog(audit_log), authority=authority)
-    store = control.store
 
     limiter = None
     if rate_limit_per_s is not None:
@@ -92,6 +91,15 @@ def create_app(
     def healthz() -> dict[str, str]:
         """Liveness (no token needed): the server answers."""
         return {"status": "ok"}
+
+    _job_routes(app, control, who)
+    _node_routes(app, control, who)
+    _token_routes(app, authority, who)
+    return app
+
+
+def _job_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
+    store = control.store
 
     @app.post("/v1/jobs", status_code=201, tags=["jobs"])
     async def submit_job(
@@ -154,10 +162,6 @@ def create_app(
             "next": lines[-1]["id"] if lines else after,
             "lines": [{k: ln[k] for k in ("attempt", "rank", "at_s", "line")} for ln in lines],
         }
-
-    _node_routes(app, control, who)
-    _token_routes(app, authority, who)
-    return app
 
 
 def _node_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
