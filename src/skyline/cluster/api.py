@@ -12,53 +12,22 @@ their `skyline.errors` class; malformed bodies are 422.
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Query, Response
 from fastapi.responses import PlainTextResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from skyline.cluster.api_models import HeartbeatIn, JobIn, LogsIn, NodeIn, TokenIn
 from skyline.cluster.control import ControlPlane
 from skyline.cluster.node_store import UsageSample
 from skyline.cluster.prometheus import render_metrics
 from skyline.core import JobEvent, Resources, Tier
-from skyline.errors import AuthError, ConflictError, NotFoundError, SkylineError
+from skyline.errors import ConflictError, NotFoundError, SkylineError
 from skyline.security.audit import AuditLog
-from skyline.security.http import RateLimiter, install_error_handlers
+from skyline.security.http import RateLimiter, install_error_handlers, require
 from skyline.security.http_audit import install_audit
-from skyline.security.rbac import Principal, Role, authorize, check_names
+from skyline.security.rbac import Principal, Role, authorize
 from skyline.security.tokens import TokenAuthority
 
 JOB_STATUSES = ("pending", "placed", "running", "succeeded", "failed", "cancelled")
-
-
-_bearer_scheme = HTTPBearer(auto_error=False, description="A token from 'skyline token create'.")
-
-
-def authenticated(
-    authority: TokenAuthority, action: str, resource_kind: str, *, limiter: RateLimiter | None = None
-) -> Any:
-    """`skyline.security.http.require` as one ``async`` dependency (same checks, same answers).
-
-    Why not ``require`` itself: its two plain-``def`` dependencies each cost a thread-pool hop per
-    request, which under an agents' heartbeat storm was a large part of the server's CPU per request;
-    verifying a token is in-memory work (a hash and a dict look-up) that needs no thread.
-    """
-    check_names(action, resource_kind)
-
-    async def dependency(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
-    ) -> Principal:
-        if credentials is None:
-            raise AuthError("missing bearer token; send the header 'Authorization: Bearer <token>'")
-        principal = authority.verify(credentials.credentials)
-        request.state.principal = principal  # the audit middleware records who
-        if limiter is not None:
-            limiter.check(principal.token_id)
-        authorize(principal, action, resource_kind)
-        return principal
-
-    return dependency
 
 
 def create_app(
@@ -85,7 +54,7 @@ def create_app(
         limiter = RateLimiter(rate_per_s=rate_limit_per_s, burst=max(1, round(2 * rate_limit_per_s)))
 
     def who(action: str, kind: str) -> Any:
-        return Depends(authenticated(authority, action, kind, limiter=limiter))
+        return Depends(require(authority, action, kind, limiter=limiter))
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

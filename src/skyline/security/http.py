@@ -27,7 +27,7 @@ Depends(dep)``, or drop the future import from that module.
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -196,41 +196,58 @@ class RateLimiter:
                     del self._buckets[stale]
 
 
+def _principal(
+    authority: TokenAuthority,
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None,
+    limiter: RateLimiter | None,
+) -> Principal:
+    if credentials is None:
+        raise AuthError("missing bearer token; send the header 'Authorization: Bearer <token>'")
+    principal = authority.verify(credentials.credentials)
+    request.state.principal = principal  # the audit middleware records who
+    if limiter is not None:
+        limiter.check(principal.token_id)
+    return principal
+
+
+# The dependencies are ``async``: verifying a token is in-memory work (a hash and a dict look-up), and a
+# plain ``def`` dependency costs a thread-pool hop per request — under the control plane's heartbeat
+# storm that hop was a large part of the server's CPU per request.
+
+
 def bearer_principal(
     authority: TokenAuthority, *, limiter: RateLimiter | None = None
-) -> Callable[..., Principal]:
+) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the `Principal` of the request's bearer token (401 when absent or invalid).
 
     It also stores the principal in ``request.state.principal`` (the audit middleware records who).
     """
 
-    def dependency(
+    async def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
     ) -> Principal:
-        if credentials is None:
-            raise AuthError("missing bearer token; send the header 'Authorization: Bearer <token>'")
-        principal = authority.verify(credentials.credentials)
-        request.state.principal = principal
-        if limiter is not None:
-            limiter.check(principal.token_id)
-        return principal
+        return _principal(authority, request, credentials, limiter)
 
     return dependency
 
 
 def require(
     authority: TokenAuthority, action: str, resource_kind: str, *, limiter: RateLimiter | None = None
-) -> Callable[..., Principal]:
+) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the request's `Principal` once `authorize` allows ``action`` on ``resource_kind``.
 
     Ownership and model scopes depend on the resource, so endpoints acting on one job or one model call
     ``authorize(principal, action, kind, owner=..., model=...)`` again with those.
     """
     check_names(action, resource_kind)  # a typo fails when the app is built, not at request time
-    authenticate = bearer_principal(authority, limiter=limiter)
 
-    def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    async def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
+    ) -> Principal:
+        principal = _principal(authority, request, credentials, limiter)
         authorize(principal, action, resource_kind)
         return principal
 
