@@ -17,6 +17,7 @@ class JobKind(enum.StrEnum):
     TRAINING = "training"
     INFERENCE = "inference"
     BATCH = "batch"
+    SERVICE = "service"  # one replica of a long-running service (skyline.cluster.services owns it)
 
 
 class JobStatus(enum.StrEnum):
