@@ -111,11 +111,11 @@ def _spawn(
 
 
 def bench_uplink() -> dict[str, Any]:
-    from skyline.edge.background import BackgroundServer
     from skyline.edge.cloud_app import create_cloud_app, edge_authority
     from skyline.edge.ingest import IngestStore
     from skyline.edge.link import LinkConditions, LinkProxy
     from skyline.edge.uplink_store import UplinkStore
+    from skyline.serving.server import BackgroundServer
 
     outage_s = float(os.environ.get("SKYLINE_BENCH_OUTAGE_S", "600"))
     interval_s = 0.05  # 20 records/s produced on the edge

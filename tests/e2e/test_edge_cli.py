@@ -112,13 +112,13 @@ def test_edge_run_pulls_a_signed_model_and_serves_it(tmp_path: Path) -> None:
     import httpx
     import torch
 
-    from skyline.edge.background import BackgroundServer
     from skyline.edge.cloud_app import create_cloud_app, edge_authority
     from skyline.edge.ingest import IngestStore
     from skyline.edge.publish import publish_model
     from skyline.security.rbac import Role
     from skyline.security.signing import generate_signing_keys
     from skyline.security.tokens import TokenAuthority
+    from skyline.serving.server import BackgroundServer
     from skyline.training.models import build_model
 
     private, public = generate_signing_keys(tmp_path / "signing.key", tmp_path / "signing.pub")

@@ -13,13 +13,13 @@ import torch
 
 from skyline.edge.agent import AgentConfig, EdgeAgent
 from skyline.edge.agent_app import create_agent_app
-from skyline.edge.background import BackgroundServer
 from skyline.edge.cloud_app import create_cloud_app, edge_authority
 from skyline.edge.ingest import IngestStore
 from skyline.edge.publish import publish_model
 from skyline.security.rbac import Role
 from skyline.security.signing import generate_signing_keys
 from skyline.security.tokens import TokenAuthority
+from skyline.serving.server import BackgroundServer
 from skyline.training.models import build_model
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skyline.edge.background import BackgroundServer
 from skyline.edge.cascade import CascadeRouter
 from skyline.edge.cloud_app import create_cloud_app, edge_authority
 from skyline.edge.cloud_client import CloudClient
@@ -18,6 +17,7 @@ from skyline.edge.link import LinkConditions, LinkProxy
 from skyline.errors import AuthError, UnavailableError
 from skyline.security.rbac import Role
 from skyline.security.tokens import TokenAuthority
+from skyline.serving.server import BackgroundServer
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from skyline.errors import UnavailableError
 from skyline.security.audit import verify_audit_log
 from skyline.security.tls import generate_self_signed
 from skyline.security.tokens import TokenAuthority
-from skyline.serving.server import background_server
+from skyline.serving.server import BackgroundServer
 
 pytestmark = pytest.mark.integration
 
@@ -41,25 +41,25 @@ def test_edge_clients_verify_the_clouds_certificate(tmp_path: Path) -> None:
     app = create_cloud_app(ingest=ingest, authority=authority, models={"m": _classify})
     store = UplinkStore(tmp_path / "uplink.db", UplinkPolicy())
     store.put("hard-example", {"score": 0.9})
-    with background_server(app, tls=(cert, key)) as url:
-        assert url.startswith("https://127.0.0.1:")
-        trusted = CloudClient(url, token=token, timeout_s=30, ca=cert)
+    with BackgroundServer(app, tls=(cert, key)) as server:
+        assert server.url.startswith("https://127.0.0.1:")
+        trusted = CloudClient(server.url, token=token, timeout_s=30, ca=cert)
         probs = trusted.infer("m", np.zeros((2, 4), np.float32))
         assert probs.shape == (2, 3)
         trusted.telemetry("edge-1", {"infer_count": 2})
         trusted.close()
-        sender = UplinkSender(store, SenderConfig(cloud_url=url, token=token, ca=cert))
+        sender = UplinkSender(store, SenderConfig(cloud_url=server.url, token=token, ca=cert))
         assert sender.send_once() == 1  # the store-and-forward uplink over verified TLS
         sender.close()
         store.close()
-        untrusting = CloudClient(url, token=token, timeout_s=30)  # system CAs only
+        untrusting = CloudClient(server.url, token=token, timeout_s=30)  # system CAs only
         with pytest.raises(UnavailableError, match="unreachable"):
             untrusting.telemetry("edge-1", {})
         untrusting.close()
         with pytest.raises(httpx.ConnectError, match="certificate verify failed"):
-            httpx.get(url + "/health", timeout=5)  # what the refusal is: the certificate check
+            httpx.get(server.url + "/health", timeout=5)  # what the refusal is: the certificate check
         with pytest.raises(httpx.HTTPError):  # plain HTTP on the TLS port gets no answer
-            httpx.get(url.replace("https://", "http://") + "/health", timeout=5)
+            httpx.get(server.url.replace("https://", "http://") + "/health", timeout=5)
 
 
 def test_uplink_and_telemetry_are_audited_and_inference_is_not(tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_uplink_and_telemetry_are_audited_and_inference_is_not(tmp_path: Path) -
     )
     infer = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [0.0] * 4}]}
     records = {"records": [{"id": "r1", "kind": "k", "payload": {}, "created_at": 1.0}]}
-    with background_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         assert client.post("/v2/models/m/infer", json=infer, headers=bearer(edge)).status_code == 200
         assert client.post("/v1/echo", content=b"x", headers=bearer(edge)).status_code == 200
         assert client.post("/v1/uplink", json=records, headers=bearer(edge)).status_code == 200
@@ -99,7 +99,7 @@ def test_each_edge_token_has_its_own_rate_limit(tmp_path: Path) -> None:
     app = create_cloud_app(
         ingest=IngestStore(tmp_path / "ingest.db"), authority=authority, rate_limit_per_s=1.0
     )  # burst of 2
-    with background_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         answers = [client.post("/v1/echo", content=b"x", headers=bearer(first)) for _ in range(6)]
         assert [a.status_code for a in answers[:2]] == [200, 200]
         limited = next(a for a in answers if a.status_code == 429)  # refills 1/s: 6 quick calls overflow

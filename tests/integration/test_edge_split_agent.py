@@ -15,7 +15,6 @@ from fastapi import FastAPI
 
 from skyline.edge.agent import AgentConfig, EdgeAgent
 from skyline.edge.agent_app import create_agent_app
-from skyline.edge.background import BackgroundServer
 from skyline.edge.cloud_app import create_cloud_app, edge_authority
 from skyline.edge.cloud_client import CloudClient
 from skyline.edge.ingest import IngestStore
@@ -25,6 +24,7 @@ from skyline.edge.split import SPLIT_INPUT_SHAPE, split_network, tail_runner
 from skyline.errors import ConfigError, UnavailableError
 from skyline.security.rbac import Role
 from skyline.security.tokens import TokenAuthority
+from skyline.serving.server import BackgroundServer
 
 pytestmark = pytest.mark.integration
 NETWORK = "split-vgg"

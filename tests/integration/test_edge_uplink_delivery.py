@@ -15,7 +15,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from skyline.edge.background import BackgroundServer
 from skyline.edge.cloud_app import create_cloud_app, edge_authority
 from skyline.edge.ingest import IngestStore
 from skyline.edge.link import LinkConditions, LinkProxy
@@ -23,6 +22,7 @@ from skyline.edge.uplink_sender import SenderConfig, UplinkSender
 from skyline.edge.uplink_store import UplinkStore
 from skyline.security.rbac import Role
 from skyline.security.tokens import TokenAuthority
+from skyline.serving.server import BackgroundServer
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from skyline.serving.batching import BatchingConfig
 from skyline.serving.loadgen import HttpConnection, run_load
 from skyline.serving.repository import ModelRepository
 from skyline.serving.samples import mlp_reference, write_mlp_onnx
-from skyline.serving.server import background_server
+from skyline.serving.server import BackgroundServer
 
 pytestmark = pytest.mark.integration
 
@@ -300,14 +300,14 @@ def test_a_tampered_or_unsigned_model_is_refused_and_the_others_still_serve(
 def test_hot_reload_under_load_fails_no_request(repo: ModelRepository, tmp_path: Path) -> None:
     app = create_app(repo, cores=1)
     payload = orjson.dumps(body(np.ones((1, 16), np.float32)))
-    with background_server(app) as url:
+    with BackgroundServer(app) as server:
 
         async def scenario() -> tuple[object, list[str]]:
             load = asyncio.create_task(
-                run_load(url, path="/v2/models/mlp/infer", body=payload, concurrency=6, duration_s=3.0)
+                run_load(server.url, path="/v2/models/mlp/infer", body=payload, concurrency=6, duration_s=3.0)
             )
             await asyncio.sleep(0.8)
-            conn = HttpConnection(url)
+            conn = HttpConnection(server.url)
             versions = []
             for version, seed in ((2, 5), (3, 6)):
                 await asyncio.to_thread(

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from skyline.serving.app import create_app
 from skyline.serving.repository import ModelRepository
 from skyline.serving.samples import write_mlp_onnx
-from skyline.serving.server import background_server
+from skyline.serving.server import BackgroundServer
 
 pytestmark = pytest.mark.integration
 
@@ -24,8 +24,8 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root.mkdir()
     repo = ModelRepository(root)
     repo.add(write_mlp_onnx(root.parent / "mlp.onnx"), name="mlp", version=1)
-    with background_server(create_app(repo, cores=1)) as url:
-        yield url
+    with BackgroundServer(create_app(repo, cores=1)) as server:
+        yield server.url
 
 
 def test_no_generated_request_gets_a_server_error(server_url: str) -> None:

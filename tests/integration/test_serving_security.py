@@ -21,7 +21,7 @@ from skyline.serving.app import create_app
 from skyline.serving.loadgen import fetch_metadata, run_load, synthesize_body
 from skyline.serving.repository import ModelRepository
 from skyline.serving.samples import write_mlp_onnx
-from skyline.serving.server import background_server
+from skyline.serving.server import BackgroundServer
 
 pytestmark = pytest.mark.integration
 
@@ -39,13 +39,13 @@ def test_https_serves_verifying_clients_only(repo: ModelRepository, tmp_path: Pa
     authority = TokenAuthority(tmp_path / "tokens.json")
     auth = {"authorization": f"Bearer {authority.issue('app', 'operator')}"}
     trusted = client_ssl_context(cert)
-    with background_server(create_app(repo, authority=authority, cores=1), tls=(cert, key)) as url:
-        assert url.startswith("https://127.0.0.1:")
+    with BackgroundServer(create_app(repo, authority=authority, cores=1), tls=(cert, key)) as server:
+        assert server.url.startswith("https://127.0.0.1:")
 
         async def load(context: ssl.SSLContext) -> dict[str, Any]:
-            body = synthesize_body(await fetch_metadata(url, "mlp", auth, context))
+            body = synthesize_body(await fetch_metadata(server.url, "mlp", auth, context))
             result = await run_load(
-                url, path="/v2/models/mlp/infer", body=body, concurrency=2, duration_s=0.5,
+                server.url, path="/v2/models/mlp/infer", body=body, concurrency=2, duration_s=0.5,
                 headers=auth, model="mlp", ssl_context=context,
             )  # fmt: skip
             return result.to_json()
@@ -56,7 +56,7 @@ def test_https_serves_verifying_clients_only(repo: ModelRepository, tmp_path: Pa
         with pytest.raises(UnavailableError, match="certificate verify failed"):
             asyncio.run(load(client_ssl_context()))  # the system CAs do not know this certificate
         with pytest.raises(httpx.HTTPError):  # plain HTTP on the TLS port gets no answer
-            httpx.get(url.replace("https://", "http://") + "/v2/health/live", timeout=5)
+            httpx.get(server.url.replace("https://", "http://") + "/v2/health/live", timeout=5)
 
 
 def test_repository_changes_are_audited_and_inference_is_not(repo: ModelRepository, tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_repository_changes_are_audited_and_inference_is_not(repo: ModelReposito
     app = create_app(repo, authority=authority, cores=1, audit_log=log)
     x = np.ones((1, 16), np.float32)
     infer = {"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": x.ravel().tolist()}]}
-    with background_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         assert client.post("/v2/models/mlp/infer", json=infer, headers=bearer(admin)).status_code == 200
         assert client.post("/v2/repository/models/mlp/unload", headers=bearer(viewer)).status_code == 403
         assert client.post("/v2/repository/models/mlp/load", headers=bearer(admin)).status_code == 200
@@ -85,7 +85,7 @@ def test_each_token_has_its_own_rate_limit(repo: ModelRepository, tmp_path: Path
     authority = TokenAuthority(tmp_path / "tokens.json")
     first, second = authority.issue("a", "viewer"), authority.issue("b", "viewer")
     app = create_app(repo, authority=authority, cores=1, rate_limit_per_s=1.0)  # burst of 2
-    with background_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         answers = [client.get("/v2/models/mlp", headers=bearer(first)) for _ in range(6)]
         assert [a.status_code for a in answers[:2]] == [200, 200]
         limited = next(a for a in answers if a.status_code == 429)  # refills 1/s: 6 quick calls overflow

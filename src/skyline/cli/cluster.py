@@ -127,8 +127,9 @@ def cluster_up(
     import uvicorn
 
     from skyline.cluster.control import ControlConfig
-    from skyline.cluster.server import ServerConfig, bind_socket, build, uvicorn_config
+    from skyline.cluster.server import ServerConfig, build, uvicorn_config
     from skyline.core.net import PortRange
+    from skyline.serving.server import bind_socket
 
     config = ServerConfig(
         state_dir=state_dir, db_url=db, executor=executor, policy=policy, host=host, port=port,

@@ -6,9 +6,6 @@ the demo, benchmarks); ``skyline cluster up`` runs it in the foreground.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +16,13 @@ from skyline.cluster.agent_executor import AgentExecutor
 from skyline.cluster.api import create_app
 from skyline.cluster.clock import WallClock
 from skyline.cluster.control import ClusterExecutor, ControlConfig, ControlPlane
-from skyline.cluster.node_store import Store
+from skyline.cluster.store import Store
 from skyline.core.net import PortRange
-from skyline.errors import ConfigError, UnavailableError
+from skyline.errors import ConfigError
 from skyline.scheduling.policies import POLICIES, make_policy
 from skyline.security.tls import uvicorn_ssl_kwargs
 from skyline.security.tokens import TokenAuthority
+from skyline.serving.server import BackgroundServer
 
 EXECUTORS = ("local", "ray")
 
@@ -85,7 +83,7 @@ def build(config: ServerConfig) -> Built:
     config.state_dir.mkdir(parents=True, exist_ok=True)
     store = Store(config.database)
     # Agents could not beat while the server was down: give every node a fresh grace period.
-    store.refresh_heartbeats()
+    store.nodes.refresh_heartbeats()
     executor: ClusterExecutor
     if config.executor == "ray":
         from skyline.cluster.ray_executor import RayExecutor
@@ -103,17 +101,6 @@ def build(config: ServerConfig) -> Built:
     )
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port") from exc
-    return sock
-
-
 def uvicorn_config(app: FastAPI, *, tls_cert: Path | None = None, tls_key: Path | None = None) -> Any:
     """uvicorn settings for the API: quiet, no websockets, keep-alive longer than an agent's beat;
     HTTPS when given a certificate and its key (`skyline.security.tls`)."""
@@ -127,40 +114,26 @@ def uvicorn_config(app: FastAPI, *, tls_cert: Path | None = None, tls_key: Path 
 
 
 class ServerThread:
-    """A control plane served by uvicorn on a thread of this process; ``url`` once started."""
+    """A control plane served on a thread of this process (`BackgroundServer`); ``url`` once started."""
 
     def __init__(self, config: ServerConfig) -> None:
-        import uvicorn
-
         self.built = build(config)
-        self._sock = bind_socket(config.host, config.port)
-        self.port: int = self._sock.getsockname()[1]
-        self.url = f"{config.scheme}://{config.host}:{self.port}"
-        self._server = uvicorn.Server(
-            uvicorn_config(self.built.app, tls_cert=config.tls_cert, tls_key=config.tls_key)
+        tls = (config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
+        # keep-alive longer than an agent's beat, as in the foreground server (`uvicorn_config`)
+        self._server = BackgroundServer(
+            self.built.app, host=config.host, port=config.port, tls=tls, keep_alive_s=30
         )
-        self._thread = threading.Thread(target=self._serve, name="skyline-api", daemon=True)
+        self.port, self.url = self._server.port, self._server.url
 
-    def _serve(self) -> None:
-        # Server.run sets up uvloop (when installed): a plain asyncio loop on a thread answered in ~50 ms.
-        self._server.run(sockets=[self._sock])
-
-    def start(self, timeout_s: float = 20.0) -> ServerThread:
+    def start(self) -> ServerThread:
         self.built.control.start()
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise UnavailableError(f"control plane did not start on {self.url}")
-            time.sleep(0.02)
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._server.stop()
         self.built.control.stop()
         self.built.store.close()
-        self._sock.close()
 
     def __enter__(self) -> ServerThread:
         return self.start()

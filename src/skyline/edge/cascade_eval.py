@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from skyline.edge.background import BackgroundServer
 from skyline.edge.cascade import CascadeRouter
 from skyline.edge.cloud_app import create_cloud_app, edge_authority
 from skyline.edge.cloud_client import CloudClient
@@ -24,6 +23,7 @@ from skyline.edge.digit_models import DigitModels, predict_proba, train_digit_mo
 from skyline.edge.ingest import IngestStore
 from skyline.edge.link import LinkConditions, LinkProxy
 from skyline.errors import ConfigError
+from skyline.serving.server import BackgroundServer
 
 CLOUD_MODEL = "cloud-classifier"
 

@@ -7,7 +7,7 @@ are capped (413 above ``max_body_bytes``). With ``audit_log``, every state-chang
 telemetry reports; refused attempts too) is appended to a hash-chained audit log — inference, split tails and
 the echo probe change nothing and are not. With ``rate_limit_per_s``, each token gets that many requests
 per second (burst: two seconds' worth) on every authenticated route, 429 + ``Retry-After`` beyond; off by
-default. Served over TLS by whoever runs it (``tls`` of `skyline.serving.server.background_server`,
+default. Served over TLS by whoever runs it (``tls`` of `skyline.serving.server.BackgroundServer`,
 ``skyline edge cloud --tls-cert/--tls-key``).
 
 Inference speaks the Open Inference Protocol v2 JSON (``POST /v2/models/{name}/infer``), the same protocol

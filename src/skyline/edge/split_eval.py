@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from skyline.edge.background import BackgroundServer
 from skyline.edge.cloud_app import create_cloud_app, edge_authority
 from skyline.edge.cloud_client import CloudClient
 from skyline.edge.ingest import IngestStore
@@ -26,6 +25,7 @@ from skyline.edge.partition import choose_partition, predicted_latencies_ms
 from skyline.edge.split import SPLIT_NETWORKS, SplitExecutor, profile_layers, tail_runner
 from skyline.edge.split_probe import SplitProbe
 from skyline.errors import ConfigError
+from skyline.serving.server import BackgroundServer
 
 SPLIT_MODEL = "split-vgg"  # the default network
 

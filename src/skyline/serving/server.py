@@ -1,4 +1,5 @@
-"""Running the inference server: in the foreground with W worker processes, or in a background thread.
+"""Running a server: the inference server in the foreground with W worker processes, or any ASGI app in a
+background thread (`BackgroundServer`, the one helper every package uses).
 
 With ``workers > 1`` uvicorn forks processes that each build the app from environment variables (each
 worker loads its own copy of every model and gets ``cores // workers`` cores in its thread plan).
@@ -7,19 +8,18 @@ worker loads its own copy of every model and gets ``cores // workers`` cores in 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-
-from fastapi import FastAPI
+from typing import TYPE_CHECKING, Any
 
 from skyline.errors import ConfigError, UnavailableError
 from skyline.security.tls import uvicorn_ssl_kwargs
-from skyline.security.tokens import TokenAuthority
-from skyline.serving.app import create_app
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 _ENV_REPO, _ENV_TOKENS, _ENV_KEY, _ENV_CORES, _ENV_AUDIT, _ENV_RATE = (
     "SKYLINE_SERVE_REPO",
@@ -34,6 +34,9 @@ TlsPair = tuple[Path, Path]  # (certificate, private key), PEM files
 
 def app_from_env() -> FastAPI:
     """The app a uvicorn worker process builds (``skyline.serving.server:app_from_env``, factory)."""
+    from skyline.security.tokens import TokenAuthority
+    from skyline.serving.app import create_app
+
     tokens, key, cores = os.environ.get(_ENV_TOKENS), os.environ.get(_ENV_KEY), os.environ.get(_ENV_CORES)
     audit, rate = os.environ.get(_ENV_AUDIT), os.environ.get(_ENV_RATE)
     return create_app(
@@ -93,36 +96,101 @@ def serve_forever(
     )
 
 
-@contextmanager
-def background_server(
-    app: FastAPI, *, host: str = "127.0.0.1", timeout_s: float = 60.0, tls: TlsPair | None = None
-) -> Iterator[str]:
-    """Run ``app`` on a free port in a thread; yield its base URL once it is started; stop it after.
+class BackgroundServer:
+    """An ASGI app served by uvicorn on a thread of this process: ``url`` and ``port`` are known at once.
 
-    With ``tls`` (certificate, key) it serves HTTPS only and the URL starts with ``https://``."""
-    import uvicorn
+    The one way skyline runs a server in the background (tests, the demo, benchmarks, the edge agent's
+    local API, an in-process control plane)::
 
-    ssl_kwargs = uvicorn_ssl_kwargs(*tls) if tls is not None else {}
-    sock = socket.socket()
-    sock.bind((host, 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, loop="uvloop", http="httptools", ws="none",
-        **ssl_kwargs,  # type: ignore[arg-type]
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout_s
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            raise UnavailableError(f"the server did not start within {timeout_s} s")
-        time.sleep(0.01)
+        with BackgroundServer(app) as server:
+            httpx.get(server.url + "/v2/health/ready")
+
+    ``port=0`` (the default) binds a free port, so parallel runs never collide; a port that cannot be
+    bound is a `ConfigError`. With ``tls`` (certificate, key) it serves HTTPS only and ``url`` starts
+    with ``https://``. The app's lifespan (model loading, ...) runs before `start` returns.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: TlsPair | None = None,
+        start_timeout_s: float = 20.0,
+        keep_alive_s: int = 5,
+    ) -> None:
+        import uvicorn
+
+        ssl_kwargs = uvicorn_ssl_kwargs(*tls) if tls is not None else {}
+        self._sock = bind_socket(host, port)
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"{'https' if tls is not None else 'http'}://{host}:{self.port}"
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, loop="uvloop", http="httptools", ws="none",
+            timeout_keep_alive=keep_alive_s, **ssl_kwargs,  # type: ignore[arg-type]
+        )  # fmt: skip
+        self._server = uvicorn.Server(config)
+        # Server.run installs uvloop: a plain asyncio loop on a thread answered ~50 ms slower.
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [self._sock]},
+            name=f"uvicorn-{self.port}",
+            daemon=True,
+        )
+        self._start_timeout_s = start_timeout_s
+
+    def start(self) -> BackgroundServer:
+        """Start serving; return once the server accepts connections (`UnavailableError` if it cannot)."""
+        self._thread.start()
+        deadline = time.monotonic() + self._start_timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise UnavailableError(
+                    f"the server on {self.url} did not start within {self._start_timeout_s} s"
+                )
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, finish the requests in flight (the app's shutdown runs), release the port."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=max(10.0, self._start_timeout_s))
+        self._sock.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (0: a free port), ready for uvicorn; `ConfigError` if taken."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        yield f"{'https' if tls is not None else 'http'}://{host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=timeout_s)
+        sock.bind((host, port))
+    except OSError as exc:
         sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port") from exc
+    return sock
+
+
+def wait_for_stop_signal(timeout_s: float | None = None) -> None:
+    """Block the main thread until SIGTERM or SIGINT arrives (or ``timeout_s`` passes).
+
+    The part of a foreground command whose servers run on threads (`BackgroundServer`): the main thread
+    owns the signals, so a signal ends the wait and the caller stops everything in order afterwards.
+    """
+    stop = threading.Event()
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        stop.wait(timeout=timeout_s)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

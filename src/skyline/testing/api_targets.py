@@ -46,13 +46,13 @@ class ApiTarget:
 TlsPair = tuple[Path, Path]  # (certificate, private key)
 
 
-def serve_app(
-    app: Any, *, tls: TlsPair | None = None, timeout_s: float = 30.0
-) -> AbstractContextManager[str]:
+@contextmanager
+def serve_app(app: Any, *, tls: TlsPair | None = None, timeout_s: float = 30.0) -> Iterator[str]:
     """Run an ASGI app on a free 127.0.0.1 port in a thread (HTTPS with ``tls``); the context yields its URL."""
-    from skyline.serving.server import background_server
+    from skyline.serving.server import BackgroundServer
 
-    return background_server(app, tls=tls, timeout_s=timeout_s)
+    with BackgroundServer(app, tls=tls, start_timeout_s=timeout_s) as server:
+        yield server.url
 
 
 def _role_tokens(authority: Any) -> dict[str, str]:

@@ -12,7 +12,6 @@ import numpy as np
 
 from skyline.cli.demo import DemoContext, StepReport
 from skyline.edge.agent import AgentConfig, EdgeAgent
-from skyline.edge.background import BackgroundServer
 from skyline.edge.cascade_eval import CLOUD_MODEL, CascadeEvalConfig, calibrate
 from skyline.edge.cloud_app import create_cloud_app, edge_authority
 from skyline.edge.digit_models import DigitModels, predict_proba, train_digit_models
@@ -23,6 +22,7 @@ from skyline.errors import ConfigError, UnavailableError
 from skyline.federated.apps import FederatedConfig
 from skyline.federated.simulation import run_federated
 from skyline.security.signing import generate_signing_keys
+from skyline.serving.server import BackgroundServer
 
 
 def _cascade_and_outage(models: DigitModels, work: Path) -> dict[str, Any]:

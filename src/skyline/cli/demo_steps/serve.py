@@ -111,15 +111,15 @@ def _plot(results: dict[str, Any], models: list[str], path: Path) -> Path:
 def run(ctx: DemoContext) -> StepReport:
     from skyline.security.tokens import TokenAuthority
     from skyline.serving.app import create_app
-    from skyline.serving.server import background_server
+    from skyline.serving.server import BackgroundServer
 
     repo, notes = _pack_models(ctx, ctx.out_dir / "repo")
     models = repo.models()
     # As `skyline serve` does by default: bearer tokens required, the first admin token bootstrapped.
     authority = TokenAuthority(ctx.out_dir / "tokens.json")
     token = authority.bootstrap_admin() or authority.issue("demo", "admin")
-    with background_server(create_app(repo, authority=authority)) as url:
-        results = asyncio.run(_measure(url, models, ctx.quick, repo, ctx, token))
+    with BackgroundServer(create_app(repo, authority=authority)) as server:
+        results = asyncio.run(_measure(server.url, models, ctx.quick, repo, ctx, token))
     figure = _plot(results, models, ctx.out_dir / "serve.png")
     rows = [
         f"| {m} | {c} | {results[f'{m}/c{c}']['throughput_per_s']:.0f} | {results[f'{m}/c{c}']['latency_p50_ms']:.2f} | "
