@@ -14,6 +14,7 @@ from skyline.scheduling.autoscaling.autoscaler import (
     RollingForecasts,
     StaticAutoscaler,
 )
+from skyline.scheduling.autoscaling.hybrid import HybridAutoscaler, HybridStep
 from skyline.scheduling.autoscaling.pareto import SweepPoint, dominated_share, dominates, plot_pareto, sweep
 from skyline.scheduling.autoscaling.simulation import AutoscaleResult, simulate
 from skyline.scheduling.autoscaling.target import ScalingTarget
@@ -21,6 +22,8 @@ from skyline.scheduling.autoscaling.target import ScalingTarget
 __all__ = [
     "AutoscaleResult",
     "Autoscaler",
+    "HybridAutoscaler",
+    "HybridStep",
     "PredictiveAutoscaler",
     "ReactiveAutoscaler",
     "RollingForecasts",

@@ -106,6 +106,11 @@ class RollingForecasts:
             self._cache[key] = self.forecaster.predict_arrays(horizon)
         return self._cache[key]
 
+    def forget(self) -> None:
+        """Drop the cached forecasts (a live loop, which never decides on a past step again, calls this
+        after each decision so that the cache does not grow for as long as the service runs)."""
+        self._cache.clear()
+
 
 class PredictiveAutoscaler(Autoscaler):
     """Sizes for the forecast P90 (``upper``; else the point forecast) over the start-up lead time.
