@@ -133,13 +133,10 @@ def load(
 
 
 def ort_session(path: Path, threads: int = THREADS) -> Any:
-    """The session options skyline's runtime uses (sleeping, not spinning, intra-op threads)."""
-    import onnxruntime as ort
+    """The session skyline's runtime uses (`skyline.serving.runtime.onnx_session`), for the ceiling and Ray."""
+    from skyline.serving.runtime import onnx_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return onnx_session(path, intra_op_threads=threads)
 
 
 def ceiling(path: Path, feeds: dict[str, np.ndarray], seconds: float = 1.0) -> dict[str, Any]:

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skyline.serving.runtime import RUNTIMES, load_runtime
+from skyline.errors import DataError
+from skyline.serving.runtime import RUNTIMES, OnnxRuntime, load_runtime
 from skyline.serving.samples import mlp_reference, write_mlp_onnx
 from skyline.serving.tensors import TensorSpec
 
@@ -71,3 +72,21 @@ def test_runtime_matches_the_reference_at_any_batch_size_and_from_many_threads(
         t.join()
     assert errors == []
     runtime.close()
+
+
+@pytest.mark.parametrize("fmt", sorted(RUNTIMES))
+def test_a_file_the_runtime_cannot_load_is_a_data_error(fmt: str, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.bin"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(DataError, match=str(broken)):
+        load_runtime(fmt, broken, INPUTS, OUTPUTS, 1)
+
+
+def test_onnx_runtime_without_a_manifest_reads_its_names_from_the_graph(tmp_path: Path) -> None:
+    onnx_path = write_mlp_onnx(tmp_path / "mlp.onnx")
+    runtime = OnnxRuntime(onnx_path, intra_op_threads=1)
+    assert (runtime.input_names, runtime.output_names) == (("x",), ("y",))
+    x = np.ones((2, 16), np.float32)
+    np.testing.assert_allclose(
+        runtime.infer({"x": x})["y"], mlp_reference(onnx_path, x), rtol=1e-5, atol=1e-5
+    )

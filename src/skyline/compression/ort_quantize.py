@@ -37,14 +37,10 @@ def optimize_graph(source: OnnxArtifact, task: Task, out: Path) -> OnnxArtifact:
             )
         optimized.save_model_to_file(str(out))
         return OnnxArtifact(out)
-    import onnxruntime as ort
+    from skyline.serving.runtime import onnx_session
 
     # Basic level only: the extended level writes fused contrib ops the quantizer cannot read back.
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.optimized_model_filepath = str(out)
-    options.log_severity_level = 3
-    ort.InferenceSession(str(source.path), options, providers=["CPUExecutionProvider"])
+    onnx_session(source.path, intra_op_threads=1, optimization="basic", save_optimized=out)
     return OnnxArtifact(out)
 
 

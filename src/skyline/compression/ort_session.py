@@ -1,4 +1,4 @@
-"""An ONNX Runtime CPU session behind the `Predictor` signature (no torch import: cheap in worker processes)."""
+"""The `Predictor` over an ONNX file: the serving runtime's session (no torch import: cheap in worker processes)."""
 
 from __future__ import annotations
 
@@ -6,32 +6,21 @@ from pathlib import Path
 
 import numpy as np
 
-from skyline.errors import DataError
+from skyline.serving.runtime import OnnxRuntime
 
 Inputs = dict[str, np.ndarray]
 
 
 class OnnxPredictor:
-    """An ONNX Runtime CPU session: all graph optimizations, ``threads`` intra-op threads, sequential."""
+    """Named inputs → the model's first output, through `skyline.serving.runtime.OnnxRuntime`.
+
+    Its threads may spin: a measurement or a batch job owns the cores it was given.
+    """
 
     def __init__(self, path: Path, *, threads: int):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises its own untyped errors for unreadable models
-            raise DataError(
-                f"cannot load ONNX model {path}: {str(exc).splitlines()[0][:200]}; "
-                "pass a valid .onnx file (e.g. one written by `skyline compress`)"
-            ) from exc
-        self.input_names = tuple(i.name for i in self.session.get_inputs())
+        self.runtime = OnnxRuntime(path, intra_op_threads=threads, spinning=True)
+        self.input_names = self.runtime.input_names
 
     def __call__(self, inputs: Inputs) -> np.ndarray:
-        feed = {name: inputs[name] for name in self.input_names}
-        return np.asarray(self.session.run(None, feed)[0])
+        outputs = self.runtime.infer({name: inputs[name] for name in self.input_names})
+        return outputs[self.runtime.output_names[0]]

@@ -12,11 +12,11 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from skyline.errors import ConfigError, IntegrityError
+from skyline.errors import ConfigError, DataError
 from skyline.serving.tensors import TensorSpec
 
 Arrays = dict[str, np.ndarray[Any, Any]]
@@ -48,31 +48,69 @@ class Runtime(ABC):
         """Release the model (memory, threads). The runtime must not be used afterwards."""
 
 
-class OnnxRuntime(Runtime):
-    """ONNX Runtime on CPU: one InferenceSession, whose ``run`` is thread-safe, shared by all instances."""
+def onnx_session(
+    path: Path,
+    *,
+    intra_op_threads: int,
+    spinning: bool = False,
+    optimization: Literal["all", "basic"] = "all",
+    save_optimized: Path | None = None,
+) -> Any:
+    """An ONNX Runtime CPU session: the one set-up every package uses (serving, compression, edge, federated).
 
-    def __init__(self, path: Path, *, outputs: Sequence[TensorSpec], intra_op_threads: int) -> None:
-        import onnxruntime as ort
+    ``intra_op_threads`` comes from the thread plan (`plan_threads`); one inter-op thread, operators run in
+    sequence. Idle intra-op threads sleep unless ``spinning``: spinning steals the cores that an event
+    loop, other instances and neighbouring processes need (MiniLM at batch 32 on 2 busy cores: 20 items/s
+    with spinning threads, 28 with sleeping ones); a batch job that owns its cores may spin. ``basic``
+    optimization with ``save_optimized`` writes the optimized graph (the extended passes write fused
+    contrib ops that the int8 quantizer cannot read back). A file ONNX Runtime cannot load is a `DataError`.
+    """
+    import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle intra-op threads must sleep, not spin: spinning steals the cores that the event loop,
-        # the other instances and neighbouring processes need (measured here on 2 busy cores: MiniLM at
-        # batch 32 with 2 spinning threads ran at 20 items/s, with sleeping threads at 28).
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise here
+    levels = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    }
+    options.graph_optimization_level = levels[optimization]
+    if save_optimized is not None:
+        options.optimized_model_filepath = str(save_optimized)
+    if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self._session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types for a malformed file
-            raise IntegrityError(f"ONNX Runtime cannot load {path}: {exc}") from exc
-        self._output_names = [o.name for o in outputs]
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for a malformed file
+        raise DataError(
+            f"cannot load ONNX model {path}: {str(exc).splitlines()[0][:200]}; pass a valid .onnx file"
+        ) from exc
+
+
+class OnnxRuntime(Runtime):
+    """ONNX Runtime on CPU: one session (`onnx_session`), whose ``run`` is thread-safe, shared by all instances.
+
+    ``outputs`` (the manifest's) picks and orders the outputs computed; None: every output of the graph.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        intra_op_threads: int,
+        outputs: Sequence[TensorSpec] | None = None,
+        spinning: bool = False,
+    ) -> None:
+        self._session = onnx_session(path, intra_op_threads=intra_op_threads, spinning=spinning)
+        self.input_names = tuple(i.name for i in self._session.get_inputs())
+        found = outputs if outputs is not None else self._session.get_outputs()
+        self.output_names = tuple(o.name for o in found)
 
     def infer(self, inputs: Mapping[str, np.ndarray[Any, Any]]) -> Arrays:
-        results = self._session.run(self._output_names, dict(inputs))
-        return {name: np.asarray(value) for name, value in zip(self._output_names, results, strict=True)}
+        results = self._session.run(list(self.output_names), dict(inputs))
+        return {name: np.asarray(value) for name, value in zip(self.output_names, results, strict=True)}
 
     def close(self) -> None:
         del self._session
@@ -100,7 +138,7 @@ class TorchRuntime(Runtime):
         try:
             self._module = torch.export.load(str(path)).module()
         except Exception as exc:  # torch raises RuntimeError subclasses for a malformed file
-            raise IntegrityError(f"PyTorch cannot load {path} as an exported program: {exc}") from exc
+            raise DataError(f"PyTorch cannot load {path} as an exported program: {exc}") from exc
         self._input_names = [i.name for i in inputs]
         self._output_names = [o.name for o in outputs]
 
