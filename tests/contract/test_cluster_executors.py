@@ -46,9 +46,9 @@ def harness(
 def test_start_records_the_gang_where_the_policy_placed_it(harness: ExecutorHarness) -> None:
     record = harness.submit("true")
     harness.start(record, NODES)
-    placed = harness.store.job(record.id)
+    placed = harness.store.jobs.get(record.id)
     assert placed.status in (*ACTIVE, JobStatus.SUCCEEDED)
-    assert [r.node_id for r in harness.store.replicas(record.id, placed.attempt)] == list(NODES)
+    assert [r.node_id for r in harness.store.jobs.replicas(record.id, placed.attempt)] == list(NODES)
     assert placed.master_port == MASTER_PORTS.pick(record.id, placed.attempt)
     harness.wait_status(record.id, JobStatus.SUCCEEDED)
 
@@ -80,10 +80,10 @@ def test_release_stops_every_replica_of_a_cancelled_gang(harness: ExecutorHarnes
         lambda: len(pids_written(tmp_path, record.id)) == 2 and pids_written(tmp_path, record.id)
     )
     assert all(process_alive(pid) for pid in pids)
-    harness.store.cancel(record.id)
+    harness.store.jobs.cancel(record.id)
     harness.executor.release(record.id)
     wait_until(lambda: not any(process_alive(pid) for pid in pids), timeout_s=20)
-    assert harness.store.job(record.id).status is JobStatus.CANCELLED
+    assert harness.store.jobs.get(record.id).status is JobStatus.CANCELLED
 
 
 def test_stop_requeues_the_job_and_ends_its_replicas(harness: ExecutorHarness, tmp_path: Path) -> None:
@@ -93,12 +93,12 @@ def test_stop_requeues_the_job_and_ends_its_replicas(harness: ExecutorHarness, t
         lambda: len(pids_written(tmp_path, record.id)) == 2 and pids_written(tmp_path, record.id)
     )
     harness.executor.stop(record.id)  # preemption
-    requeued = harness.store.job(record.id)
+    requeued = harness.store.jobs.get(record.id)
     assert requeued.status is JobStatus.PENDING and requeued.attempt == record.attempt + 1
     wait_until(lambda: not any(process_alive(pid) for pid in pids), timeout_s=20)
     # The next attempt gets its own rendezvous port.
     assert MASTER_PORTS.pick(record.id, 1) != MASTER_PORTS.pick(record.id, 0)
-    harness.store.cancel(record.id)
+    harness.store.jobs.cancel(record.id)
 
 
 def test_rank_zero_refuses_a_master_port_taken_on_its_node(harness: ExecutorHarness) -> None:

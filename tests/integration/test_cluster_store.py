@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from skyline.cluster.node_store import Store, UsageSample
+from skyline.cluster.node_store import UsageSample
 from skyline.cluster.records import ReplicaReport
 from skyline.cluster.spec import JobRequest
+from skyline.cluster.store import Store
 from skyline.core import JobEvent, JobStatus, Placement, Resources, Tier
 from skyline.errors import ConflictError, NotFoundError
 from skyline.testing.postgres import postgres_binaries, throwaway_postgres
@@ -46,7 +47,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 def _node(store: Store, name: str, cpus: float = 4) -> None:
-    store.register_node(
+    store.nodes.register(
         name,
         tier=Tier.DATACENTER,
         address="127.0.0.1",
@@ -56,30 +57,32 @@ def _node(store: Store, name: str, cpus: float = 4) -> None:
 
 
 def _gang(store: Store, replicas: int = 2) -> str:
-    record, _ = store.submit(JobRequest(command="true", replicas=replicas), owner="alice")
+    record, _ = store.jobs.submit(JobRequest(command="true", replicas=replicas), owner="alice")
     placements = [Placement(node_id="n1", resources=record.resources) for _ in range(replicas)]
-    assert store.place(record.id, placements, master_port=29500)
+    assert store.jobs.place(record.id, placements, master_port=29500)
     return record.id
 
 
 def test_an_idempotency_key_returns_the_first_job(store: Store) -> None:
-    first, created = store.submit(JobRequest(command="echo 1", idempotency_key="k-1"), owner="alice")
-    again, created_again = store.submit(JobRequest(command="echo 1", idempotency_key="k-1"), owner="alice")
+    first, created = store.jobs.submit(JobRequest(command="echo 1", idempotency_key="k-1"), owner="alice")
+    again, created_again = store.jobs.submit(
+        JobRequest(command="echo 1", idempotency_key="k-1"), owner="alice"
+    )
     assert created and not created_again and again.id == first.id
-    assert len(store.jobs()) == 1
+    assert len(store.jobs.find()) == 1
 
 
 def test_a_gang_runs_when_all_replicas_run_and_succeeds_when_all_succeed(store: Store) -> None:
     _node(store, "n1")
     job_id = _gang(store)
-    assert store.job(job_id).status is JobStatus.PLACED
-    assert store.report_replica(job_id, 0, 0, "running") is None  # one of two: still placed
-    event = store.report_replica(job_id, 0, 1, "running")
+    assert store.jobs.get(job_id).status is JobStatus.PLACED
+    assert store.jobs.report_replica(job_id, 0, 0, "running") is None  # one of two: still placed
+    event = store.jobs.report_replica(job_id, 0, 1, "running")
     assert event is not None and event.status is JobStatus.RUNNING
-    store.report_replica(job_id, 0, 0, "succeeded", exit_code=0)
-    assert store.job(job_id).status is JobStatus.RUNNING
-    store.report_replica(job_id, 0, 1, "succeeded", exit_code=0)
-    assert store.job(job_id).status is JobStatus.SUCCEEDED
+    store.jobs.report_replica(job_id, 0, 0, "succeeded", exit_code=0)
+    assert store.jobs.get(job_id).status is JobStatus.RUNNING
+    store.jobs.report_replica(job_id, 0, 1, "succeeded", exit_code=0)
+    assert store.jobs.get(job_id).status is JobStatus.SUCCEEDED
 
 
 def test_a_batch_of_reports_applies_in_order_and_refuses_only_foreign_replicas(store: Store) -> None:
@@ -93,55 +96,57 @@ def test_a_batch_of_reports_applies_in_order_and_refuses_only_foreign_replicas(s
         ReplicaReport(job_id=job_id, attempt=0, rank=0, status="succeeded", exit_code=0),
         ReplicaReport(job_id=job_id, attempt=0, rank=1, status="succeeded", exit_code=0),
     ]
-    outcomes = store.report_replicas("n1", reports)
+    outcomes = store.jobs.report_replicas("n1", reports)
     assert outcomes[0] is None and isinstance(outcomes[2], NotFoundError) and outcomes[3] is None
     assert [o.status for o in outcomes if isinstance(o, JobEvent)] == [JobStatus.RUNNING, JobStatus.SUCCEEDED]
-    assert store.job(job_id).status is JobStatus.SUCCEEDED
+    assert store.jobs.get(job_id).status is JobStatus.SUCCEEDED
     # Another node cannot report on n1's replicas, and a refused report changes nothing.
     other = _gang(store, replicas=1)
-    refused = store.report_replicas("n2", [ReplicaReport(job_id=other, attempt=0, rank=0, status="failed")])
+    refused = store.jobs.report_replicas(
+        "n2", [ReplicaReport(job_id=other, attempt=0, rank=0, status="failed")]
+    )
     assert isinstance(refused[0], NotFoundError) and "on node n2" in str(refused[0])
-    assert store.job(other).status is JobStatus.PLACED
+    assert store.jobs.get(other).status is JobStatus.PLACED
 
 
 def test_one_failed_replica_fails_the_gang_with_its_code_and_last_lines(store: Store) -> None:
     _node(store, "n1")
     job_id = _gang(store)
-    store.append_logs(job_id, 0, 1, ["loading", "Traceback: boom"])
-    store.report_replica(job_id, 0, 1, "failed", exit_code=3)
-    job = store.job(job_id)
+    store.jobs.append_logs(job_id, 0, 1, ["loading", "Traceback: boom"])
+    store.jobs.report_replica(job_id, 0, 1, "failed", exit_code=3)
+    job = store.jobs.get(job_id)
     assert job.status is JobStatus.FAILED and job.exit_code == 3
     assert "boom" in job.message
-    assert [r.status for r in store.replicas(job_id)] == ["stopping", "failed"]
-    assert store.assignments("n1") == []
+    assert [r.status for r in store.jobs.replicas(job_id)] == ["stopping", "failed"]
+    assert store.jobs.assignments("n1") == []
 
 
 def test_a_requeued_job_gets_a_new_attempt_and_ignores_late_reports(store: Store) -> None:
     _node(store, "n1")
     job_id = _gang(store, replicas=1)
-    assert store.requeue(job_id, "node n1 lost")
-    job = store.job(job_id)
+    assert store.jobs.requeue(job_id, "node n1 lost")
+    job = store.jobs.get(job_id)
     assert job.status is JobStatus.PENDING and job.attempt == 1 and job.restarts == 1
-    assert store.report_replica(job_id, 0, 0, "failed", exit_code=137) is None  # from the lost attempt
-    assert store.job(job_id).status is JobStatus.PENDING
+    assert store.jobs.report_replica(job_id, 0, 0, "failed", exit_code=137) is None  # from the lost attempt
+    assert store.jobs.get(job_id).status is JobStatus.PENDING
 
 
 def test_cancel_stops_replicas_and_a_finished_job_cannot_be_cancelled(store: Store) -> None:
     _node(store, "n1")
     job_id = _gang(store, replicas=1)
-    assert len(store.assignments("n1")) == 1
-    assert store.cancel(job_id).status is JobStatus.CANCELLED
-    assert store.assignments("n1") == []
+    assert len(store.jobs.assignments("n1")) == 1
+    assert store.jobs.cancel(job_id).status is JobStatus.CANCELLED
+    assert store.jobs.assignments("n1") == []
     with pytest.raises(ConflictError):
-        store.cancel(job_id)
+        store.jobs.cancel(job_id)
     with pytest.raises(NotFoundError):
-        store.cancel("j-none")
+        store.jobs.cancel("j-none")
 
 
 def test_assignments_carry_the_torch_distributed_environment(store: Store) -> None:
     _node(store, "n1")
     job_id = _gang(store, replicas=2)
-    env = {a.rank: a.env for a in store.assignments("n1")}
+    env = {a.rank: a.env for a in store.jobs.assignments("n1")}
     assert env[1]["RANK"] == "1" and env[1]["WORLD_SIZE"] == "2"
     assert env[0]["MASTER_ADDR"] == "127.0.0.1" and env[0]["MASTER_PORT"] == "29500"
     assert env[0]["SKYLINE_JOB_ID"] == job_id
@@ -150,11 +155,11 @@ def test_assignments_carry_the_torch_distributed_environment(store: Store) -> No
 def test_silent_nodes_are_lost_and_heartbeats_keep_a_history(store: Store) -> None:
     _node(store, "n1")
     _node(store, "n2")
-    assert store.heartbeat("n1", UsageSample(cpu_percent=12.5, memory_percent=40.0, running_replicas=1))
-    store.now = lambda: 1e12  # far in the future: every node has been silent for ages
-    assert sorted(store.mark_lost(silent_for_s=5)) == ["n1", "n2"]
-    assert not store.heartbeat("n1", UsageSample(cpu_percent=1, memory_percent=1))  # must register again
-    history = store.metrics("n1")
+    assert store.nodes.heartbeat("n1", UsageSample(cpu_percent=12.5, memory_percent=40.0, running_replicas=1))
+    store.db.now = lambda: 1e12  # far in the future: every node has been silent for ages
+    assert sorted(store.nodes.mark_lost(silent_for_s=5)) == ["n1", "n2"]
+    assert not store.nodes.heartbeat("n1", UsageSample(cpu_percent=1, memory_percent=1))  # must register again
+    history = store.nodes.metrics("n1")
     assert [h["cpu_percent"] for h in history] == [12.5]
 
 
@@ -162,9 +167,9 @@ def test_applying_an_event_twice_changes_nothing_the_second_time(store: Store) -
     _node(store, "n1")
     job_id = _gang(store, replicas=1)
     done = JobEvent(job_id=job_id, status=JobStatus.SUCCEEDED, at_s=1.0, exit_code=0)
-    assert store.apply_event(done)
-    assert not store.apply_event(done)
-    assert store.job(job_id).status is JobStatus.SUCCEEDED
+    assert store.jobs.apply_event(done)
+    assert not store.jobs.apply_event(done)
+    assert store.jobs.get(job_id).status is JobStatus.SUCCEEDED
 
 
 def test_state_survives_reopening_and_migrations_are_idempotent(store: Store) -> None:
@@ -173,8 +178,8 @@ def test_state_survives_reopening_and_migrations_are_idempotent(store: Store) ->
     store.close()
     reopened = Store(store.url)
     try:
-        assert reopened.job(job_id).status is JobStatus.PLACED
-        assert [n.id for n in reopened.nodes()] == ["n1"]
+        assert reopened.jobs.get(job_id).status is JobStatus.PLACED
+        assert [n.id for n in reopened.nodes.find()] == ["n1"]
     finally:
         reopened.close()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from skyline.cluster.node_store import Store
+from skyline.cluster.store import Store
 from skyline.core import JobEvent, JobSpec, Placement
 from skyline.core.net import PortRange
 
@@ -35,11 +35,11 @@ class AgentExecutor:
         """Record every start of this pass at once (one commit, however many jobs were placed)."""
         starts, self._starts = self._starts, []
         if starts:
-            self.store.place_many(starts, master_port=self.master_ports.pick)
+            self.store.jobs.place_many(starts, master_port=self.master_ports.pick)
 
     def stop(self, job_id: str) -> None:
         # Preemption: the job goes back to the queue; its agents stop the replicas on their next beat.
-        self.store.requeue(job_id, "preempted by the scheduling policy")
+        self.store.jobs.requeue(job_id, "preempted by the scheduling policy")
 
     def release(self, job_id: str) -> None:
         """A cancelled job's replicas: the store already tells their agents to stop them."""

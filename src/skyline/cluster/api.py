@@ -78,7 +78,7 @@ def _job_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
         idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
     ) -> dict[str, Any]:
         """Queue a job. A repeated ``Idempotency-Key`` returns the first job (200) instead of a new one."""
-        record, created = store.submit(body.to_request(idempotency_key), owner=principal.subject)
+        record, created = store.jobs.submit(body.to_request(idempotency_key), owner=principal.subject)
         if created:
             control.wake()
         else:
@@ -97,22 +97,22 @@ def _job_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
         if status and len(wanted) != len(status):
             raise NotFoundError(f"unknown job status in {status}; statuses are {', '.join(JOB_STATUSES)}")
         owner = principal.subject if principal.role is Role.OPERATOR else None
-        return [j.to_json() for j in store.jobs(statuses=wanted, owner=owner, limit=limit)]
+        return [j.to_json() for j in store.jobs.find(statuses=wanted, owner=owner, limit=limit)]
 
     @app.get("/v1/jobs/{job_id}", tags=["jobs"])
     def get_job(job_id: str, principal: Annotated[Principal, who("read", "jobs")]) -> dict[str, Any]:
         """One job with its current placement (one entry per replica)."""
-        record = store.job(job_id)
+        record = store.jobs.get(job_id)
         authorize(principal, "read", "jobs", owner=record.owner)
-        return record.to_json(store.replicas(job_id, record.attempt))
+        return record.to_json(store.jobs.replicas(job_id, record.attempt))
 
     @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"])
     def cancel_job(job_id: str, principal: Annotated[Principal, who("delete", "jobs")]) -> dict[str, Any]:
         """Cancel an unfinished job; its replicas are stopped (409 when it already finished)."""
-        record = store.job(job_id)
+        record = store.jobs.get(job_id)
         authorize(principal, "delete", "jobs", owner=record.owner)
         control.cancel(job_id)
-        return store.job(job_id).to_json()
+        return store.jobs.get(job_id).to_json()
 
     @app.get("/v1/jobs/{job_id}/logs", tags=["jobs"])
     def job_logs(
@@ -122,9 +122,9 @@ def _job_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> dict[str, Any]:
         """Log lines after line id ``after`` (pass the last ``next`` to follow), with the job's status."""
-        record = store.job(job_id)
+        record = store.jobs.get(job_id)
         authorize(principal, "read", "jobs", owner=record.owner)
-        lines = store.logs(job_id, after_id=after, limit=limit)
+        lines = store.jobs.logs(job_id, after_id=after, limit=limit)
         return {
             "job_id": job_id,
             "status": str(record.status),
@@ -144,7 +144,7 @@ def _node_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
         capacity = Resources.of(
             cpus=body.cpus, memory_mib=body.memory_mib, gpus=body.gpus, gpu_type=body.gpu_type
         )
-        record = store.register_node(
+        record = store.nodes.register(
             body.id, tier=Tier(body.tier), address=body.address, capacity=capacity, labels=dict(body.labels)
         )
         control.wake()
@@ -153,11 +153,11 @@ def _node_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
     @app.get("/v1/nodes", tags=["nodes"])
     def list_nodes(principal: Annotated[Principal, who("read", "nodes")]) -> list[dict[str, Any]]:
         """Every node ever registered, alive or lost."""
-        return [n.to_json() for n in store.nodes()]
+        return [n.to_json() for n in store.nodes.find()]
 
     @app.get("/v1/nodes/{node_id}", tags=["nodes"])
     def get_node(node_id: str, principal: Annotated[Principal, who("read", "nodes")]) -> dict[str, Any]:
-        return store.node(node_id).to_json()
+        return store.nodes.get(node_id).to_json()
 
     @app.post("/v1/nodes/{node_id}/heartbeat", tags=["agents"])
     async def heartbeat(
@@ -172,16 +172,16 @@ def _node_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
             gpu_percent=body.gpu_percent,
             running_replicas=body.running_replicas,
         )
-        if not store.heartbeat(node_id, sample):
+        if not store.nodes.heartbeat(node_id, sample):
             raise ConflictError(f"node {node_id!r} is unknown or was declared lost; register it again")
-        outcomes = store.report_replicas(node_id, [r.to_report() for r in body.replicas])
+        outcomes = store.jobs.report_replicas(node_id, [r.to_report() for r in body.replicas])
         events = [o for o in outcomes if isinstance(o, JobEvent)]
         for event in events:
             control.executor.notify(event)
         if events:
             control.wake()
         return {
-            "assignments": [a.to_json() for a in store.assignments(node_id)],
+            "assignments": [a.to_json() for a in store.jobs.assignments(node_id)],
             "reports": [
                 {"accepted": False, "error": str(o)}
                 if isinstance(o, SkylineError)
@@ -195,8 +195,8 @@ def _node_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
         node_id: str, body: LogsIn, principal: Annotated[Principal, who("update", "nodes")]
     ) -> dict[str, int]:
         """An agent streams a replica's output lines."""
-        store.job(body.job_id)
-        store.append_logs(body.job_id, body.attempt, body.rank, body.lines)
+        store.jobs.get(body.job_id)
+        store.jobs.append_logs(body.job_id, body.attempt, body.rank, body.lines)
         return {"accepted": len(body.lines)}
 
     @app.get("/v1/nodes/{node_id}/metrics", tags=["metrics"])
@@ -207,7 +207,7 @@ def _node_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
         limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
     ) -> list[dict[str, Any]]:
         """The node's utilization history (one sample per heartbeat), oldest first."""
-        return store.metrics(node_id, since_s=since, limit=limit)
+        return store.nodes.metrics(node_id, since_s=since, limit=limit)
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["metrics"])
     def prometheus(principal: Annotated[Principal, who("read", "metrics")]) -> str:

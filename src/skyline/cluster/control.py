@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from skyline.cluster.node_store import Store
-from skyline.cluster.store import ACTIVE
+from skyline.cluster.job_store import ACTIVE
+from skyline.cluster.store import Store
 from skyline.core import (
     Allocation,
     Clock,
@@ -126,11 +126,11 @@ class ControlPlane:
         """One pass: events, lost nodes, then a scheduling decision. Returns the allocation."""
         self.executor.refresh()
         for event in self.executor.events():
-            self.store.apply_event(event)
+            self.store.jobs.apply_event(event)
         lost = self._check_lost()
         if lost:
             requeued = [
-                j for j in self.store.jobs_on_nodes(lost) if self.store.requeue(j, "its node was lost")
+                j for j in self.store.jobs.on_nodes(lost) if self.store.jobs.requeue(j, "its node was lost")
             ]
             log.warning("node(s) %s lost; %d job(s) requeued", ", ".join(lost), len(requeued))
         self.passes += 1
@@ -148,18 +148,18 @@ class ControlPlane:
         if now - self._lost_checked_at < self.config.tick_s:
             return []
         self._lost_checked_at = now
-        return self.store.mark_lost(silent_for_s=self.config.lost_after_s)
+        return self.store.nodes.mark_lost(silent_for_s=self.config.lost_after_s)
 
     def _cache_specs(self, job_ids: list[str]) -> None:
         unseen = [job_id for job_id in job_ids if job_id not in self._specs]
         for start in range(0, len(unseen), 500):
-            for record in self.store.jobs_by_id(unseen[start : start + 500]):
+            for record in self.store.jobs.by_ids(unseen[start : start + 500]):
                 self._specs[record.id] = record.as_job().spec
 
     def _cache_placements(self, active: list[tuple[str, int]]) -> None:
         uncached = [job_id for job_id, attempt in active if (job_id, attempt) not in self._placed]
         for start in range(0, len(uncached), 500):
-            for key, replicas in self.store.active_placements(uncached[start : start + 500]).items():
+            for key, replicas in self.store.jobs.active_placements(uncached[start : start + 500]).items():
                 spec = self._specs[key[0]]
                 self._placed[key] = tuple(
                     Placement(node_id=node_id, resources=spec.resources, gpu_indices=gpus)
@@ -167,9 +167,9 @@ class ControlPlane:
                 )
 
     def _alive_cluster(self) -> Cluster:
-        versions = self.store.alive_versions()
+        versions = self.store.nodes.alive_versions()
         if versions != self._nodes_version:
-            self._cluster = Cluster(n.as_node() for n in self.store.nodes(alive_only=True))
+            self._cluster = Cluster(n.as_node() for n in self.store.nodes.find(alive_only=True))
             self._nodes_version = versions
         return self._cluster
 
@@ -181,15 +181,15 @@ class ControlPlane:
         handed over with their placements (their devices are named). A pass then costs in proportion to
         the queue, not to everything running (measured: see docs/cluster.md, Benchmark).
         """
-        pending = self.store.queue_view((str(JobStatus.PENDING),))
+        pending = self.store.jobs.queue_view((str(JobStatus.PENDING),))
         if not pending:
             return None
-        gpu_active = self.store.queue_view(ACTIVE, gpu_only=True)
+        gpu_active = self.store.jobs.queue_view(ACTIVE, gpu_only=True)
         rows = pending + gpu_active
         self._cache_specs([row[0] for row in rows])
         self._cache_placements([(row[0], row[2]) for row in gpu_active])
         cluster = self._alive_cluster()
-        used = self.store.cpu_usage_by_node()
+        used = self.store.jobs.cpu_usage_by_node()
         nodes = []
         for node in cluster:
             cpu_milli, memory_mib = used.get(node.id, (0, 0))
@@ -239,12 +239,12 @@ class ControlPlane:
         Job specs never change, so they are read once and cached; each pass reads only the small
         mutable part (status, attempt, restarts) and the current placements.
         """
-        queue = self.store.queue_view()
+        queue = self.store.jobs.queue_view()
         self._cache_specs([row[0] for row in queue])
         self._cache_placements([(row[0], row[2]) for row in queue if row[1] != "pending"])
         return self._state(queue, self._alive_cluster())
 
     def cancel(self, job_id: str) -> None:
-        self.store.cancel(job_id)
+        self.store.jobs.cancel(job_id)
         self.executor.release(job_id)
         self.wake()

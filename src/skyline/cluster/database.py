@@ -1,7 +1,12 @@
-"""Opening the state store: a SQLAlchemy engine (SQLite in WAL mode, or PostgreSQL) migrated by alembic."""
+"""Opening the state store: a SQLAlchemy engine (SQLite in WAL mode, or PostgreSQL) migrated by alembic,
+and `Database`, the engine with the write lock and clock the stores share."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +62,31 @@ def migrate(engine: sa.Engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+class Database:
+    """One migrated engine, one write lock and one clock: what the job and node stores share.
+
+    One writer at a time (a lock around write transactions) keeps SQLite free of "database is locked"
+    and makes read-modify-write steps (place a gang, derive a job's status from its replicas) atomic on
+    either backend.
+    """
+
+    def __init__(self, url: str, *, now: Callable[[], float] = time.time) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+        self.now = now
+        self._write_lock = threading.RLock()
+
+    @contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,16 +1,15 @@
-"""`Store`: the job store plus nodes, heartbeats, utilization history and job logs."""
+"""`NodeStore`: nodes, their heartbeats and their utilization history."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from skyline.cluster import schema as t
-from skyline.cluster.records import Assignment, NodeRecord
-from skyline.cluster.store import ACTIVE, LIVE_REPLICA, JobStore
+from skyline.cluster.database import Database
+from skyline.cluster.records import NodeRecord
 from skyline.core import Resources, Tier
 from skyline.errors import NotFoundError
 
@@ -39,22 +38,6 @@ _ALIVE_VERSIONS = (
     .where(_n.status == "alive")
     .order_by(_n.id)
 )
-_ASSIGNMENTS = (
-    sa.select(
-        t.replicas, t.jobs.c.command, t.jobs.c.env, t.jobs.c.replicas.label("world"), t.jobs.c.master_port
-    )
-    .join(t.jobs, sa.and_(t.jobs.c.id == t.replicas.c.job_id, t.jobs.c.attempt == t.replicas.c.attempt))
-    .where(
-        t.replicas.c.node_id == sa.bindparam("b_node"),
-        t.replicas.c.status.in_(LIVE_REPLICA),
-        t.jobs.c.status.in_(ACTIVE),
-    )
-)
-_MASTERS = (
-    sa.select(t.replicas.c.job_id, t.replicas.c.attempt, t.nodes.c.address)
-    .join(t.nodes, t.nodes.c.id == t.replicas.c.node_id)
-    .where(t.replicas.c.rank == 0, t.replicas.c.job_id.in_(sa.bindparam("b_jobs", expanding=True)))
-)
 
 
 def node_from_row(row: Any) -> NodeRecord:
@@ -76,15 +59,17 @@ def node_from_row(row: Any) -> NodeRecord:
     )
 
 
-class Store(JobStore):
-    """The whole control-plane state: jobs, replicas, nodes, metrics, logs."""
+class NodeStore:
+    """The nodes agents registered: alive or lost, their capacity, heartbeats and samples."""
 
-    # ------------------------------------------------------------------ nodes
-    def register_node(
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def register(
         self, node_id: str, *, tier: Tier, address: str, capacity: Resources, labels: dict[str, str]
     ) -> NodeRecord:
         """Add a node, or bring a known one back alive with its (possibly new) capacity."""
-        now = self.now()
+        now = self.db.now()
         values = {
             "tier": str(tier),
             "address": address,
@@ -96,37 +81,37 @@ class Store(JobStore):
             "last_heartbeat_at": now,
             "labels": labels,
         }
-        with self.write() as conn:
+        with self.db.write() as conn:
             found = conn.execute(sa.select(t.nodes.c.id).where(t.nodes.c.id == node_id)).first()
             if found is None:
                 conn.execute(t.nodes.insert().values(id=node_id, registered_at=now, **values))
             else:
                 conn.execute(t.nodes.update().where(t.nodes.c.id == node_id).values(**values))
-        return self.node(node_id)
+        return self.get(node_id)
 
-    def node(self, node_id: str) -> NodeRecord:
-        with self.read() as conn:
+    def get(self, node_id: str) -> NodeRecord:
+        with self.db.read() as conn:
             row = conn.execute(sa.select(t.nodes).where(t.nodes.c.id == node_id)).first()
         if row is None:
             raise NotFoundError(f"no node {node_id!r}; list nodes with 'skyline node list'")
         return node_from_row(row)
 
-    def nodes(self, *, alive_only: bool = False) -> list[NodeRecord]:
+    def find(self, *, alive_only: bool = False) -> list[NodeRecord]:
         query = sa.select(t.nodes).order_by(t.nodes.c.id)
         if alive_only:
             query = query.where(t.nodes.c.status == "alive")
-        with self.read() as conn:
+        with self.db.read() as conn:
             return [node_from_row(r) for r in conn.execute(query)]
 
     def alive_versions(self) -> tuple[tuple[Any, ...], ...]:
         """Id, tier and capacity of every alive node: changes exactly when the usable nodes do."""
-        with self.read() as conn:
+        with self.db.read() as conn:
             return tuple(tuple(r) for r in conn.execute(_ALIVE_VERSIONS))
 
     def heartbeat(self, node_id: str, sample: UsageSample) -> bool:
         """Record a heartbeat and its sample; False when the node is unknown or was declared lost."""
-        now = self.now()
-        with self.write() as conn:
+        now = self.db.now()
+        with self.db.write() as conn:
             # One statement checks and refreshes: no row updated means unknown or declared lost.
             if conn.execute(_BEAT, {"b_node": node_id, "b_now": now}).rowcount != 1:
                 return False
@@ -145,14 +130,14 @@ class Store(JobStore):
 
     def mark_lost(self, *, silent_for_s: float) -> list[str]:
         """Declare lost every alive node silent for longer than ``silent_for_s``; return their ids."""
-        cutoff = self.now() - silent_for_s
+        cutoff = self.db.now() - silent_for_s
         silent = sa.select(t.nodes.c.id).where(
             t.nodes.c.status == "alive", t.nodes.c.last_heartbeat_at < cutoff
         )
-        with self.read() as conn:  # the common case, nobody silent, takes no write lock
+        with self.db.read() as conn:  # the common case, nobody silent, takes no write lock
             if conn.execute(silent.limit(1)).first() is None:
                 return []
-        with self.write() as conn:
+        with self.db.write() as conn:
             lost = [
                 r[0]
                 for r in conn.execute(
@@ -165,68 +150,17 @@ class Store(JobStore):
                 conn.execute(t.nodes.update().where(t.nodes.c.id.in_(lost)).values(status="lost"))
         return lost
 
-    def jobs_on_nodes(self, node_ids: Sequence[str]) -> list[str]:
-        """Active jobs with a current replica on any of ``node_ids``."""
-        query = (
-            sa.select(t.replicas.c.job_id)
-            .join(
-                t.jobs, sa.and_(t.jobs.c.id == t.replicas.c.job_id, t.jobs.c.attempt == t.replicas.c.attempt)
-            )
-            .where(t.replicas.c.node_id.in_(list(node_ids)), t.jobs.c.status.in_(ACTIVE))
-            .distinct()
-        )
-        with self.read() as conn:
-            return sorted(r[0] for r in conn.execute(query))
-
-    def assignments(self, node_id: str) -> list[Assignment]:
-        """Replicas ``node_id`` must be running now; anything else it runs should be stopped."""
-        with self.read() as conn:
-            rows = [r._mapping for r in conn.execute(_ASSIGNMENTS, {"b_node": node_id})]
-            masters = self._master_addresses(conn, {(r["job_id"], r["attempt"]) for r in rows})
-        return [
-            Assignment(
-                job_id=r["job_id"],
-                attempt=r["attempt"],
-                rank=r["rank"],
-                command=r["command"],
-                env={
-                    **r["env"],
-                    "SKYLINE_JOB_ID": r["job_id"],
-                    "RANK": str(r["rank"]),
-                    "LOCAL_RANK": "0",
-                    "WORLD_SIZE": str(r["world"]),
-                    "MASTER_ADDR": masters.get((r["job_id"], r["attempt"]), "127.0.0.1"),
-                    "MASTER_PORT": str(r["master_port"]),
-                    **(
-                        {"CUDA_VISIBLE_DEVICES": ",".join(map(str, r["gpu_indices"]))}
-                        if r["gpu_indices"]
-                        else {}
-                    ),
-                },
-            )
-            for r in rows
-        ]
-
-    def _master_addresses(
-        self, conn: sa.Connection, keys: set[tuple[str, int]]
-    ) -> dict[tuple[str, int], str]:
-        """Address of the node holding rank 0 of each (job, attempt): torch's MASTER_ADDR."""
-        if not keys:
-            return {}
-        rows = conn.execute(_MASTERS, {"b_jobs": sorted({k[0] for k in keys})})
-        return {(r[0], r[1]): r[2] for r in rows}
-
     # ------------------------------------------------------------------ metrics
     def metrics(self, node_id: str, *, since_s: float = 0.0, limit: int = 10_000) -> list[dict[str, Any]]:
         """The node's utilization history, oldest first."""
-        self.node(node_id)
+        self.get(node_id)
         query = (
             sa.select(t.node_metrics)
             .where(t.node_metrics.c.node_id == node_id, t.node_metrics.c.at_s >= since_s)
             .order_by(t.node_metrics.c.at_s.desc())
             .limit(limit)
         )
-        with self.read() as conn:
+        with self.db.read() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
         for row in rows:
             row.pop("id", None)
@@ -240,44 +174,12 @@ class Store(JobStore):
             .subquery()
         )
         query = sa.select(t.node_metrics).join(newest, newest.c.id == t.node_metrics.c.id)
-        with self.read() as conn:
+        with self.db.read() as conn:
             return {r._mapping["node_id"]: dict(r._mapping) for r in conn.execute(query)}
-
-    # ------------------------------------------------------------------ logs
-    def append_logs(self, job_id: str, attempt: int, rank: int, lines: Sequence[str]) -> None:
-        if not lines:
-            return
-        now = self.now()
-        with self.write() as conn:
-            conn.execute(
-                t.job_logs.insert(),
-                [
-                    {"job_id": job_id, "attempt": attempt, "rank": rank, "at_s": now, "line": ln}
-                    for ln in lines
-                ],
-            )
-
-    def logs(self, job_id: str, *, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
-        """Log lines of every replica and attempt of a job after ``after_id``, in arrival order."""
-        self.job(job_id)
-        query = (
-            sa.select(t.job_logs)
-            .where(t.job_logs.c.job_id == job_id, t.job_logs.c.id > after_id)
-            .order_by(t.job_logs.c.id)
-            .limit(limit)
-        )
-        with self.read() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
 
     def refresh_heartbeats(self) -> None:
         """Treat every alive node as just heard from (after a server restart, before agents beat again)."""
-        with self.write() as conn:
+        with self.db.write() as conn:
             conn.execute(
-                t.nodes.update().where(t.nodes.c.status == "alive").values(last_heartbeat_at=self.now())
+                t.nodes.update().where(t.nodes.c.status == "alive").values(last_heartbeat_at=self.db.now())
             )
-
-    def count_jobs(self) -> dict[str, int]:
-        """Number of jobs in each status."""
-        query = sa.select(t.jobs.c.status, sa.func.count()).group_by(t.jobs.c.status)
-        with self.read() as conn:
-            return {row[0]: int(row[1]) for row in conn.execute(query)}

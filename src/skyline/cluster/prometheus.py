@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from skyline.cluster.node_store import Store
+from skyline.cluster.store import Store
 
 
 class _StoreCollector(Collector):
@@ -21,14 +21,14 @@ class _StoreCollector(Collector):
             "skyline_node_alive", "1 when the node heartbeats, 0 when lost", labels=["node"]
         )
         jobs = GaugeMetricFamily("skyline_jobs", "Jobs by status", labels=["status"])
-        for node in self.store.nodes():
+        for node in self.store.nodes.find():
             alive.add_metric([node.id], 1.0 if node.status == "alive" else 0.0)
-        for node_id, sample in self.store.latest_metrics().items():
+        for node_id, sample in self.store.nodes.latest_metrics().items():
             cpu.add_metric([node_id], sample["cpu_percent"])
             mem.add_metric([node_id], sample["memory_percent"])
             if sample["gpu_percent"] is not None:
                 gpu.add_metric([node_id], sample["gpu_percent"])
-        counts = self.store.count_jobs()
+        counts = self.store.jobs.count_by_status()
         for status in ("pending", "placed", "running", "succeeded", "failed", "cancelled"):
             jobs.add_metric([status], float(counts.get(status, 0)))
         return [cpu, mem, gpu, alive, jobs]

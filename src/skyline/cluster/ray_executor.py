@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from skyline.cluster.node_store import Store, UsageSample
+from skyline.cluster.node_store import UsageSample
 from skyline.cluster.replica_process import PORT_TAKEN_EXIT_CODE, rendezvous_problem
+from skyline.cluster.store import Store
 from skyline.core import JobEvent, JobSpec, JobStatus, Placement, Resources, Tier
 from skyline.core.net import PortRange
 from skyline.errors import UnavailableError
@@ -102,8 +103,8 @@ class RayExecutor:
                     gpus=int(resources.get("GPU", 0.0)),
                 )
                 sample = UsageSample(cpu_percent=0.0, memory_percent=0.0, running_replicas=busy.get(name, 0))
-                if not self.store.heartbeat(name, sample):
-                    self.store.register_node(
+                if not self.store.nodes.heartbeat(name, sample):
+                    self.store.nodes.register(
                         name,
                         tier=Tier.DATACENTER,
                         address=self._addresses[name],
@@ -115,9 +116,9 @@ class RayExecutor:
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        if not self.store.place_many([(spec.id, tuple(placements))], master_port=self.master_ports.pick):
+        if not self.store.jobs.place_many([(spec.id, tuple(placements))], master_port=self.master_ports.pick):
             return
-        record = self.store.job(spec.id)  # placed: its attempt and port are settled
+        record = self.store.jobs.get(spec.id)  # placed: its attempt and port are settled
         bundles = [self._bundle(spec.resources, p.node_id) for p in placements]
         group = placement_group(bundles, strategy="PACK")
         gang = _Gang(
@@ -167,7 +168,7 @@ class RayExecutor:
         remove_placement_group(gang.group)
 
     def stop(self, job_id: str) -> None:
-        self.store.requeue(job_id, "preempted by the scheduling policy")
+        self.store.jobs.requeue(job_id, "preempted by the scheduling policy")
         self._kill(job_id)
 
     def release(self, job_id: str) -> None:
@@ -205,7 +206,7 @@ class RayExecutor:
             code, lines = ray.get(ref)
         except Exception as exc:  # the task itself died (worker crash, node loss)
             code, lines = -1, [f"ray task failed: {exc}"]
-        self.store.append_logs(job_id, gang.attempt, rank, lines)
+        self.store.jobs.append_logs(job_id, gang.attempt, rank, lines)
         return int(code)
 
     def _judge(self, job_id: str, gang: _Gang) -> None:

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from skyline.cluster.control import ClusterExecutor
-from skyline.cluster.node_store import Store
 from skyline.cluster.records import JobRecord
 from skyline.cluster.spec import JobRequest
+from skyline.cluster.store import Store
 from skyline.core import JobStatus, Placement, Resources
 from skyline.core.net import PortRange
 
@@ -44,7 +44,7 @@ class ExecutorHarness:
         request = JobRequest(
             command=command, replicas=replicas, resources=Resources.of(cpus=cpus, memory_mib=64)
         )
-        record, _ = self.store.submit(request, owner="contract")
+        record, _ = self.store.jobs.submit(request, owner="contract")
         return record
 
     def start(self, record: JobRecord, nodes: tuple[str, ...]) -> None:
@@ -57,13 +57,13 @@ class ExecutorHarness:
         """The executor's share of a control-plane pass: poll it, apply its events to the store."""
         self.executor.refresh()
         for event in self.executor.events():
-            self.store.apply_event(event)
+            self.store.jobs.apply_event(event)
 
     def wait_status(self, job_id: str, *statuses: JobStatus, timeout_s: float = 30.0) -> JobRecord:
         deadline = time.monotonic() + timeout_s
         while True:
             self.pump()
-            record = self.store.job(job_id)
+            record = self.store.jobs.get(job_id)
             if record.status in statuses:
                 return record
             if time.monotonic() > deadline:
@@ -72,7 +72,7 @@ class ExecutorHarness:
 
     def log_lines(self, job_id: str, rank: int | None = None) -> list[str]:
         """The job's log lines so far (of one rank when given), in arrival order."""
-        return [row["line"] for row in self.store.logs(job_id) if rank is None or row["rank"] == rank]
+        return [row["line"] for row in self.store.jobs.logs(job_id) if rank is None or row["rank"] == rank]
 
 
 def process_alive(pid: int) -> bool:
@@ -132,7 +132,7 @@ def local_harness(state_dir: Path) -> Iterator[ExecutorHarness]:
     harness = ExecutorHarness(name="local", store=built.store, executor=built.control.executor)
     try:
         with serve_app(built.app) as url, node_agents(url, built.authority):
-            _wait(lambda: len(built.store.nodes(alive_only=True)) == len(NODES), "agents registered")
+            _wait(lambda: len(built.store.nodes.find(alive_only=True)) == len(NODES), "agents registered")
             yield harness
     finally:
         built.control.executor.close()

@@ -1,0 +1,581 @@
+"""`JobStore`: jobs, their replicas and logs; every job transition is one committed transaction.
+
+Job life-cycle rules come from `skyline.core.JobStatus`; the gang rules (a job runs when all its
+replicas run, fails when one fails) are applied here, in the transaction that records a report.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from skyline.cluster import schema as t
+from skyline.cluster.database import Database
+from skyline.cluster.records import Assignment, JobRecord, ReplicaRecord, ReplicaReport
+from skyline.cluster.spec import JobRequest
+from skyline.core import JobEvent, JobKind, JobStatus, Placement, Resources, Tier
+from skyline.errors import ConflictError, NotFoundError, SkylineError
+
+ACTIVE = (str(JobStatus.PLACED), str(JobStatus.RUNNING))
+UNFINISHED = (str(JobStatus.PENDING), *ACTIVE)
+LIVE_REPLICA = ("assigned", "running")
+
+
+# Statements of the hot paths (submits, agents' reports), built once with bound parameters: building a
+# SQLAlchemy statement per call cost more CPU than SQLite takes to run it.
+_r = t.replicas.c
+_JOB = sa.select(t.jobs).where(t.jobs.c.id == sa.bindparam("b_id"))
+_BY_KEY = sa.select(t.jobs).where(t.jobs.c.idempotency_key == sa.bindparam("b_key"))
+_ATTEMPT_REPLICAS = (
+    sa.select(t.replicas)
+    .where(_r.job_id == sa.bindparam("b_id"), _r.attempt == sa.bindparam("b_attempt"))
+    .order_by(_r.rank)
+)
+_ONE_REPLICA = (
+    _r.job_id == sa.bindparam("b_id"),
+    _r.attempt == sa.bindparam("b_attempt"),
+    _r.rank == sa.bindparam("b_rank"),
+)
+_REPLICA_NOW = sa.select(_r.status, _r.node_id).where(*_ONE_REPLICA)
+_SET_REPLICA = (
+    t.replicas.update()
+    .where(*_ONE_REPLICA)
+    .values(
+        status=sa.bindparam("b_status"), exit_code=sa.bindparam("b_exit"), updated_at=sa.bindparam("b_now")
+    )
+)
+_SIBLINGS = sa.select(_r.status).where(
+    _r.job_id == sa.bindparam("b_id"), _r.attempt == sa.bindparam("b_attempt")
+)
+_STOP_REPLICAS = (
+    t.replicas.update()
+    .where(_r.job_id == sa.bindparam("b_id"), _r.status.in_(LIVE_REPLICA))
+    .values(status="stopping", updated_at=sa.bindparam("b_now"))
+)
+_FINISH_JOB = (
+    t.jobs.update()
+    .where(t.jobs.c.id == sa.bindparam("b_id"))
+    .values(
+        status=sa.bindparam("b_status"),
+        finished_at=sa.bindparam("b_now"),
+        exit_code=sa.bindparam("b_exit"),
+        message=sa.bindparam("b_message"),
+    )
+)
+# The scheduling pass's statements (it runs many times a second under a burst of submissions).
+_j = t.jobs.c
+_PENDING_OF = sa.select(_j.id, _j.status, _j.attempt).where(_j.id.in_(sa.bindparam("b_ids", expanding=True)))
+_PLACE_JOB = (
+    t.jobs.update()
+    .where(_j.id == sa.bindparam("b_id"))
+    .values(
+        status=str(JobStatus.PLACED),
+        placed_at=sa.bindparam("b_now"),
+        master_port=sa.bindparam("b_port"),
+        message="",
+    )
+)
+_QUEUE = (
+    sa.select(_j.id, _j.status, _j.attempt, _j.restarts, _j.started_at)
+    .where(_j.status.in_(sa.bindparam("b_statuses", expanding=True)))
+    .order_by(_j.seq)
+)
+_GPU_QUEUE = _QUEUE.where(_j.gpu_milli > 0)
+_CPU_USAGE = (
+    sa.select(_r.node_id, sa.func.sum(_j.cpu_milli), sa.func.sum(_j.memory_mib))
+    .select_from(t.replicas.join(t.jobs, sa.and_(_j.id == _r.job_id, _j.attempt == _r.attempt)))
+    .where(_j.status.in_(ACTIVE), _j.gpu_milli == 0)
+    .group_by(_r.node_id)
+)
+_JOBS_BY_ID = sa.select(t.jobs).where(_j.id.in_(sa.bindparam("b_ids", expanding=True)))
+_START_JOB = (
+    t.jobs.update()
+    .where(t.jobs.c.id == sa.bindparam("b_id"))
+    .values(status=sa.bindparam("b_status"), started_at=sa.bindparam("b_at"))
+)
+
+_ASSIGNMENTS = (
+    sa.select(
+        t.replicas, t.jobs.c.command, t.jobs.c.env, t.jobs.c.replicas.label("world"), t.jobs.c.master_port
+    )
+    .join(t.jobs, sa.and_(t.jobs.c.id == t.replicas.c.job_id, t.jobs.c.attempt == t.replicas.c.attempt))
+    .where(
+        t.replicas.c.node_id == sa.bindparam("b_node"),
+        t.replicas.c.status.in_(LIVE_REPLICA),
+        t.jobs.c.status.in_(ACTIVE),
+    )
+)
+_MASTERS = (
+    sa.select(t.replicas.c.job_id, t.replicas.c.attempt, t.nodes.c.address)
+    .join(t.nodes, t.nodes.c.id == t.replicas.c.node_id)
+    .where(t.replicas.c.rank == 0, t.replicas.c.job_id.in_(sa.bindparam("b_jobs", expanding=True)))
+)
+
+
+def job_from_row(row: Any) -> JobRecord:
+    m = row._mapping
+    return JobRecord(
+        seq=m["seq"],
+        id=m["id"],
+        name=m["name"],
+        owner=m["owner"],
+        command=m["command"],
+        env=m["env"],
+        kind=JobKind(m["kind"]),
+        resources=Resources(cpu_milli=m["cpu_milli"], memory_mib=m["memory_mib"], gpu_milli=m["gpu_milli"]),
+        replicas=m["replicas"],
+        tiers=frozenset(Tier(x) for x in m["tiers"]),
+        priority=m["priority"],
+        status=JobStatus(m["status"]),
+        attempt=m["attempt"],
+        restarts=m["restarts"],
+        submitted_at=m["submitted_at"],
+        placed_at=m["placed_at"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        exit_code=m["exit_code"],
+        message=m["message"],
+        master_port=m["master_port"],
+        idempotency_key=m["idempotency_key"],
+    )
+
+
+def replica_from_row(row: Any) -> ReplicaRecord:
+    m = row._mapping
+    return ReplicaRecord(
+        job_id=m["job_id"],
+        attempt=m["attempt"],
+        rank=m["rank"],
+        node_id=m["node_id"],
+        gpu_indices=tuple(m["gpu_indices"]),
+        status=m["status"],
+        exit_code=m["exit_code"],
+    )
+
+
+class JobStore:
+    """Jobs, their replicas (one row per rank and attempt) and their log lines."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ------------------------------------------------------------------ jobs
+    def submit(self, request: JobRequest, *, owner: str) -> tuple[JobRecord, bool]:
+        """Queue a job; with an idempotency key already seen, return that job and ``False``."""
+        job_id = "j-" + uuid.uuid4().hex[:12]
+        res = request.resources
+        values: dict[str, Any] = {
+            "id": job_id,
+            "name": request.name or job_id,
+            "owner": owner,
+            "command": request.command,
+            "env": dict(request.env),
+            "kind": str(request.kind),
+            "cpu_milli": res.cpu_milli,
+            "memory_mib": res.memory_mib,
+            "gpu_milli": res.gpu_milli,
+            "replicas": request.replicas,
+            "tiers": sorted(str(x) for x in request.tiers),
+            "priority": request.priority,
+            "status": str(JobStatus.PENDING),
+            "attempt": 0,
+            "restarts": 0,
+            "message": "",
+            "idempotency_key": request.idempotency_key,
+        }
+        with self.db.write() as conn:
+            if request.idempotency_key is not None:
+                row = conn.execute(_BY_KEY, {"b_key": request.idempotency_key}).first()
+                if row is not None:
+                    return job_from_row(row), False
+            values["submitted_at"] = self.db.now()
+            # One cached statement with bound parameters: no per-submit SQL compilation.
+            inserted = conn.execute(t.jobs.insert(), values).inserted_primary_key
+            seq = inserted[0] if inserted is not None else 0
+        record = JobRecord(
+            seq=int(seq),
+            id=job_id,
+            name=values["name"],
+            owner=owner,
+            command=request.command,
+            env=values["env"],
+            kind=request.kind,
+            resources=res,
+            replicas=request.replicas,
+            tiers=request.tiers,
+            priority=request.priority,
+            status=JobStatus.PENDING,
+            attempt=0,
+            restarts=0,
+            submitted_at=values["submitted_at"],
+            placed_at=None,
+            started_at=None,
+            finished_at=None,
+            exit_code=None,
+            message="",
+            master_port=None,
+            idempotency_key=request.idempotency_key,
+        )
+        return record, True
+
+    def get(self, job_id: str, conn: sa.Connection | None = None) -> JobRecord:
+        if conn is None:
+            with self.db.read() as own:
+                row = own.execute(_JOB, {"b_id": job_id}).first()
+        else:
+            row = conn.execute(_JOB, {"b_id": job_id}).first()
+        if row is None:
+            raise NotFoundError(f"no job {job_id!r}; list jobs with 'skyline job list'")
+        return job_from_row(row)
+
+    def find(
+        self, *, statuses: Sequence[str] = (), owner: str | None = None, limit: int = 1000
+    ) -> list[JobRecord]:
+        query = sa.select(t.jobs).order_by(t.jobs.c.seq)
+        if statuses:
+            query = query.where(t.jobs.c.status.in_(list(statuses)))
+        if owner is not None:
+            query = query.where(t.jobs.c.owner == owner)
+        with self.db.read() as conn:
+            return [job_from_row(r) for r in conn.execute(query.limit(limit))]
+
+    def replicas(self, job_id: str, attempt: int | None = None) -> tuple[ReplicaRecord, ...]:
+        if attempt is not None:
+            with self.db.read() as conn:
+                rows = conn.execute(_ATTEMPT_REPLICAS, {"b_id": job_id, "b_attempt": attempt})
+                return tuple(replica_from_row(r) for r in rows)
+        query = sa.select(t.replicas).where(t.replicas.c.job_id == job_id)
+        with self.db.read() as conn:
+            rows = conn.execute(query.order_by(t.replicas.c.attempt, t.replicas.c.rank))
+            return tuple(replica_from_row(r) for r in rows)
+
+    def active_placements(
+        self, job_ids: Sequence[str] | None = None
+    ) -> dict[tuple[str, int], list[tuple[str, tuple[int, ...]]]]:
+        """(node id, GPU indices) of each replica, by rank, of placed or running jobs' current attempts.
+
+        ``job_ids`` narrows the query to those jobs (the control plane caches the rest: a placement of
+        one attempt never changes).
+        """
+        r = t.replicas.c
+        query = (
+            sa.select(r.job_id, r.attempt, r.node_id, r.gpu_indices)
+            .join(t.jobs, sa.and_(t.jobs.c.id == r.job_id, t.jobs.c.attempt == r.attempt))
+            .where(t.jobs.c.status.in_(ACTIVE))
+            .order_by(r.job_id, r.rank)
+        )
+        if job_ids is not None:
+            query = query.where(r.job_id.in_(list(job_ids)))
+        out: dict[tuple[str, int], list[tuple[str, tuple[int, ...]]]] = {}
+        with self.db.read() as conn:
+            for row in conn.execute(query):
+                out.setdefault((row[0], row[1]), []).append((row[2], tuple(row[3])))
+        return out
+
+    def place(self, job_id: str, placements: Sequence[Placement], *, master_port: int) -> bool:
+        """PENDING → PLACED with one replica row per placement, atomically; False if no longer pending."""
+        return job_id in self.place_many(
+            [(job_id, tuple(placements))], master_port=lambda _j, _a: master_port
+        )
+
+    def place_many(
+        self,
+        gangs: Sequence[tuple[str, tuple[Placement, ...]]],
+        *,
+        master_port: Callable[[str, int], int],
+    ) -> set[str]:
+        """Place several gangs in one transaction (one commit per scheduling pass); the ids placed.
+
+        A job no longer pending (cancelled meanwhile) is skipped. Each gang is all its replicas or none.
+        ``master_port(job_id, attempt)`` gives its rendezvous port (the attempt is read here, in the same
+        transaction, so a retry can get another port).
+        """
+        if not gangs:
+            return set()
+        with self.db.write() as conn:
+            rows = conn.execute(_PENDING_OF, {"b_ids": [g[0] for g in gangs]})
+            attempts = {r[0]: r[2] for r in rows if r[1] == str(JobStatus.PENDING)}
+            now = self.db.now()
+            replica_rows = []
+            job_rows: list[dict[str, Any]] = []
+            for job_id, placements in gangs:
+                if job_id not in attempts:
+                    continue
+                replica_rows += [
+                    {
+                        "job_id": job_id,
+                        "attempt": attempts[job_id],
+                        "rank": rank,
+                        "node_id": p.node_id,
+                        "gpu_indices": list(p.gpu_indices),
+                        "status": "assigned",
+                        "updated_at": now,
+                    }
+                    for rank, p in enumerate(placements)
+                ]
+                port = master_port(job_id, attempts[job_id])
+                job_rows.append({"b_id": job_id, "b_port": port, "b_now": now})
+            if job_rows:
+                conn.execute(t.replicas.insert(), replica_rows)
+                conn.execute(_PLACE_JOB, job_rows)
+        return {str(row["b_id"]) for row in job_rows}
+
+    def queue_view(
+        self, statuses: Sequence[str] = UNFINISHED, *, gpu_only: bool = False
+    ) -> list[tuple[str, str, int, int, float | None]]:
+        """(id, status, attempt, restarts, started_at) of the jobs in ``statuses``, in submit order.
+
+        Cheap to read (no spec columns); ``gpu_only`` keeps the jobs that ask for GPUs.
+        """
+        query = _GPU_QUEUE if gpu_only else _QUEUE
+        with self.db.read() as conn:
+            return [
+                (r[0], r[1], r[2], r[3], r[4]) for r in conn.execute(query, {"b_statuses": list(statuses)})
+            ]
+
+    def cpu_usage_by_node(self) -> dict[str, tuple[int, int]]:
+        """(CPU milli, memory MiB) held on each node by the replicas of placed or running CPU-only jobs.
+
+        One aggregate query: the control plane's incremental pass shrinks node capacities by it instead
+        of handing every running job to the policy. (GPU jobs are handed over as they are: their devices
+        are named, so a sum would lose which ones are taken.)
+        """
+        with self.db.read() as conn:
+            return {row[0]: (int(row[1] or 0), int(row[2] or 0)) for row in conn.execute(_CPU_USAGE)}
+
+    def by_ids(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        with self.db.read() as conn:
+            rows = conn.execute(_JOBS_BY_ID, {"b_ids": list(job_ids)})
+            return [job_from_row(r) for r in rows]
+
+    def on_nodes(self, node_ids: Sequence[str]) -> list[str]:
+        """Active jobs with a current replica on any of ``node_ids``."""
+        query = (
+            sa.select(t.replicas.c.job_id)
+            .join(
+                t.jobs, sa.and_(t.jobs.c.id == t.replicas.c.job_id, t.jobs.c.attempt == t.replicas.c.attempt)
+            )
+            .where(t.replicas.c.node_id.in_(list(node_ids)), t.jobs.c.status.in_(ACTIVE))
+            .distinct()
+        )
+        with self.db.read() as conn:
+            return sorted(r[0] for r in conn.execute(query))
+
+    def assignments(self, node_id: str) -> list[Assignment]:
+        """Replicas ``node_id`` must be running now; anything else it runs should be stopped."""
+        with self.db.read() as conn:
+            rows = [r._mapping for r in conn.execute(_ASSIGNMENTS, {"b_node": node_id})]
+            masters = self._master_addresses(conn, {(r["job_id"], r["attempt"]) for r in rows})
+        return [
+            Assignment(
+                job_id=r["job_id"],
+                attempt=r["attempt"],
+                rank=r["rank"],
+                command=r["command"],
+                env={
+                    **r["env"],
+                    "SKYLINE_JOB_ID": r["job_id"],
+                    "RANK": str(r["rank"]),
+                    "LOCAL_RANK": "0",
+                    "WORLD_SIZE": str(r["world"]),
+                    "MASTER_ADDR": masters.get((r["job_id"], r["attempt"]), "127.0.0.1"),
+                    "MASTER_PORT": str(r["master_port"]),
+                    **(
+                        {"CUDA_VISIBLE_DEVICES": ",".join(map(str, r["gpu_indices"]))}
+                        if r["gpu_indices"]
+                        else {}
+                    ),
+                },
+            )
+            for r in rows
+        ]
+
+    def _master_addresses(
+        self, conn: sa.Connection, keys: set[tuple[str, int]]
+    ) -> dict[tuple[str, int], str]:
+        """Address of the node holding rank 0 of each (job, attempt): torch's MASTER_ADDR."""
+        if not keys:
+            return {}
+        rows = conn.execute(_MASTERS, {"b_jobs": sorted({k[0] for k in keys})})
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    def count_by_status(self) -> dict[str, int]:
+        """Number of jobs in each status."""
+        query = sa.select(t.jobs.c.status, sa.func.count()).group_by(t.jobs.c.status)
+        with self.db.read() as conn:
+            return {row[0]: int(row[1]) for row in conn.execute(query)}
+
+    # ------------------------------------------------------------------ logs
+    def append_logs(self, job_id: str, attempt: int, rank: int, lines: Sequence[str]) -> None:
+        if not lines:
+            return
+        now = self.db.now()
+        with self.db.write() as conn:
+            conn.execute(
+                t.job_logs.insert(),
+                [
+                    {"job_id": job_id, "attempt": attempt, "rank": rank, "at_s": now, "line": ln}
+                    for ln in lines
+                ],
+            )
+
+    def logs(self, job_id: str, *, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Log lines of every replica and attempt of a job after ``after_id``, in arrival order."""
+        self.get(job_id)
+        query = (
+            sa.select(t.job_logs)
+            .where(t.job_logs.c.job_id == job_id, t.job_logs.c.id > after_id)
+            .order_by(t.job_logs.c.id)
+            .limit(limit)
+        )
+        with self.db.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def _stop_replicas(self, conn: sa.Connection, job_id: str) -> None:
+        conn.execute(_STOP_REPLICAS, {"b_id": job_id, "b_now": self.db.now()})
+
+    def _finish(
+        self, conn: sa.Connection, job: JobRecord, status: JobStatus, *, exit_code: int | None, message: str
+    ) -> None:
+        if not job.status.can_become(status):
+            raise ConflictError(f"job {job.id} is {job.status}; it cannot become {status}")
+        self._stop_replicas(conn, job.id)
+        values = {"b_id": job.id, "b_status": str(status), "b_now": self.db.now(), "b_exit": exit_code}
+        conn.execute(_FINISH_JOB, {**values, "b_message": message})
+
+    def cancel(self, job_id: str) -> JobRecord:
+        with self.db.write() as conn:
+            job = self.get(job_id, conn)
+            if job.status.is_finished():
+                raise ConflictError(
+                    f"job {job_id} already {job.status}; only unfinished jobs can be cancelled"
+                )
+            self._finish(conn, job, JobStatus.CANCELLED, exit_code=None, message="cancelled by user")
+            return self.get(job_id, conn)
+
+    def requeue(self, job_id: str, reason: str) -> bool:
+        """PLACED/RUNNING → PENDING with a new attempt (lost node, preemption); False if not active."""
+        with self.db.write() as conn:
+            job = self.get(job_id, conn)
+            if job.status not in (JobStatus.PLACED, JobStatus.RUNNING):
+                return False
+            self._stop_replicas(conn, job_id)
+            conn.execute(
+                t.jobs.update()
+                .where(t.jobs.c.id == job_id)
+                .values(
+                    status=str(JobStatus.PENDING),
+                    attempt=job.attempt + 1,
+                    restarts=job.restarts + 1,
+                    placed_at=None,
+                    message=reason,
+                )
+            )
+        return True
+
+    def apply_event(self, event: JobEvent) -> bool:
+        """Apply an executor's event to its job; False when it no longer applies (already done)."""
+        if event.status is JobStatus.PENDING:
+            return self.requeue(event.job_id, event.message or "lost")
+        with self.db.write() as conn:
+            job = self.get(event.job_id, conn)
+            if job.status is event.status or not job.status.can_become(event.status):
+                return False
+            if event.status is JobStatus.RUNNING:
+                started = {"b_status": str(JobStatus.RUNNING), "b_at": job.started_at or event.at_s}
+                conn.execute(_START_JOB, {"b_id": job.id, **started})
+            else:
+                self._finish(conn, job, event.status, exit_code=event.exit_code, message=event.message)
+        return True
+
+    def report_replica(
+        self, job_id: str, attempt: int, rank: int, status: str, *, exit_code: int | None = None
+    ) -> JobEvent | None:
+        """Record what an agent saw a replica do; return the job-level event it implies, if any.
+
+        The gang rule: running when every replica runs; failed as soon as one fails (the rest are
+        stopped); succeeded when all succeeded.
+        """
+        report = ReplicaReport(job_id=job_id, attempt=attempt, rank=rank, status=status, exit_code=exit_code)
+        with self.db.write() as conn:
+            return self._report_in(conn, report)
+
+    def report_replicas(
+        self, node_id: str, reports: Sequence[ReplicaReport]
+    ) -> list[JobEvent | SkylineError | None]:
+        """One node's reports, in order, in one transaction (a heartbeat carries them).
+
+        Per report: the job event it implied, None, or the error refusing it (a `NotFoundError`: no such
+        replica on ``node_id``, checked before anything is written); the others still apply.
+        """
+        outcomes: list[JobEvent | SkylineError | None] = []
+        with self.db.write() as conn:
+            for report in reports:
+                try:
+                    outcomes.append(self._report_in(conn, report, node_id=node_id))
+                except SkylineError as exc:
+                    outcomes.append(exc)
+        return outcomes
+
+    def _report_in(
+        self, conn: sa.Connection, report: ReplicaReport, *, node_id: str | None = None
+    ) -> JobEvent | None:
+        key = {"b_id": report.job_id, "b_attempt": report.attempt, "b_rank": report.rank}
+        found = conn.execute(_REPLICA_NOW, key).first()
+        if found is None or (node_id is not None and found[1] != node_id):
+            where = f" on node {node_id}" if node_id is not None else ""
+            raise NotFoundError(
+                f"no replica {report.rank} of job {report.job_id} attempt {report.attempt}{where}"
+            )
+        if found[0] in ("succeeded", "failed", "stopped"):
+            return None  # a repeated report (the agent retries until acknowledged)
+        values = {**key, "b_status": report.status, "b_exit": report.exit_code, "b_now": self.db.now()}
+        conn.execute(_SET_REPLICA, values)
+        job = self.get(report.job_id, conn)
+        if job.attempt != report.attempt or job.status.is_finished():
+            return None
+        siblings = [r[0] for r in conn.execute(_SIBLINGS, key)]
+        event = self._gang_event(job, report.status, siblings, report.exit_code)
+        if event is not None:
+            self._apply_in(conn, job, event)
+        return event
+
+    def _gang_event(
+        self, job: JobRecord, status: str, siblings: list[str], exit_code: int | None
+    ) -> JobEvent | None:
+        now = self.db.now()
+        if status == "failed":
+            message = f"replica exited with code {exit_code}"
+            return JobEvent(
+                job_id=job.id, status=JobStatus.FAILED, at_s=now, exit_code=exit_code, message=message
+            )
+        if status == "succeeded" and all(s == "succeeded" for s in siblings):
+            return JobEvent(job_id=job.id, status=JobStatus.SUCCEEDED, at_s=now, exit_code=0)
+        if job.status is JobStatus.PLACED and all(s in ("running", "succeeded") for s in siblings):
+            return JobEvent(job_id=job.id, status=JobStatus.RUNNING, at_s=now)
+        return None
+
+    def _apply_in(self, conn: sa.Connection, job: JobRecord, event: JobEvent) -> None:
+        if event.status is JobStatus.RUNNING:
+            conn.execute(_START_JOB, {"b_id": job.id, "b_status": str(JobStatus.RUNNING), "b_at": event.at_s})
+            return
+        if event.status is not JobStatus.FAILED and job.status is JobStatus.PLACED:
+            # Ended before its running report arrived: it did start.
+            conn.execute(_START_JOB, {"b_id": job.id, "b_status": str(job.status), "b_at": event.at_s})
+        message = event.message
+        if event.status is JobStatus.FAILED:
+            tail = self._log_tail(conn, job.id, job.attempt, lines=5)
+            message = message + ("; last log lines:\n" + "\n".join(tail) if tail else "")
+        self._finish(conn, job, event.status, exit_code=event.exit_code, message=message)
+
+    def _log_tail(self, conn: sa.Connection, job_id: str, attempt: int, *, lines: int) -> list[str]:
+        rows = conn.execute(
+            sa.select(t.job_logs.c.line)
+            .where(t.job_logs.c.job_id == job_id, t.job_logs.c.attempt == attempt)
+            .order_by(t.job_logs.c.id.desc())
+            .limit(lines)
+        )
+        return [r[0] for r in rows][::-1]
