@@ -2,7 +2,8 @@
 
 Everything that must survive a SIGKILL goes through here: each transition is committed before it is
 acknowledged. ``store.jobs`` (`JobStore`) holds jobs, replicas and logs; ``store.nodes`` (`NodeStore`)
-nodes, heartbeats and utilization samples; both share one `Database` (engine, write lock, clock).
+nodes, heartbeats and utilization samples; ``store.services`` (`ServiceStore`) services, their replicas,
+telemetry and autoscaling decisions; all share one `Database` (engine, write lock, clock).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from skyline.cluster.database import Database
 from skyline.cluster.job_store import JobStore
 from skyline.cluster.node_store import NodeStore
+from skyline.cluster.service_store import ServiceStore
 
 
 class Store:
@@ -22,6 +24,7 @@ class Store:
         self.db = Database(url, now=now)
         self.jobs = JobStore(self.db)
         self.nodes = NodeStore(self.db)
+        self.services = ServiceStore(self.db)
 
     @property
     def url(self) -> str:
