@@ -18,8 +18,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from bench.record import record
 from skyline.scheduling.policies import make_policy
-from skyline.scheduling.policies.tiresias import TiresiasGittins
-from skyline.scheduling.policy import ViewPolicy
+from skyline.scheduling.policies.tiresias import GittinsOptions, TiresiasGittins
+from skyline.scheduling.policy import Policy
 from skyline.simulation.config import SimConfig
 from skyline.simulation.engine import simulate
 from skyline.simulation.metrics import summarize
@@ -47,16 +47,14 @@ HEURISTICS = [
 KEYS = ("mean_jct_s", "p99_jct_s", "mean_queue_s", "gpu_utilization", "preemptions", "decision_ms_mean")
 
 
-def _policy(name: str, learned: list[float]) -> ViewPolicy:
+def _policy(name: str, learned: list[float]) -> Policy:
     if name == "gittins-learned":  # 2D-Gittins whose prior is GPU-time of the trace's own past jobs
-        policy = TiresiasGittins(prior_gpu_s=learned)
+        policy = TiresiasGittins(GittinsOptions(prior_gpu_s=tuple(learned)))
         policy.name = name
         return policy
     if name == "tiresias-gittins":
-        return TiresiasGittins(prior_gpu_s=read_gput_prior(PRIOR))
-    made = make_policy(name)
-    assert isinstance(made, ViewPolicy)
-    return made
+        return TiresiasGittins(GittinsOptions(prior_gpu_s=tuple(read_gput_prior(PRIOR))))
+    return make_policy(name)
 
 
 def _pollux_pool(trace: Trace) -> Trace:

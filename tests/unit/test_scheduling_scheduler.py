@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import pytest
 
-from skyline.core import JobStatus
+from skyline.core import ClusterState, Job, JobSpec, JobStatus, Resources, Tier
 from skyline.errors import NotFoundError
 from skyline.scheduling.packing import NodeSpec, Packer, Request
 from skyline.scheduling.policies import POLICIES, make_policy
+from skyline.scheduling.policy import Policy, view_of
 from skyline.scheduling.scheduler import Scheduler
+from skyline.scheduling.view import Decision, RoundView
 from skyline.testing.scheduling import FixedClock, RecordingExecutor, gang, state_of
 
 pytestmark = pytest.mark.unit
+
+
+def _step(scheduler: Scheduler, state: ClusterState) -> Decision:
+    view = view_of(state, oracle=scheduler.policy.oracle)
+    return scheduler.step(view, lambda index: state.jobs[index].spec)
 
 
 def test_step_starts_what_the_policy_places() -> None:
     executor = RecordingExecutor()
     scheduler = Scheduler(make_policy("fifo"), FixedClock(), executor)
     state = state_of(1, 8, [gang("a", 4), gang("b", 8, submit_s=1), gang("c", 2, submit_s=2)])
-    allocation = scheduler.step(state)
-    assert set(allocation) == {"a"}  # b blocks c: FIFO without backfill
+    decision = _step(scheduler, state)
+    assert set(decision.start) == {0}  # b blocks c: FIFO without backfill
     assert executor.calls == [("start", "a")]
     assert len(scheduler.decision_s) == 1
 
@@ -28,11 +35,36 @@ def test_step_preempts_through_the_executor() -> None:
     executor = RecordingExecutor()
     scheduler = Scheduler(make_policy("srtf"), FixedClock(), executor)
     long_job = gang("long", 8, duration_s=1000).transition(JobStatus.PLACED, at_s=0)
-    first = scheduler.step(state_of(1, 8, [long_job]))
+    first = scheduler.policy.allocate(state_of(1, 8, [long_job]))
+    _step(scheduler, state_of(1, 8, [long_job]))
     short = gang("short", 8, submit_s=5, duration_s=1)
-    scheduler.step(state_of(1, 8, [long_job, short], running=first, now_s=5))
+    _step(scheduler, state_of(1, 8, [long_job, short], running=first, now_s=5))
     assert executor.calls == [("start", "long"), ("stop", "long"), ("start", "short")]
     assert scheduler.preemptions == 1
+
+
+def test_a_start_outside_the_jobs_tier_is_refused_and_the_others_go_on() -> None:
+    """A policy that ignores tiers (a bug) cannot place a job there: the scheduler refuses that start."""
+
+    class Careless(Policy):
+        name = "careless"
+
+        def decide(self, view: RoundView) -> Decision:
+            decision = Decision()
+            for job in view.waiting:  # every job on node 0, whatever its tiers
+                placing = ((0, (0,)),)
+                view.packer.take(job.request, placing)
+                decision.start[job.index] = placing
+                break
+            return decision
+
+    executor = RecordingExecutor()
+    scheduler = Scheduler(Careless(), FixedClock(), executor)
+    edge_only = Job(spec=JobSpec(id="e", resources=Resources.of(gpus=1), tiers=frozenset({Tier.EDGE})))
+    state = state_of(1, 8, [edge_only])
+    decision = _step(scheduler, state)
+    assert not decision.start and "edge" in decision.refused[0]
+    assert executor.calls == []
 
 
 def test_registry_names_and_unknown_policy() -> None:

@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 
 from skyline.scheduling.packing import Packer
 from skyline.scheduling.policies import make_policy
-from skyline.scheduling.policy import ViewPolicy
 from skyline.simulation.config import SimConfig
 from skyline.simulation.engine import Simulation
 from skyline.simulation.trace import parse_cluster
@@ -51,7 +50,6 @@ class _CheckedPacker(Packer):
 
 def _run(rows: list[tuple[float, float, int]], name: str, nodes: str, config: SimConfig):  # type: ignore[no-untyped-def]
     policy = make_policy(name)
-    assert isinstance(policy, ViewPolicy)
     sim = Simulation(trace_of(rows), parse_cluster(nodes), policy, config)
     sim.packer.__class__ = _CheckedPacker
     return sim.run()

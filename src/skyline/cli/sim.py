@@ -1,20 +1,26 @@
 """`skyline sim`: the policy registry, trace replays, policy comparisons and optimality gaps.
 
 Module import stays light (typer + skyline modules without heavy frameworks); pymoo, OR-Tools and
-matplotlib load only inside the commands that need them.
+matplotlib load only inside the commands that need them. Each command builds a config, calls the
+library (`skyline.simulation`) and renders; a flag the command would not use is an error.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from skyline.cli.data import shared_data_dir
 from skyline.cli.output import console, progress, write_json
 from skyline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from skyline.simulation.config import SimConfig
+    from skyline.simulation.sources import TraceSource
 
 sim_app = typer.Typer(help="Simulate scheduling policies on cluster traces.", no_args_is_help=True)
 
@@ -49,57 +55,55 @@ def _near(trace: Path | None, *relative: str) -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
 
 
+@dataclass(frozen=True, slots=True)
 class _Inputs:
-    """The options shared by `run` and `compare`, turned into a trace, a cluster and a config."""
+    """What `run` and `compare` share: the trace source, the simulator's config, the cluster, a prior."""
 
-    def __init__(self, **options: Any) -> None:
-        from skyline.simulation.config import SimConfig
-        from skyline.simulation.runner import TraceSource
-        from skyline.simulation.throughput import read_gavel_throughputs
-
-        fmt, trace = options["fmt"], options["trace"]
-        vc_sizes = options["vc_sizes"] or (
-            _near(trace, "helios", "philly_vc.csv") if fmt == "philly" else None
-        )
-        nodes = options["nodes"] or (
-            _near(trace, "alibaba-gpu-v2023", "openb_node_list_gpu_node.csv") if fmt == "openb" else None
-        )
-        self.source = TraceSource(
-            format=fmt,
-            path=trace,
-            vc=options["vc"],
-            vc_sizes=vc_sizes,
-            nodes=nodes,
-            skip_invalid=options["skip_invalid"],
-            jobs=options["jobs"],
-            jobs_per_hour=options["load"],
-            seed=options["seed"],
-        )
-        throughput = read_gavel_throughputs(options["throughputs"]) if options["throughputs"] else {}
-        self.config = SimConfig(
-            restart_penalty_s=options["restart_penalty_s"],
-            consolidation_slowdown=options["consolidation_slowdown"],
-            round_s=options["round_s"],
-            window=_window(options["window"]),
-            throughput=throughput,
-        )
-        self.cluster = options["cluster"] or ("8x8" if fmt == "synthetic" else None)
-        prior = options["gittins_prior"] or _near(None, "tiresias", "yarn-gput10000.csv")
-        self.prior_path: Path | None = prior
+    source: TraceSource
+    config: SimConfig
+    cluster: str | None
+    prior: list[float] | None
+    prior_given: bool  # named by the user (an error where no policy takes it), not found by default
 
 
-def _prior(inputs: _Inputs) -> list[float] | None:
+def _inputs(options: dict[str, Any]) -> _Inputs:
+    """Options of `run` / `compare` → the library's configs (companion files found beside the trace)."""
+    from skyline.simulation.config import SimConfig
     from skyline.simulation.runner import read_gput_prior
+    from skyline.simulation.sources import READERS, TraceSource
+    from skyline.simulation.throughput import read_gavel_throughputs
 
-    return read_gput_prior(inputs.prior_path) if inputs.prior_path else None
+    fmt, trace = options["fmt"], options["trace"]
+    found = {k: _near(trace, *rel) for k, rel in getattr(READERS.get(fmt), "companions", {}).items()}
+    source = TraceSource(
+        format=fmt, path=trace, vc=options["vc"], skip_invalid=options["skip_invalid"],
+        vc_sizes=options["vc_sizes"] or found.get("vc_sizes"), nodes=options["nodes"] or found.get("nodes"),
+        jobs=options["jobs"], jobs_per_hour=options["load"], seed=options["seed"] or 0,
+    )  # fmt: skip
+    if (
+        options["seed"] is not None
+        and fmt != "synthetic"
+        and options["load"] is None
+        and not options.get("sweep")
+    ):
+        raise ConfigError("--seed is used only by synthetic traces and --load/--loads resampling; drop it")
+    throughput = read_gavel_throughputs(options["throughputs"]) if options["throughputs"] else {}
+    config = SimConfig(
+        restart_penalty_s=options["restart_penalty_s"], consolidation_slowdown=options["consolidation_slowdown"],
+        round_s=options["round_s"], window=_window(options["window"]), throughput=throughput,
+    )  # fmt: skip
+    prior_path = options["gittins_prior"] or _near(None, "tiresias", "yarn-gput10000.csv")
+    prior = read_gput_prior(prior_path) if prior_path else None
+    cluster = options["cluster"] or ("8x8" if fmt == "synthetic" else None)
+    return _Inputs(source, config, cluster, prior, options["gittins_prior"] is not None)
 
 
 @sim_app.command("policies")
 def policies(as_json: bool = typer.Option(False, "--json", help="Print the registry as JSON.")) -> None:
-    """List the registered policies and whether each is told true job durations (oracle)."""
+    """List the registered policies and whether each is told job durations (oracle)."""
     from skyline.scheduling.policies import POLICIES
 
-    table = {name: {"oracle": bool(factory().oracle)} for name, factory in POLICIES.items()}
+    table = {name: {"oracle": bool(cls.oracle)} for name, cls in POLICIES.items()}
     if as_json:
         typer.echo(json.dumps({"policies": table}, indent=2))
         return
@@ -109,12 +113,14 @@ def policies(as_json: bool = typer.Option(False, "--json", help="Print the regis
 
 TRACE = typer.Option(None, "--trace", help=TRACE_HELP)
 FORMAT = typer.Option("philly", "--format", help="philly | openb | generic | synthetic")
-VC = typer.Option(None, "--vc", help="Replay one Philly virtual cluster (its jobs on its nodes).")
+VC = typer.Option(
+    None, "--vc", help="Replay one virtual cluster (Philly: its jobs on its nodes; generic: its rows)."
+)
 VC_SIZES = typer.Option(None, "--vc-sizes", help="Helios philly_vc.csv (default: found beside the trace).")
 NODES = typer.Option(None, "--nodes", help="openb node list (default: found beside the trace).")
 CLUSTER = typer.Option(None, "--cluster", help="NODESxGPUS[:TYPE],... e.g. 64x8 or 8x8:v100,8x8:k80.")
 WINDOW = typer.Option(None, "--window", help="Measure jobs A:B (submit order) only: steady state.")
-SEED = typer.Option(0, "--seed", help="Seed for synthetic traces and load resampling.")
+SEED = typer.Option(None, "--seed", help="Seed for synthetic traces and load resampling (default 0).")
 LOAD = typer.Option(None, "--load", help="Resample the trace with Poisson arrivals at this many jobs/hour.")
 JOBS = typer.Option(None, "--jobs", help="Jobs to generate/resample, or the first N jobs of the file.")
 SKIP = typer.Option(False, "--skip-invalid", help="Count and skip bad rows instead of stopping.")
@@ -129,47 +135,26 @@ PRIOR = typer.Option(None, "--gittins-prior", help="GPU-time samples for tiresia
 def run(
     policy: str = typer.Option(..., "--policy", help="Registered policy name (see 'skyline sim policies')."),
     json_path: Path | None = typer.Option(None, "--json", help="Write {policy, jobs, metrics} here."),
-    trace: Path | None = TRACE,
-    fmt: str = FORMAT,
-    vc: str | None = VC,
-    vc_sizes: Path | None = VC_SIZES,
-    nodes: Path | None = NODES,
-    cluster: str | None = CLUSTER,
-    window: str | None = WINDOW,
-    seed: int = SEED,
-    load: float | None = LOAD,
-    jobs: int | None = JOBS,
-    skip_invalid: bool = SKIP,
-    restart_penalty_s: float = PENALTY,
-    consolidation_slowdown: float = SLOWDOWN,
-    round_s: float = ROUND,
-    throughputs: Path | None = THROUGHPUTS,
-    gittins_prior: Path | None = PRIOR,
-) -> None:
+    trace: Path | None = TRACE, fmt: str = FORMAT, vc: str | None = VC, vc_sizes: Path | None = VC_SIZES,
+    nodes: Path | None = NODES, cluster: str | None = CLUSTER, window: str | None = WINDOW,
+    seed: int | None = SEED, load: float | None = LOAD, jobs: int | None = JOBS, skip_invalid: bool = SKIP,
+    restart_penalty_s: float = PENALTY, consolidation_slowdown: float = SLOWDOWN, round_s: float = ROUND,
+    throughputs: Path | None = THROUGHPUTS, gittins_prior: Path | None = PRIOR,
+) -> None:  # fmt: skip
     """Replay a trace under one policy and report JCT, queueing, utilization and decision time."""
-    from skyline.simulation.runner import build_policy, cluster_for, contract_metrics, load_trace, run_one
+    from skyline.simulation.runner import build_policy, simulate_policy
 
-    inputs = _Inputs(**{k: v for k, v in locals().items() if k not in ("policy", "json_path")})
-    the_trace = load_trace(inputs.source)
-    chosen = build_policy(policy, gittins_prior=_prior(inputs) if policy == "tiresias-gittins" else None)
-    with progress(f"{policy}", len(the_trace.jobs), enabled=json_path is None) as advance:
-        _, metrics = run_one(
-            the_trace, chosen, cluster_for(the_trace, inputs.cluster), inputs.config, advance
-        )
-    payload = {
-        "policy": policy,
-        "jobs": len(the_trace.jobs),
-        "metrics": contract_metrics(metrics),
-        "details": metrics,
-        "skipped_rows": the_trace.skipped,
-    }
+    inputs = _inputs(locals())
+    chosen = build_policy(policy, gittins_prior=inputs.prior, strict=inputs.prior_given)
+    with progress(policy, None, enabled=json_path is None) as advance:
+        the_trace, payload = simulate_policy(inputs.source, chosen, inputs.cluster, inputs.config, advance)
     if json_path is not None:
         write_json(json_path, payload)
         return
     if the_trace.skipped:
         console.print(f"skipped {the_trace.skipped} invalid row(s), e.g. {the_trace.skipped_examples[0]}")
     console.print(f"{policy} on {the_trace.name} ({len(the_trace.jobs)} jobs)")
-    for key, value in metrics.items():
+    for key, value in payload["details"].items():
         console.print(f"  {key:30s} {value:,.3f}" if isinstance(value, float) else f"  {key:30s} {value}")
 
 
@@ -178,45 +163,24 @@ def compare(
     policies_: str = typer.Option(..., "--policies", help="Comma-separated policy names."),
     out: Path = typer.Option(Path("runs/sim-compare"), "--out", help="Folder for summary.json and PNGs."),
     loads: str | None = typer.Option(None, "--loads", help="Load sweep: comma-separated jobs/hour."),
-    seeds: int = typer.Option(1, "--seeds", help="Seeds per load in a sweep (results averaged)."),
-    trace: Path | None = TRACE,
-    fmt: str = FORMAT,
-    vc: str | None = VC,
-    vc_sizes: Path | None = VC_SIZES,
-    nodes: Path | None = NODES,
-    cluster: str | None = CLUSTER,
-    window: str | None = WINDOW,
-    seed: int = SEED,
-    load: float | None = LOAD,
-    jobs: int | None = JOBS,
-    skip_invalid: bool = SKIP,
-    restart_penalty_s: float = PENALTY,
-    consolidation_slowdown: float = SLOWDOWN,
-    round_s: float = ROUND,
-    throughputs: Path | None = THROUGHPUTS,
-    gittins_prior: Path | None = PRIOR,
-) -> None:
+    seeds: int | None = typer.Option(None, "--seeds", help="Seeds per load in a sweep (default 1; averaged)."),
+    trace: Path | None = TRACE, fmt: str = FORMAT, vc: str | None = VC, vc_sizes: Path | None = VC_SIZES,
+    nodes: Path | None = NODES, cluster: str | None = CLUSTER, window: str | None = WINDOW,
+    seed: int | None = SEED, load: float | None = LOAD, jobs: int | None = JOBS, skip_invalid: bool = SKIP,
+    restart_penalty_s: float = PENALTY, consolidation_slowdown: float = SLOWDOWN, round_s: float = ROUND,
+    throughputs: Path | None = THROUGHPUTS, gittins_prior: Path | None = PRIOR,
+) -> None:  # fmt: skip
     """Run several policies on the same trace: a table, DIR/summary.json and PNG plots."""
-    from skyline.simulation.compare import compare_policies
+    from skyline.simulation.compare import compare_policies, sweep_of
 
-    if seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
-    inputs = _Inputs(**{k: v for k, v in locals().items() if k not in ("policies_", "out", "loads", "seeds")})
-    sweep = [float(v) for v in loads.split(",")] if loads else []
+    sweep = sweep_of(loads, seeds=seeds, load=load)
+    inputs = _inputs({**locals(), "sweep": bool(sweep)})
     names = _names(policies_)
-    runs = len(names) * (len(sweep) * seeds if sweep else 1)
-    with progress("runs", runs) as advance:
+    with progress("runs", len(names) * max(len(sweep), 1) * (seeds or 1)) as advance:
         summary = compare_policies(
-            names,
-            inputs.source,
-            inputs.cluster,
-            inputs.config,
-            out=out,
-            loads=sweep,
-            seeds=seeds,
-            gittins_prior=_prior(inputs),
-            progress=advance,
-        )
+            names, inputs.source, inputs.cluster, inputs.config, out=out, loads=sweep, seeds=seeds or 1,
+            gittins_prior=inputs.prior, prior_given=inputs.prior_given, progress=advance,
+        )  # fmt: skip
     header = f"{'policy':22s} {'mean JCT h':>11s} {'p99 JCT h':>10s} {'mean queue h':>12s} {'util':>6s} {'preempt':>8s}"
     console.print(header)
     for name, m in summary["policies"].items():
@@ -241,13 +205,9 @@ def optgap(
 
     with progress("rounds", instances, enabled=json_path is None) as advance:
         result = optimality_gaps(
-            _names(policies_),
-            instances=instances,
-            jobs=jobs,
-            seed=seed,
-            time_limit_s=time_limit_s,
+            _names(policies_), instances=instances, jobs=jobs, seed=seed, time_limit_s=time_limit_s,
             progress=advance,
-        )
+        )  # fmt: skip
     if json_path is not None:
         write_json(json_path, result)
         return

@@ -29,9 +29,9 @@ from skyline.core import (
     Resources,
 )
 from skyline.errors import ConfigError
-from skyline.scheduling.policies.ranked import RankedPolicy
-from skyline.scheduling.policy import Policy
+from skyline.scheduling.policy import Policy, view_of
 from skyline.scheduling.scheduler import Scheduler
+from skyline.scheduling.view import Decision
 
 log = logging.getLogger("skyline.cluster")
 
@@ -78,7 +78,7 @@ class ControlPlane:
         self.config = config
         self.scheduler = Scheduler(policy, clock, executor)
         # A policy that never preempts decides on the queue and the capacity left (`pending_snapshot`).
-        self.incremental = isinstance(policy, RankedPolicy) and not policy.preemptive
+        self.incremental = not policy.preemptive
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -122,8 +122,8 @@ class ControlPlane:
             # with the control-plane benchmark, half a pass kept p99 well under 100 ms at > 500 jobs/s.
             self._stop.wait(min(0.5 * (time.perf_counter() - started), self.config.tick_s))
 
-    def run_once(self) -> Allocation:
-        """One pass: events, lost nodes, then a scheduling decision. Returns the allocation."""
+    def run_once(self) -> Decision:
+        """One pass: events, lost nodes, then a scheduling decision. Returns the decision."""
         self.executor.refresh()
         for event in self.executor.events():
             self.store.jobs.apply_event(event)
@@ -136,10 +136,11 @@ class ControlPlane:
         self.passes += 1
         state = self.pending_snapshot() if self.incremental else self.snapshot()
         if state is None or not state.jobs or not len(state.cluster):
-            return Allocation()
-        allocation = self.scheduler.step(state)
+            return Decision()
+        view = view_of(state, oracle=self.scheduler.policy.oracle)
+        decision = self.scheduler.step(view, lambda index: state.jobs[index].spec)
         self.executor.flush()
-        return allocation
+        return decision
 
     def _check_lost(self) -> list[str]:
         # Once per tick is enough to notice a node silent for lost_after_s (> tick_s); passes woken by

@@ -4,12 +4,15 @@ Plain Python lists and dicts, no core types: the simulator keeps one `Packer` al
 policies mutate it, so a decision for 1,000 jobs on 1,000 nodes costs milliseconds. Nodes are bucketed
 by (GPU model, fully free devices) so that best-fit for whole-GPU gangs looks at ≤ 9 buckets, not at
 every node. GPU amounts are in milli-GPU (1000 = one device); fractions live on a single device.
+
+A node's *pool* is its (GPU model, tier): a request names the models and tiers it may use (empty: any),
+and every strategy looks only at the pools it allows, so a tiered or typed job never lands elsewhere.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from skyline.errors import CapacityError, ConfigError
@@ -20,6 +23,7 @@ GPU = 1000
 # a fractional one holds ``gpu_milli`` of its single device.
 Replica = tuple[int, tuple[int, ...]]
 Placing = tuple[Replica, ...]
+Pool = tuple[str, str]  # (GPU model or "", tier)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,6 +35,7 @@ class NodeSpec:
     gpu_type: str | None = None
     cpu_milli: int = 0
     memory_mib: int = 0
+    tier: str = "datacenter"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,6 +47,7 @@ class Request:
     cpu_milli: int = 0
     memory_mib: int = 0
     gpu_types: frozenset[str] = frozenset()  # allowed models; empty: any
+    tiers: frozenset[str] = frozenset()  # allowed tiers; empty: any
 
     def __post_init__(self) -> None:
         if self.gpu_milli > GPU and self.gpu_milli % GPU:
@@ -75,15 +81,15 @@ class Packer:
         self.full = [n.gpus for n in self.nodes]
         self.cpu_free = [n.cpu_milli for n in self.nodes]
         self.mem_free = [n.memory_mib for n in self.nodes]
-        self.types = tuple(sorted({n.gpu_type or "" for n in self.nodes}))
+        self._pool_of = [(n.gpu_type or "", n.tier) for n in self.nodes]
+        self.pools = tuple(sorted(set(self._pool_of)))
         self.max_gpus = max(n.gpus for n in self.nodes)
-        self._type_of = [n.gpu_type or "" for n in self.nodes]
-        # buckets[type][fully free devices] = ordered set of node indices (dict keys keep order)
-        self.buckets: dict[str, list[dict[int, None]]] = {
-            t: [{} for _ in range(self.max_gpus + 1)] for t in self.types
+        # buckets[pool][fully free devices] = ordered set of node indices (dict keys keep order)
+        self.buckets: dict[Pool, list[dict[int, None]]] = {
+            p: [{} for _ in range(self.max_gpus + 1)] for p in self.pools
         }
         for i, n in enumerate(self.nodes):
-            self.buckets[self._type_of[i]][n.gpus][i] = None
+            self.buckets[self._pool_of[i]][n.gpus][i] = None
         self.partial: dict[int, None] = {}  # nodes with a partly used device (fractional jobs)
         self.total_gpus = sum(n.gpus for n in self.nodes)
         self.free_gpu_milli = self.total_gpus * GPU
@@ -96,7 +102,7 @@ class Packer:
     def _move(self, node: int, new_full: int) -> None:
         old = self.full[node]
         if old != new_full:
-            row = self.buckets[self._type_of[node]]
+            row = self.buckets[self._pool_of[node]]
             del row[old][node]
             row[new_full][node] = None
             self.full[node] = new_full
@@ -166,8 +172,13 @@ class Packer:
         return (node, self._devices_on(node, req) or ())
 
     # ------------------------------------------------------------------ queries
-    def _types(self, req: Request) -> Iterable[str]:
-        return self.types if not req.gpu_types else [t for t in self.types if t in req.gpu_types]
+    def _pools(self, req: Request) -> list[Pool]:
+        """The pools ``req`` may use: its GPU models (for GPU asks) and its tiers."""
+        return [p for p in self.pools if _allows(req, p)]
+
+    def pool_of(self, node: int) -> Pool:
+        """(GPU model or "", tier) of a node."""
+        return self._pool_of[node]
 
     def _cpu_ok(self, node: int, req: Request, replicas: int = 1) -> bool:
         return not self.checks_cpu or (
@@ -198,20 +209,18 @@ class Packer:
         return known
 
     def _could_ever_fit(self, req: Request) -> bool:
+        nodes = [n for i, n in enumerate(self.nodes) if _allows(req, self._pool_of[i])]
         if req.gpu_milli == 0:  # CPU-only gangs span nodes (`_cpu_only`): together they must hold it
             if not self.checks_cpu:
-                return True
+                return bool(nodes)
             room = 0
-            for n in self.nodes:
+            for n in nodes:
                 room += _replicas_within(n.cpu_milli, n.memory_mib, req)
                 if room >= req.replicas:
                     return True
             return False
-        types = set(self._types(req))
-        nodes = [n for n in self.nodes if (n.gpu_type or "") in types or req.gpu_milli == 0]
         if req.gpu_milli <= GPU:
-            per_node = [1 if req.gpu_milli and n.gpus else (1 if req.gpu_milli == 0 else 0) for n in nodes]
-            return any(per_node) if req.replicas == 1 else sum(n.gpus for n in nodes) >= req.replicas
+            return sum(n.gpus for n in nodes) >= req.replicas
         return sum(n.gpus // req.whole for n in nodes) >= req.replicas
 
     # ------------------------------------------------------------------ placement strategies
@@ -225,8 +234,8 @@ class Packer:
         unit = max(req.whole, 1)
         if need * GPU > self.free_gpu_milli:
             return None
-        for t in self._types(req):
-            row = self.buckets[t]
+        for pool in self._pools(req):
+            row = self.buckets[pool]
             for free in range(need, self.max_gpus + 1):
                 for node in row[free]:
                     if not self.checks_cpu or self._cpu_ok(node, req, req.replicas):
@@ -242,24 +251,34 @@ class Packer:
         unit = max(req.whole, 1)
         if unit * req.replicas * GPU > self.free_gpu_milli:
             return None
-        distinct: list[int] = []  # one replica per node, emptiest first: O(replicas + buckets)
+        distinct = self._one_per_node(req, unit)
+        if distinct is not None:
+            return self._assign_devices(req, [(n, ()) for n in distinct])
+        return self._round_robin(req, unit)
+
+    def _one_per_node(self, req: Request, unit: int) -> list[int] | None:
+        """One replica on each of the emptiest nodes, if there are enough: O(replicas + buckets)."""
+        distinct: list[int] = []
+        pools = self._pools(req)
         for free in range(self.max_gpus, unit - 1, -1):
-            for t in self._types(req):
-                for node in self.buckets[t][free]:
+            for pool in pools:
+                for node in self.buckets[pool][free]:
                     if self._cpu_ok(node, req):
                         distinct.append(node)
                         if len(distinct) == req.replicas:
-                            return self._assign_devices(req, [(n, ()) for n in distinct])
+                            return distinct
+        return None
+
+    def _round_robin(self, req: Request, unit: int) -> Placing | None:
+        """Replicas dealt over the nodes, emptiest first, one per node per round, until all are placed."""
         order = self._nodes_by_free(req, descending=True)
         placing: list[Replica] = []
         taken: dict[int, int] = {}
         while len(placing) < req.replicas:
             progressed = False
             for node in order:
-                if len(placing) == req.replicas:
-                    break
                 used = taken.get(node, 0)
-                if self.full[node] - used * unit >= unit and self._cpu_ok(node, req, used + 1):
+                if len(placing) < req.replicas and self._room_for_one_more(node, req, unit, used):
                     taken[node] = used + 1
                     placing.append((node, ()))
                     progressed = True
@@ -267,12 +286,16 @@ class Packer:
                 return None
         return self._assign_devices(req, placing)
 
+    def _room_for_one_more(self, node: int, req: Request, unit: int, used: int) -> bool:
+        return self.full[node] - used * unit >= unit and self._cpu_ok(node, req, used + 1)
+
     def _nodes_by_free(self, req: Request, *, descending: bool) -> list[int]:
         nodes: list[int] = []
         frees = range(self.max_gpus, 0, -1) if descending else range(1, self.max_gpus + 1)
+        pools = self._pools(req)
         for free in frees:
-            for t in self._types(req):
-                nodes.extend(self.buckets[t][free])
+            for pool in pools:
+                nodes.extend(self.buckets[pool][free])
         return nodes
 
     def _span(self, req: Request, unit: int, *, descending: bool) -> Placing | None:
@@ -311,13 +334,13 @@ class Packer:
         """
         if req.replicas > 1 or req.gpu_milli == 0:
             return self.best_fit(req)
-        types = set(self._types(req))
-        scored: dict[tuple[str, tuple[int, ...]], tuple[float, tuple[int, ...]] | None] = {}
+        pools = set(self._pools(req))
+        scored: dict[tuple[Pool, tuple[int, ...]], tuple[float, tuple[int, ...]] | None] = {}
         best: tuple[float, int, tuple[int, ...]] | None = None
-        for node in self._distinct_candidates(types):
+        for node in self._distinct_candidates(pools):
             if not self._cpu_ok(node, req):
                 continue
-            signature = (self._type_of[node], tuple(self.dev_free[node]))
+            signature = (self._pool_of[node], tuple(self.dev_free[node]))
             if signature not in scored:
                 scored[signature] = self._best_devices(node, req)
             found = scored[signature]
@@ -325,14 +348,14 @@ class Packer:
                 best = (found[0], node, found[1])
         return None if best is None else ((best[1], best[2]),)
 
-    def _distinct_candidates(self, types: set[str]) -> list[int]:
+    def _distinct_candidates(self, pools: set[Pool]) -> list[int]:
         """Nodes worth scoring: every partly used node, and of the others (devices all free or all
         taken, so equal when their free count is) the first of each bucket, unless CPU is checked."""
         if self.checks_cpu:
-            return [n for n in range(len(self.nodes)) if self._type_of[n] in types]
-        out = [n for n in self.partial if self._type_of[n] in types]
-        for t in types:
-            for bucket in self.buckets[t][1:]:
+            return [n for n in range(len(self.nodes)) if self._pool_of[n] in pools]
+        out = [n for n in self.partial if self._pool_of[n] in pools]
+        for pool in sorted(pools):
+            for bucket in self.buckets[pool][1:]:
                 first = next((n for n in bucket if n not in self.partial), None)
                 if first is not None:
                     out.append(first)
@@ -366,9 +389,8 @@ class Packer:
     def _fraction(self, req: Request, *, tightest: bool) -> Placing | None:
         best: tuple[int, int, int] | None = None  # (free on device, node, device)
         candidates = list(self.partial) + self._nodes_by_free(req, descending=not tightest)[:64]
-        types = set(self._types(req))
         for node in candidates:
-            if (self.nodes[node].gpu_type or "") not in types or not self._cpu_ok(node, req):
+            if not _allows(req, self._pool_of[node]) or not self._cpu_ok(node, req):
                 continue
             for d, f in enumerate(self.dev_free[node]):
                 if f >= req.gpu_milli and (best is None or (f < best[0] if tightest else f > best[0])):
@@ -379,7 +401,7 @@ class Packer:
         """One node that holds the whole gang (the tightest or the roomiest), else the fewest nodes."""
         best: tuple[int, int] | None = None
         for node in range(len(self.nodes)):
-            if self._cpu_ok(node, req, req.replicas):
+            if _allows(req, self._pool_of[node]) and self._cpu_ok(node, req, req.replicas):
                 key = self.cpu_free[node]
                 if best is None or (key < best[0] if tightest else key > best[0]):
                     best = (key, node)
@@ -394,7 +416,8 @@ class Packer:
         room = [
             (fit, node)
             for node in range(len(self.nodes))
-            if (fit := _replicas_within(self.cpu_free[node], self.mem_free[node], req)) > 0
+            if _allows(req, self._pool_of[node])
+            and (fit := _replicas_within(self.cpu_free[node], self.mem_free[node], req)) > 0
         ]
         if sum(fit for fit, _ in room) < req.replicas:
             return None
@@ -425,6 +448,13 @@ def _node_fragmentation(dev_free: Sequence[int], workload: Sequence[tuple[int, f
             unusable = sum(dev_free)
         total += p * unusable
     return total
+
+
+def _allows(req: Request, pool: Pool) -> bool:
+    gpu_type, tier = pool
+    if req.tiers and tier not in req.tiers:
+        return False
+    return not (req.gpu_types and req.gpu_milli and gpu_type not in req.gpu_types)
 
 
 def _count(placing: list[Replica], node: int) -> int:

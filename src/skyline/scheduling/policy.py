@@ -1,48 +1,64 @@
-"""`Policy`: the one interface of every scheduling policy, and `ViewPolicy`, the base they share.
+"""`Policy`: the one interface of every scheduling policy, its typed `PolicyOptions`, and `view_of`.
 
-A policy is pure: given the cluster state it returns an `Allocation` (which jobs run, and where); it
-never starts or stops anything itself (the `Scheduler` does, through the `Executor` port).
+A policy is pure: given a `RoundView` it returns a `Decision` (which jobs to start where, which to
+stop); it never starts or stops anything itself (the `Scheduler` does, through the `Executor` port).
+``decide`` is the one method both worlds call: the simulator on its live views, the control plane on a
+view of its store. ``allocate(ClusterState)`` is the same decision on an immutable snapshot.
+
+Options are typed: each policy class names its options dataclass (``Options``), and a registry entry
+is built as ``POLICIES[name](options)``; nothing dispatches on a policy's name.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 from skyline.core import GPU_MILLI, Allocation, ClusterState, Placement
+from skyline.errors import ConfigError
 from skyline.scheduling.packing import GPU, NodeSpec, Packer, Request
 from skyline.scheduling.view import Decision, JobView, RoundView
 
 
-@runtime_checkable
-class Policy(Protocol):
-    """A scheduling policy. ``oracle`` is True when it is told true job durations (sjf, srtf, ...)."""
-
-    name: str
-    oracle: bool
-
-    def allocate(self, state: ClusterState) -> Allocation:
-        """Which unfinished jobs of ``state`` run, and where. Must pass ``state.check``.
-
-        A running job left out is preempted; a running job kept should keep its placement.
-        """
-        ...
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyOptions:
+    """The options of a policy that takes none; every policy's options derive from it."""
 
 
-class ViewPolicy(ABC):
-    """Base of the built-in policies: they decide on a `RoundView` (fast), `allocate` converts."""
+class Policy(ABC):
+    """A scheduling policy.
+
+    ``oracle``: it is told job durations (the truth in a simulation, estimates live). ``preemptive``:
+    it may stop running jobs. ``service_levels``: attained GPU-seconds at which a running job's rank may
+    change (the simulator decides again when a job crosses one).
+    """
 
     name: str = ""
     oracle: bool = False
+    preemptive: bool = False
+    Options: ClassVar[type[PolicyOptions]] = PolicyOptions
+
+    def __init__(self, options: PolicyOptions | None = None) -> None:
+        if options is None:
+            options = self.Options()
+        if type(options) is not self.Options:
+            raise ConfigError(
+                f"policy {self.name} takes {self.Options.__name__}, got {type(options).__name__}"
+            )
+        self.options = options
+        self.service_levels: tuple[float, ...] = ()
 
     @abstractmethod
     def decide(self, view: RoundView) -> Decision:
-        """Decide on plain views: which running jobs to stop and which jobs to start where.
+        """Which running jobs to stop and which jobs to start where.
 
-        ``view.packer`` holds the running jobs on entry; on return it must hold the decided state.
+        ``view.packer`` holds the running jobs on entry; on return it must hold the decided state. A job
+        may be placed only on nodes of its pools (`Packer` strategies never place it elsewhere).
         """
 
     def allocate(self, state: ClusterState) -> Allocation:
+        """The decision on an immutable snapshot: which unfinished jobs run, and where."""
         view = view_of(state, oracle=self.oracle)
         decision = self.decide(view)
         stopped = set(decision.stop)
@@ -62,8 +78,28 @@ class ViewPolicy(ABC):
         return f"<policy {self.name}>"
 
 
+def options_for(policy: type[Policy], **values: Any) -> PolicyOptions:
+    """``policy.Options(**values)``, refusing a value the policy does not take (by name, with the choices)."""
+    known = {f.name for f in fields(policy.Options)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "no options"
+        raise ConfigError(f"policy {policy.name} does not take {', '.join(unknown)} (it takes {takes})")
+    return policy.Options(**values)
+
+
+def takes_option(policy: type[Policy], option: str) -> bool:
+    """Whether ``policy``'s options have a field ``option``."""
+    return option in {f.name for f in fields(policy.Options)}
+
+
 def request_of(
-    resources_gpu_milli: int, replicas: int, cpu_milli: int, memory_mib: int, gpu_type: str | None
+    resources_gpu_milli: int,
+    replicas: int,
+    cpu_milli: int,
+    memory_mib: int,
+    gpu_type: str | None,
+    tiers: frozenset[str] = frozenset(),
 ) -> Request:
     """A packer `Request`; ``gpu_type`` may list several allowed models as ``"V100M16|V100M32"``."""
     return Request(
@@ -72,12 +108,13 @@ def request_of(
         cpu_milli=cpu_milli,
         memory_mib=memory_mib,
         gpu_types=frozenset(gpu_type.split("|")) if gpu_type else frozenset(),
+        tiers=tiers,
     )
 
 
-def view_of(state: ClusterState, *, oracle: bool) -> RoundView:
-    """A `RoundView` of ``state``: running jobs committed in a fresh packer, jobs in state order."""
-    packer = Packer(
+def packer_of(state: ClusterState) -> Packer:
+    """An empty packer over the state's nodes (their models and tiers)."""
+    return Packer(
         [
             NodeSpec(
                 id=n.id,
@@ -85,15 +122,25 @@ def view_of(state: ClusterState, *, oracle: bool) -> RoundView:
                 gpu_type=n.capacity.gpu_type,
                 cpu_milli=n.capacity.cpu_milli,
                 memory_mib=n.capacity.memory_mib,
+                tier=str(n.tier),
             )
             for n in state.cluster
         ]
     )
+
+
+def view_of(state: ClusterState, *, oracle: bool) -> RoundView:
+    """A `RoundView` of ``state``: running jobs committed in a fresh packer, jobs in state order.
+
+    Oracle policies are told ``spec.duration_s`` (the truth in a simulation, the estimate live).
+    """
+    packer = packer_of(state)
     jobs: list[JobView] = []
     for index, job in enumerate(state.jobs):
         spec = job.spec
         r = spec.resources
-        request = request_of(r.gpu_milli, spec.replicas, r.cpu_milli, r.memory_mib, r.gpu_type)
+        tiers = frozenset(str(t) for t in spec.tiers)
+        request = request_of(r.gpu_milli, spec.replicas, r.cpu_milli, r.memory_mib, r.gpu_type, tiers)
         remaining = None
         if oracle and spec.duration_s is not None:
             gang_gpus = max(request.total_gpu_milli / GPU, 1e-9)
@@ -122,5 +169,10 @@ def view_of(state: ClusterState, *, oracle: bool) -> RoundView:
         jobs.append(view)
     waiting = [j for j in jobs if j.placing is None]
     return RoundView(
-        now_s=state.now_s, jobs=jobs, waiting=waiting, packer=packer, throughput=state.throughput
+        now_s=state.now_s,
+        jobs=jobs,
+        waiting=waiting,
+        packer=packer,
+        throughput=state.throughput,
+        forecasts=state.forecasts,
     )

@@ -1,8 +1,9 @@
 """`Scheduler`: ask the policy, then make the world match through the `Executor` port.
 
-One scheduler for both worlds: the live control plane passes a wall clock and a real executor, the
-simulator a simulated clock and executor. The scheduler stops preempted jobs first (freeing their
-resources), then starts the newly placed ones, and times every decision.
+One scheduler, one method for both worlds: the live control plane passes a wall clock, a real executor
+and a view of its store; the simulator a simulated clock and executor and its live views. `step` times
+the decision, refuses any start outside a job's pools or gang size (the job waits; the others go on),
+stops the preempted jobs first (freeing their resources), then starts the newly placed ones.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from skyline.core import Allocation, Clock, ClusterState, Executor, JobSpec, Placement
+from skyline.core import Clock, Executor, JobSpec, Placement
 from skyline.scheduling.packing import Placing
-from skyline.scheduling.policy import Policy, ViewPolicy
-from skyline.scheduling.view import Decision, RoundView
+from skyline.scheduling.policy import Policy
+from skyline.scheduling.view import Decision, JobView, RoundView
 
 
 class Scheduler:
@@ -26,44 +27,57 @@ class Scheduler:
         self.decision_s: list[float] = []  # wall time of every decision (policy only)
         self.preemptions = 0
 
-    def step(self, state: ClusterState) -> Allocation:
-        """Decide on ``state`` and apply the difference: stop the preempted, start the new."""
-        started = time.perf_counter()
-        allocation = self.policy.allocate(state)
-        self.decision_s.append(time.perf_counter() - started)
-        state.check(allocation)
-        running = state.running.placements
-        wanted = allocation.placements
-        for job_id, placements in running.items():
-            if wanted.get(job_id) != placements:
-                self.executor.stop(job_id)
-                self.preemptions += 1
-        specs = {job.id: job.spec for job in state.jobs}
-        for job_id, placements in wanted.items():
-            if running.get(job_id) != placements:
-                self.executor.start(specs[job_id], placements)
-        return allocation
-
-    def step_view(
-        self,
-        view: RoundView,
-        *,
-        spec_of: Callable[[int], JobSpec],
-        placements_of: Callable[[int, Placing], Sequence[Placement]],
-    ) -> Decision:
-        """The simulator's fast path: decide on a live `RoundView` and apply the change.
-
-        Only `ViewPolicy` policies (every built-in one) decide on views. ``spec_of(index)`` and
-        ``placements_of(index, placing)`` build the core objects the `Executor` port takes.
-        """
-        if not isinstance(self.policy, ViewPolicy):
-            raise TypeError(f"{self.policy!r} decides on ClusterState only; use Scheduler.step")
+    def decide(self, view: RoundView) -> Decision:
+        """The policy's decision on ``view``, timed, with invalid starts refused (nothing applied yet)."""
         started = time.perf_counter()
         decision = self.policy.decide(view)
         self.decision_s.append(time.perf_counter() - started)
+        by_index = {j.index: j for j in view.jobs}
+        for index, placing in list(decision.start.items()):
+            problem = placement_problem(view, by_index[index], placing)
+            if problem is not None:
+                view.packer.release(by_index[index].request, placing)
+                del decision.start[index]
+                decision.refused[index] = problem
+        return decision
+
+    def step(self, view: RoundView, spec_of: Callable[[int], JobSpec]) -> Decision:
+        """Decide on ``view`` and apply the change: stop the preempted, start the new.
+
+        ``spec_of(index)`` is the `JobSpec` of the job at ``index`` (what the `Executor` port takes).
+        """
+        decision = self.decide(view)
+        self.apply(view, decision, spec_of)
+        return decision
+
+    def apply(self, view: RoundView, decision: Decision, spec_of: Callable[[int], JobSpec]) -> None:
+        """Make the world match ``decision`` through the executor."""
         for index in decision.stop:
             self.executor.stop(spec_of(index).id)
             self.preemptions += 1
+        nodes = view.packer.nodes
         for index, placing in decision.start.items():
-            self.executor.start(spec_of(index), placements_of(index, placing))
-        return decision
+            spec = spec_of(index)
+            self.executor.start(spec, placements_of(spec, placing, [n.id for n in nodes]))
+
+
+def placements_of(spec: JobSpec, placing: Placing, node_ids: Sequence[str]) -> tuple[Placement, ...]:
+    """The `Placement`s of a gang the packer placed (node indices → node ids)."""
+    return tuple(
+        Placement(node_id=node_ids[node], resources=spec.resources, gpu_indices=devices)
+        for node, devices in placing
+    )
+
+
+def placement_problem(view: RoundView, job: JobView, placing: Placing) -> str | None:
+    """Why ``placing`` is not a valid start of ``job`` (a policy bug), or None when it is."""
+    if len(placing) != job.request.replicas:
+        return f"a gang of {job.request.replicas} was given {len(placing)} replica(s)"
+    packer, request = view.packer, job.request
+    for node, _ in placing:
+        gpu_type, tier = packer.pool_of(node)
+        if request.tiers and tier not in request.tiers:
+            return f"placed on {tier} node {packer.nodes[node].id}; it may run on {sorted(request.tiers)}"
+        if request.gpu_milli and request.gpu_types and gpu_type not in request.gpu_types:
+            return f"placed on {gpu_type or 'untyped'} GPUs of {packer.nodes[node].id}; it asks for {sorted(request.gpu_types)}"
+    return None

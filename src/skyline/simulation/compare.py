@@ -7,18 +7,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from skyline.errors import ConfigError
+from skyline.scheduling.policies import policy_class
+from skyline.scheduling.policy import takes_option
 from skyline.simulation.config import SimConfig
 from skyline.simulation.outcome import Outcome
 from skyline.simulation.plots import plot_jct_cdf, plot_jct_vs_load, plot_utilization
 from skyline.simulation.runner import (
-    TraceSource,
     build_policy,
+    check_throughputs,
     cluster_for,
     contract_metrics,
-    load_trace,
     mean_metrics,
     run_one,
 )
+from skyline.simulation.sources import TraceSource, load_trace
 
 
 def _write(path: Path, payload: Any) -> None:
@@ -37,6 +40,22 @@ def _write(path: Path, payload: Any) -> None:
     path.write_text(json.dumps(clean(payload), indent=2) + "\n")
 
 
+def sweep_of(loads: str | None, *, seeds: int | None, load: float | None) -> list[float]:
+    """``--loads`` as numbers; refuses ``--seeds`` without a sweep and ``--load`` with one."""
+    if seeds is not None and seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    if not loads:
+        if seeds is not None:
+            raise ConfigError("--seeds is used only by a --loads sweep; drop it")
+        return []
+    if load is not None:
+        raise ConfigError("--load and --loads both set the arrival rate; give one")
+    try:
+        return [float(v) for v in loads.split(",")]
+    except ValueError:
+        raise ConfigError(f"--loads takes comma-separated jobs/hour like 10,20,30, got {loads!r}") from None
+
+
 def compare_policies(
     names: Sequence[str],
     source: TraceSource,
@@ -47,6 +66,7 @@ def compare_policies(
     loads: Sequence[float] = (),
     seeds: int = 1,
     gittins_prior: Sequence[float] | None = None,
+    prior_given: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``names`` on ``source``; with ``loads``, also for each load × seed (resampled at that rate).
@@ -55,14 +75,17 @@ def compare_policies(
     Without a sweep the metrics are from the trace as given; with one, from the highest load
     (averaged over seeds), and ``"sweep"`` holds every load.
     """
+    if prior_given and not any(takes_option(policy_class(n), "prior_gpu_s") for n in names):
+        raise ConfigError(f"none of {', '.join(names)} takes a GPU-time prior: drop --gittins-prior")
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"policies": {}, "details": {}, "plots": []}
     if not loads:
         trace = load_trace(source)
+        check_throughputs(trace, config)
         nodes = cluster_for(trace, cluster)
         outcomes: dict[str, Outcome] = {}
         for name in names:
-            policy = build_policy(name, gittins_prior=gittins_prior)
+            policy = build_policy(name, gittins_prior=gittins_prior, strict=False)
             outcomes[name], metrics = run_one(trace, policy, nodes, config)
             summary["policies"][name] = contract_metrics(metrics)
             summary["details"][name] = metrics
@@ -81,7 +104,7 @@ def compare_policies(
                 trace = load_trace(dataclasses.replace(source, jobs_per_hour=load, seed=source.seed + k))
                 nodes = cluster_for(trace, cluster)
                 for name in names:
-                    policy = build_policy(name, gittins_prior=gittins_prior)
+                    policy = build_policy(name, gittins_prior=gittins_prior, strict=False)
                     _, metrics = run_one(trace, policy, nodes, config)
                     per_seed[name].append(metrics)
                     if progress:

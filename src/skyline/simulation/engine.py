@@ -12,10 +12,10 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
-from skyline.core import JobSpec, Placement, Resources
+from skyline.core import JobSpec, Placement, Resources, Tier
 from skyline.errors import CapacityError, ConfigError
 from skyline.scheduling.packing import GPU, NodeSpec, Packer, Placing
-from skyline.scheduling.policy import ViewPolicy
+from skyline.scheduling.policy import Policy
 from skyline.scheduling.scheduler import Scheduler
 from skyline.scheduling.view import JobView, RoundView
 from skyline.simulation.config import SimConfig
@@ -31,10 +31,8 @@ class Simulation:
     """Replays ``trace`` on ``nodes`` under ``policy``; `run` returns the per-job `Outcome`."""
 
     def __init__(
-        self, trace: Trace, nodes: Sequence[NodeSpec], policy: ViewPolicy, config: SimConfig | None = None
+        self, trace: Trace, nodes: Sequence[NodeSpec], policy: Policy, config: SimConfig | None = None
     ) -> None:
-        if not isinstance(policy, ViewPolicy):
-            raise ConfigError(f"the simulator runs the built-in (view) policies, not {policy!r}")
         self.trace, self.policy = trace, policy
         self.config = config or SimConfig()
         self.packer = Packer(nodes)
@@ -70,6 +68,8 @@ class Simulation:
         self.idle_while_waiting_gpu_s = 0.0
         self.waiting_s = 0.0
         self._t_mark = 0.0
+        self._dirty = False  # something happened since the last decision
+        self._tick_pending = False  # a round tick is in the heap
 
     # ------------------------------------------------------------------ the executor's callbacks
     def _spec(self, i: int) -> JobSpec:
@@ -89,19 +89,13 @@ class Simulation:
                 else Resources(cpu_milli=1),
                 replicas=req.replicas,
                 submit_time_s=job.submit_s,
+                tiers=frozenset(Tier.parse(t) for t in job.tiers),
                 duration_s=job.duration_s,
                 job_type=job.job_type,
                 priority=job.priority,
             )
             self._specs[i] = spec
         return spec
-
-    def _placements(self, i: int, placing: Placing) -> tuple[Placement, ...]:
-        spec, nodes = self._spec(i), self.packer.nodes
-        return tuple(
-            Placement(node_id=nodes[node].id, resources=spec.resources, gpu_indices=devices)
-            for node, devices in placing
-        )
 
     def _started(self, spec: JobSpec, placements: Sequence[Placement]) -> None:
         i, t = self._index[spec.id], self.clock.t
@@ -223,7 +217,7 @@ class Simulation:
             packer=self.packer,
             throughput=self.config.throughput,
         )
-        self.scheduler.step_view(round_view, spec_of=self._spec, placements_of=self._placements)
+        self.scheduler.step(round_view, self._spec)
         self.executor.events()  # the simulator is the world: nothing else consumes them
         pending = len(self.active) - self.running
         self.timeline.append((t, self.busy_gpus, pending))
@@ -245,45 +239,54 @@ class Simulation:
         for i, job in enumerate(self.trace.jobs):
             heap.append((job.submit_s, _ARRIVAL, i, 0))
         heapq.heapify(heap)
-        round_s = self.config.round_s
-        tick_pending = False  # a round tick is in the heap
-        dirty = False  # something happened since the last decision
         while heap:
             t = heap[0][0]
             self._account(t)
             self.clock.t = t
-            tick = False
-            done = 0
-            while heap and heap[0][0] <= t + _EPS:
-                _, kind, i, v = heapq.heappop(heap)
-                if kind == _ARRIVAL:
-                    self._arrive(i)
-                    dirty = True
-                elif kind == _ROUND:
-                    tick = True
-                elif v == self.version[i]:
-                    if kind == _FINISH:
-                        self._complete(i, t)
-                        done += 1
-                    dirty = True
+            tick, done = self._pop_events(t)
             if progress is not None and done:
                 progress(done)
-            if round_s <= 0:
-                if dirty:
-                    self._decide(t)
-                    dirty = False
-                continue
-            # Rounds: decide at multiples of round_s, and only when something changed since the last.
-            if tick:
-                tick_pending = False
-            on_boundary = abs(t / round_s - round(t / round_s)) < _EPS
-            if dirty and (tick or on_boundary):
+            self._maybe_decide(t, tick)
+        return self._outcome(time.perf_counter() - wall)
+
+    def _pop_events(self, t: float) -> tuple[bool, int]:
+        """Handle every event at ``t``: (whether a round tick was among them, jobs finished)."""
+        heap = self._heap
+        tick = False
+        done = 0
+        while heap and heap[0][0] <= t + _EPS:
+            _, kind, i, v = heapq.heappop(heap)
+            if kind == _ARRIVAL:
+                self._arrive(i)
+                self._dirty = True
+            elif kind == _ROUND:
+                tick = True
+            elif v == self.version[i]:
+                if kind == _FINISH:
+                    self._complete(i, t)
+                    done += 1
+                self._dirty = True
+        return tick, done
+
+    def _maybe_decide(self, t: float, tick: bool) -> None:
+        """Decide at once (event-driven), or at the next round boundary when something changed."""
+        round_s = self.config.round_s
+        if round_s <= 0:
+            if self._dirty:
                 self._decide(t)
-                dirty = False
-            elif dirty and not tick_pending:
-                heapq.heappush(heap, ((math.floor(t / round_s) + 1) * round_s, _ROUND, -1, 0))
-                tick_pending = True
-        stuck = list(self.active)  # jobs the policy never placed (reported, not hidden)
+                self._dirty = False
+            return
+        if tick:
+            self._tick_pending = False
+        on_boundary = abs(t / round_s - round(t / round_s)) < _EPS
+        if self._dirty and (tick or on_boundary):
+            self._decide(t)
+            self._dirty = False
+        elif self._dirty and not self._tick_pending:
+            heapq.heappush(self._heap, ((math.floor(t / round_s) + 1) * round_s, _ROUND, -1, 0))
+            self._tick_pending = True
+
+    def _outcome(self, wall_s: float) -> Outcome:
         return Outcome(
             trace=self.trace,
             policy=self.policy.name,
@@ -293,19 +296,19 @@ class Simulation:
             finish=self.finish,
             preemptions=self.preemptions,
             rejected=tuple(self.rejected),
-            unfinished=tuple(stuck),
+            unfinished=tuple(self.active),  # jobs the policy never placed (reported, not hidden)
             decision_s=tuple(self.scheduler.decision_s),
             timeline=tuple(self.timeline),
             busy_gpu_s=self.busy_gpu_s,
             idle_while_waiting_gpu_s=self.idle_while_waiting_gpu_s,
             waiting_s=self.waiting_s,
-            wall_s=time.perf_counter() - wall,
+            wall_s=wall_s,
         )
 
 
 def simulate(
     trace: Trace,
-    policy: ViewPolicy,
+    policy: Policy,
     *,
     nodes: Sequence[NodeSpec] | None = None,
     config: SimConfig | None = None,

@@ -127,11 +127,7 @@ def read_philly(
     rows = _rows(path, ("timestamp", "duration", "num_gpus", "cluster"))
     jobs, skipped, examples = _collect(path, rows, parse, skip_invalid)
     if vc is not None:
-        jobs = [j for j in jobs if j.vc == vc]
-        if not jobs:
-            raise DataError(
-                f"{path}: no job of VC {vc!r}; VCs in the trace: {', '.join(sorted({j.vc for j in jobs}))}"
-            )
+        jobs = _of_vc(path, jobs, vc)
     nodes: tuple[NodeSpec, ...] = ()
     if vc_sizes is not None:
         sizes = read_philly_vcs(vc_sizes)
@@ -226,9 +222,22 @@ def read_openb(path: Path, *, nodes: Path | None = None, skip_invalid: bool = Fa
 GENERIC_COLUMNS = ("submit_time_s", "duration_s", "num_gpus")
 
 
-def read_generic(path: Path, *, skip_invalid: bool = False) -> Trace:
+def _of_vc(path: Path, jobs: list[TraceJob], vc: str) -> list[TraceJob]:
+    """The jobs of one virtual cluster; a `DataError` naming the VCs there are when it has none."""
+    chosen = [j for j in jobs if j.vc == vc]
+    if not chosen:
+        known = sorted({j.vc for j in jobs if j.vc})
+        listed = (
+            ", ".join(known[:20]) + (" ..." if len(known) > 20 else "") if known else "none (no vc column)"
+        )
+        raise DataError(f"{path}: no job of VC {vc!r}; VCs in the trace: {listed}")
+    return chosen
+
+
+def read_generic(path: Path, *, vc: str | None = None, skip_invalid: bool = False) -> Trace:
     """Generic CSV. ``num_gpus`` GPUs as a gang of one-GPU replicas; with ``num_gpus`` = 1 and
-    ``gpu_milli`` < 1000, a fraction of one device; ``num_gpus`` = 0 is CPU-only."""
+    ``gpu_milli`` < 1000, a fraction of one device; ``num_gpus`` = 0 is CPU-only. With ``vc``, only
+    the rows of that ``vc`` column value."""
 
     def parse(line: int, row: dict[str, str]) -> TraceJob:
         num = int(_number(row, "num_gpus", minimum=0, integer=True))
@@ -257,4 +266,7 @@ def read_generic(path: Path, *, skip_invalid: bool = False) -> Trace:
     jobs, skipped, examples = _collect(path, _rows(path, GENERIC_COLUMNS), parse, skip_invalid)
     if not jobs:
         raise DataError(f"{path}: no valid job rows")
-    return Trace(name=path.stem, jobs=tuple(jobs), skipped=skipped, skipped_examples=tuple(examples))
+    if vc is not None:
+        jobs = _of_vc(path, jobs, vc)
+    name = path.stem + (f"-{vc}" if vc else "")
+    return Trace(name=name, jobs=tuple(jobs), skipped=skipped, skipped_examples=tuple(examples))

@@ -1,74 +1,22 @@
-"""Loading a trace by format, running policies on it, sweeping load: what `skyline sim` drives."""
+"""Running policies on a trace and summarizing: what `skyline sim` drives (traces: `sources`)."""
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skyline.errors import ConfigError
+from skyline.errors import ConfigError, DataError
 from skyline.scheduling.packing import NodeSpec
-from skyline.scheduling.policies import make_policy
-from skyline.scheduling.policies.tiresias import TiresiasGittins
-from skyline.scheduling.policy import Policy, ViewPolicy
+from skyline.scheduling.policies import policy_class
+from skyline.scheduling.policy import Policy, options_for, takes_option
 from skyline.simulation.config import SimConfig
 from skyline.simulation.engine import simulate
 from skyline.simulation.metrics import CONTRACT_KEYS, summarize
 from skyline.simulation.outcome import Outcome
-from skyline.simulation.readers import read_generic, read_openb, read_philly
-from skyline.simulation.synthetic import resample, synthetic_trace
+from skyline.simulation.sources import TraceSource, load_trace
 from skyline.simulation.trace import Trace, parse_cluster
-
-FORMATS = ("philly", "openb", "generic", "synthetic")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TraceSource:
-    """Where a trace comes from. ``path`` may be None only for ``synthetic``."""
-
-    format: str
-    path: Path | None = None
-    vc: str | None = None
-    vc_sizes: Path | None = None
-    nodes: Path | None = None
-    skip_invalid: bool = False
-    jobs: int | None = None  # synthetic / resampled size, or a cap on the first N jobs of a file
-    jobs_per_hour: float | None = None  # load sweep: resample at this rate
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ConfigError(f"unknown trace format {self.format!r}; choose one of {', '.join(FORMATS)}")
-        if self.format != "synthetic" and self.path is None:
-            raise ConfigError(f"--format {self.format} needs --trace PATH")
-        if self.jobs is not None and self.jobs < 1:
-            raise ConfigError(f"--jobs must be >= 1, got {self.jobs}")
-
-
-def load_trace(source: TraceSource) -> Trace:
-    """Read (or generate) the trace; resample it at ``jobs_per_hour`` when asked."""
-    if source.format == "synthetic":
-        return synthetic_trace(
-            jobs=source.jobs or 1000, jobs_per_hour=source.jobs_per_hour or 30.0, seed=source.seed
-        )
-    assert source.path is not None
-    if source.format == "philly":
-        trace = read_philly(
-            source.path, vc_sizes=source.vc_sizes, vc=source.vc, skip_invalid=source.skip_invalid
-        )
-    elif source.format == "openb":
-        trace = read_openb(source.path, nodes=source.nodes, skip_invalid=source.skip_invalid)
-    else:
-        trace = read_generic(source.path, skip_invalid=source.skip_invalid)
-    if source.jobs_per_hour is not None:
-        return resample(
-            trace, jobs=source.jobs or len(trace.jobs), jobs_per_hour=source.jobs_per_hour, seed=source.seed
-        )
-    if source.jobs is not None and source.jobs < len(trace.jobs):
-        return trace.slice(0, source.jobs)
-    return trace
 
 
 def cluster_for(trace: Trace, spec: str | None) -> tuple[NodeSpec, ...]:
@@ -83,22 +31,21 @@ def cluster_for(trace: Trace, spec: str | None) -> tuple[NodeSpec, ...]:
     return trace.nodes
 
 
-def build_policy(name: str, *, gittins_prior: Sequence[float] | None = None) -> ViewPolicy:
-    """A registered policy ready for the simulator (Gittins gets the given GPU-time prior)."""
-    policy: Policy = (
-        TiresiasGittins(prior_gpu_s=gittins_prior)
-        if name == "tiresias-gittins" and gittins_prior
-        else make_policy(name)
-    )
-    if not isinstance(policy, ViewPolicy):
-        raise ConfigError(f"policy {name!r} cannot run in the simulator")
-    return policy
+def build_policy(name: str, *, gittins_prior: Sequence[float] | None = None, strict: bool = True) -> Policy:
+    """A registered policy; ``gittins_prior`` (GPU-time samples) goes to a policy that takes a prior.
+
+    ``strict``: a prior given to a policy that takes none is an error (the user named it for nothing);
+    otherwise (a prior found by default, several policies compared) it goes only where it is used.
+    """
+    cls = policy_class(name)
+    values: dict[str, Any] = {}
+    if gittins_prior is not None and (strict or takes_option(cls, "prior_gpu_s")):
+        values["prior_gpu_s"] = tuple(gittins_prior)
+    return cls(options_for(cls, **values))
 
 
 def read_gput_prior(path: Path) -> list[float]:
     """Tiresias' ``yarn-gput*.csv``: one column ``duration`` of GPU-seconds samples."""
-    from skyline.errors import DataError
-
     values: list[float] = []
     try:
         lines = path.read_text().splitlines()
@@ -114,7 +61,7 @@ def read_gput_prior(path: Path) -> list[float]:
 
 def run_one(
     trace: Trace,
-    policy: ViewPolicy,
+    policy: Policy,
     nodes: Sequence[NodeSpec],
     config: SimConfig,
     progress: Callable[[int], None] | None = None,
@@ -133,3 +80,33 @@ def mean_metrics(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Average of numeric metrics over seeds."""
     keys = runs[0].keys()
     return {k: statistics.fmean(float(r[k]) for r in runs) for k in keys}
+
+
+def check_throughputs(trace: Trace, config: SimConfig) -> None:
+    """A throughput matrix none of whose job types the trace names would change nothing: refuse it."""
+    if config.throughput and not any(job.job_type in config.throughput for job in trace.jobs):
+        raise ConfigError(
+            f"no job of trace {trace.name} has a job type of the throughput matrix "
+            f"({', '.join(sorted(config.throughput)[:5])}, ...): --throughputs would change nothing; drop it"
+        )
+
+
+def simulate_policy(
+    source: TraceSource,
+    policy: Policy,
+    cluster: str | None,
+    config: SimConfig,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Trace, dict[str, Any]]:
+    """Load the trace, replay it under ``policy`` and summarize: the trace and the ``sim run`` payload."""
+    trace = load_trace(source)
+    check_throughputs(trace, config)
+    _, metrics = run_one(trace, policy, cluster_for(trace, cluster), config, progress)
+    payload = {
+        "policy": policy.name,
+        "jobs": len(trace.jobs),
+        "metrics": contract_metrics(metrics),
+        "details": metrics,
+        "skipped_rows": trace.skipped,
+    }
+    return trace, payload

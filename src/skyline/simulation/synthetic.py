@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 
 from skyline.errors import ConfigError
 from skyline.scheduling.packing import NodeSpec
@@ -65,22 +66,7 @@ def resample(trace: Trace, *, jobs: int, jobs_per_hour: float, seed: int = 0) ->
     for i in range(jobs):
         t += rng.expovariate(jobs_per_hour / 3600)
         src = rng.choice(trace.jobs)
-        out.append(
-            TraceJob(
-                id=f"r{i}-{src.id}",
-                submit_s=t,
-                duration_s=src.duration_s,
-                gpu_milli=src.gpu_milli,
-                replicas=src.replicas,
-                cpu_milli=src.cpu_milli,
-                memory_mib=src.memory_mib,
-                gpu_type=src.gpu_type,
-                job_type=src.job_type,
-                user=src.user,
-                vc=src.vc,
-                priority=src.priority,
-            )
-        )
+        out.append(replace(src, id=f"r{i}-{src.id}", submit_s=t))
     return Trace(name=f"{trace.name}@{jobs_per_hour:g}jph-s{seed}", jobs=tuple(out), nodes=trace.nodes)
 
 
@@ -120,23 +106,7 @@ def at_load(trace: Trace, *, load: float, total_gpus: int) -> Trace:
             high = factor
         if high / low < 1 + 1e-9:
             break
-    stretched = tuple(
-        TraceJob(
-            id=j.id,
-            submit_s=j.submit_s * factor,
-            duration_s=j.duration_s,
-            gpu_milli=j.gpu_milli,
-            replicas=j.replicas,
-            cpu_milli=j.cpu_milli,
-            memory_mib=j.memory_mib,
-            gpu_type=j.gpu_type,
-            job_type=j.job_type,
-            user=j.user,
-            vc=j.vc,
-            priority=j.priority,
-        )
-        for j in trace.jobs
-    )
+    stretched = tuple(replace(j, submit_s=j.submit_s * factor) for j in trace.jobs)
     return Trace(name=f"{trace.name}@load{load:g}", jobs=stretched, nodes=trace.nodes)
 
 

@@ -36,6 +36,7 @@ class TraceJob:
     user: str = ""
     vc: str = ""
     priority: int = 0
+    tiers: frozenset[str] = frozenset()  # tiers it may run on; empty: any
 
     @property
     def gpus(self) -> float:
@@ -48,6 +49,7 @@ class TraceJob:
             cpu_milli=self.cpu_milli,
             memory_mib=self.memory_mib,
             gpu_types=frozenset(self.gpu_type.split("|")) if self.gpu_type else frozenset(),
+            tiers=self.tiers,
         )
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from skyline.errors import ConfigError
 from skyline.scheduling.optimizers import Solution, solve_cpsat, solve_genetic, solve_pso
 from skyline.scheduling.packing import GPU
-from skyline.scheduling.policy import ViewPolicy
+from skyline.scheduling.policy import Policy, PolicyOptions
 from skyline.scheduling.roundproblem import RoundProblem
 from skyline.scheduling.view import Decision, JobView, RoundView
 
@@ -31,7 +33,7 @@ def round_problem(view: RoundView, jobs: list[JobView]) -> RoundProblem:
     )
 
 
-class OptimizingPolicy(ViewPolicy):
+class OptimizingPolicy(Policy):
     """Solve each round's `RoundProblem` with `solve`, then place the chosen jobs (largest first)."""
 
     max_jobs = 200
@@ -59,40 +61,55 @@ class OptimizingPolicy(ViewPolicy):
         return decision
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeedOptions(PolicyOptions):
+    """``seed`` of the metaheuristic (runs are deterministic for a seed)."""
+
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CpsatOptions(PolicyOptions):
+    """``time_limit_s``: CP-SAT's budget per round (the answer is then the best found)."""
+
+    time_limit_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.time_limit_s > 0:
+            raise ConfigError(f"time_limit_s must be > 0, got {self.time_limit_s}")
+
+
 class Genetic(OptimizingPolicy):
     """pymoo GA over random keys with a best-fit decoder/repair; seeded, fixed generations."""
 
     name = "genetic"
-
-    def __init__(self, *, seed: int = 0) -> None:
-        self.seed = seed
+    Options = SeedOptions
 
     def solve(self, problem: RoundProblem) -> Solution:
-        return solve_genetic(problem, seed=self.seed)
+        assert isinstance(self.options, SeedOptions)
+        return solve_genetic(problem, seed=self.options.seed)
 
 
 class Pso(OptimizingPolicy):
     """pymoo particle swarm over random keys with the same decoder/repair; seeded."""
 
     name = "pso"
-
-    def __init__(self, *, seed: int = 0) -> None:
-        self.seed = seed
+    Options = SeedOptions
 
     def solve(self, problem: RoundProblem) -> Solution:
-        return solve_pso(problem, seed=self.seed)
+        assert isinstance(self.options, SeedOptions)
+        return solve_pso(problem, seed=self.options.seed)
 
 
 class Cpsat(OptimizingPolicy):
     """OR-Tools CP-SAT: the optimum of each round (within ``time_limit_s``; see `Solution.optimal`)."""
 
     name = "cpsat"
-
-    def __init__(self, *, time_limit_s: float = 10.0) -> None:
-        self.time_limit_s = time_limit_s
+    Options = CpsatOptions
 
     def solve(self, problem: RoundProblem) -> Solution:
-        return solve_cpsat(problem, time_limit_s=self.time_limit_s)
+        assert isinstance(self.options, CpsatOptions)
+        return solve_cpsat(problem, time_limit_s=self.options.time_limit_s)
 
 
 SOLVERS: dict[str, Callable[[RoundProblem], Solution]] = {

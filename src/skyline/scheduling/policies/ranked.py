@@ -8,10 +8,11 @@ are chosen (Tiresias' rule), running ones not chosen are preempted, and chosen p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from skyline.scheduling.packing import Packer, Placing, Request
-from skyline.scheduling.policy import ViewPolicy
+from skyline.scheduling.policy import Policy, PolicyOptions
 from skyline.scheduling.view import Decision, JobView, RoundView
 
 Placer = Callable[[Packer, Request], Placing | None]
@@ -23,17 +24,15 @@ PLACERS: dict[str, Placer] = {
 }
 
 
-class RankedPolicy(ViewPolicy):
+class RankedPolicy(Policy):
     """Rank by `key` (smallest first), place with ``placement``; see the module docstring."""
 
-    preemptive: bool = False
     backfill: bool = True
+    placement: str = "best-fit"
 
-    def __init__(self, *, placement: str = "best-fit") -> None:
-        self.placement = placement
-        self._place = PLACERS[placement]
-        # GPU-second boundaries at which a running job's rank may change (the simulator re-decides there)
-        self.service_levels: tuple[float, ...] = ()
+    def __init__(self, options: PolicyOptions | None = None) -> None:
+        super().__init__(options)
+        self._place = PLACERS[self.placement]
 
     def key(self, job: JobView, now_s: float) -> tuple[float, ...]:
         """Rank of a job: smaller runs first. Default: submit order (FIFO)."""
@@ -125,18 +124,14 @@ class Spread(RankedPolicy):
     """FIFO order with backfill, replicas spread over the emptiest nodes (worst-fit)."""
 
     name = "spread"
-
-    def __init__(self) -> None:
-        super().__init__(placement="spread")
+    placement = "spread"
 
 
 class FragmentationAware(RankedPolicy):
     """FIFO order with backfill, each job where it fragments the cluster least (in the spirit of FGD)."""
 
     name = "fragmentation-aware"
-
-    def __init__(self) -> None:
-        super().__init__(placement="fragmentation-aware")
+    placement = "fragmentation-aware"
 
     def decide(self, view: RoundView) -> Decision:
         view.packer.workload = workload_of(view.jobs)
@@ -154,17 +149,18 @@ def workload_of(jobs: list[JobView]) -> list[tuple[int, float]]:
 
 
 class Sjf(RankedPolicy):
-    """Shortest job first, non-preemptive, told true durations (an oracle reference)."""
+    """Shortest job first, non-preemptive, told durations (the truth in a simulation, estimates live;
+    a job with no estimate ranks after those with one)."""
 
     name = "sjf"
     oracle = True
 
     def key(self, job: JobView, now_s: float) -> tuple[float, ...]:
-        return (job.duration_s or 0.0, job.submit_s, job.index)
+        return (math.inf if job.duration_s is None else job.duration_s, job.submit_s, job.index)
 
 
 class Srtf(RankedPolicy):
-    """Shortest remaining time first, preemptive, told true durations (the oracle reference)."""
+    """Shortest remaining time first, preemptive, told durations (the oracle reference)."""
 
     name = "srtf"
     oracle = True

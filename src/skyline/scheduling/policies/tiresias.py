@@ -12,14 +12,28 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 from skyline.errors import ConfigError
 from skyline.scheduling.policies.ranked import RankedPolicy
+from skyline.scheduling.policy import PolicyOptions
 from skyline.scheduling.view import JobView
 
 # GPU-second thresholds between queues: 1 GPU-hour, 10 GPU-hours (3 queues).
 DEFAULT_LAS_THRESHOLDS_GPU_S: tuple[float, ...] = (3_600.0, 36_000.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LasOptions(PolicyOptions):
+    """``thresholds_gpu_s``: attained GPU-seconds between the queues (positive, increasing)."""
+
+    thresholds_gpu_s: tuple[float, ...] = DEFAULT_LAS_THRESHOLDS_GPU_S
+
+    def __post_init__(self) -> None:
+        levels = tuple(float(t) for t in self.thresholds_gpu_s)
+        if not levels or any(b <= a for a, b in itertools.pairwise(levels)) or any(t <= 0 for t in levels):
+            raise ConfigError(f"LAS thresholds must be positive and increasing, got {levels}")
+        object.__setattr__(self, "thresholds_gpu_s", levels)
 
 
 class TiresiasLas(RankedPolicy):
@@ -27,13 +41,12 @@ class TiresiasLas(RankedPolicy):
 
     name = "tiresias-las"
     preemptive = True
+    Options = LasOptions
 
-    def __init__(self, *, thresholds_gpu_s: Sequence[float] = DEFAULT_LAS_THRESHOLDS_GPU_S) -> None:
-        super().__init__()
-        levels = tuple(float(t) for t in thresholds_gpu_s)
-        if any(b <= a for a, b in itertools.pairwise(levels)) or any(t <= 0 for t in levels):
-            raise ConfigError(f"LAS thresholds must be positive and increasing, got {levels}")
-        self.service_levels = levels
+    def __init__(self, options: PolicyOptions | None = None) -> None:
+        super().__init__(options)
+        assert isinstance(self.options, LasOptions)
+        self.service_levels = self.options.thresholds_gpu_s
 
     def key(self, job: JobView, now_s: float) -> tuple[float, ...]:
         return (bisect.bisect_right(self.service_levels, job.attained_at(now_s)), job.submit_s, job.index)
@@ -55,19 +68,38 @@ def philly_like_gpu_time_prior(count: int = 4_000) -> list[float]:
     return sorted(samples)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GittinsOptions(PolicyOptions):
+    """``prior_gpu_s``: GPU-time samples of past jobs (default: Gavel's Philly-like model);
+    ``levels``: service levels on a geometric grid between the smallest and largest sample."""
+
+    prior_gpu_s: tuple[float, ...] | None = None
+    levels: int = 24
+
+    def __post_init__(self) -> None:
+        if self.prior_gpu_s is not None:
+            samples = tuple(sorted(float(s) for s in self.prior_gpu_s))
+            if len(samples) < 2 or samples[0] <= 0:
+                raise ConfigError("a Gittins prior needs at least 2 positive GPU-time samples")
+            object.__setattr__(self, "prior_gpu_s", samples)
+        if not isinstance(self.levels, int) or self.levels < 2:
+            raise ConfigError(f"Gittins levels must be a whole number >= 2, got {self.levels!r}")
+
+
 class TiresiasGittins(RankedPolicy):
     """Discretized 2D-Gittins index on attained GPU-time (higher index runs first), preemptive."""
 
     name = "tiresias-gittins"
     preemptive = True
+    Options = GittinsOptions
 
-    def __init__(self, *, prior_gpu_s: Sequence[float] | None = None, levels: int = 24) -> None:
-        super().__init__()
-        samples = sorted(float(s) for s in (prior_gpu_s or philly_like_gpu_time_prior()))
-        if len(samples) < 2 or samples[0] <= 0:
-            raise ConfigError("a Gittins prior needs at least 2 positive GPU-time samples")
+    def __init__(self, options: PolicyOptions | None = None) -> None:
+        super().__init__(options)
+        assert isinstance(self.options, GittinsOptions)
+        samples = list(self.options.prior_gpu_s or philly_like_gpu_time_prior())
         # Service levels on a geometric grid from the smallest to the largest sample.
         low, high = samples[0], samples[-1]
+        levels = self.options.levels
         ratio = (high / low) ** (1 / max(levels - 1, 1))
         self.service_levels = tuple(low * ratio**k for k in range(levels))
         prefix = [0.0]
