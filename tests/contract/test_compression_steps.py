@@ -10,10 +10,10 @@ import torch
 
 from skyline.compression.artifact import Artifact, OnnxArtifact, TorchArtifact
 from skyline.compression.digits import classification_task, digits_data, small_cnn
-from skyline.compression.export import export_onnx
 from skyline.compression.steps import STEPS, StepContext, build_step
 from skyline.compression.task import Task
 from skyline.errors import ConfigError
+from skyline.training.export import export_onnx
 
 pytestmark = pytest.mark.unit
 
@@ -38,7 +38,7 @@ def test_step_contract(name: str, task: Task, module: torch.nn.Module, tmp_path:
     assert step.name == name
     ctx = StepContext(task=task, work_dir=tmp_path, prefix=name)
     torch_form: Artifact = TorchArtifact(module)
-    onnx_form: Artifact = export_onnx(module, task, tmp_path / "source.onnx")
+    onnx_form: Artifact = OnnxArtifact(export_onnx(module, task.sample(2), tmp_path / "source.onnx"))
     right, wrong = (onnx_form, torch_form) if name in ONNX_INPUT else (torch_form, onnx_form)
     result = step.apply(right, ctx)
     assert isinstance(result, TorchArtifact | OnnxArtifact)

@@ -13,7 +13,8 @@ import torch
 
 from skyline.cli.app import main
 from skyline.compression.digits import classification_task, digits_data, small_cnn
-from skyline.compression.export import export_onnx
+from skyline.training.export import export_onnx
+from skyline.training.fit import FitConfig, fit
 
 pytestmark = pytest.mark.e2e
 
@@ -26,11 +27,11 @@ def skyline(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_gate_refuses_a_variant_that_loses_too_much(tmp_path: Path) -> None:
     # A model file as `skyline train` writes it: a whole module, trained on the same digits split.
-    from skyline.compression.finetune import FitConfig, fit_classifier
     from skyline.compression.subjects import _training_data
 
     torch.manual_seed(0)
-    model = fit_classifier(small_cnn(width=8), _training_data("digits"), FitConfig(epochs=3, lr=3e-3))
+    model, data = small_cnn(width=8), _training_data("digits")
+    fit(model, data.x_train, data.y_train, FitConfig(epochs=3, lr=3e-3))
     torch.save(model, tmp_path / "model.pt")
     wreck = tmp_path / "wreck.yaml"  # 90 % of the channels removed, no fine-tuning
     wreck.write_text("name: wreck\nsteps:\n  - prune: {amount: 0.9, finetune_epochs: 0}\n")
@@ -80,8 +81,8 @@ def test_infer_shards_the_input_over_processes(tmp_path: Path) -> None:
     data = digits_data()
     torch.manual_seed(0)
     model_path = export_onnx(
-        small_cnn(width=4), classification_task("digits", data), tmp_path / "m.onnx"
-    ).path
+        small_cnn(width=4), classification_task("digits", data).sample(2), tmp_path / "m.onnx"
+    )
     inputs = tmp_path / "x.npy"
     np.save(inputs, data.x_test.numpy()[:100])
     summary, outputs = tmp_path / "infer.json", tmp_path / "y.npy"

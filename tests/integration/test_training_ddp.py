@@ -14,8 +14,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from skyline.training.config import TrainConfig
-from skyline.training.distributed import WorkerContext
-from skyline.training.loop import Session, batch_rows, build_session, loss_fn
+from skyline.training.context import WorkerContext
+from skyline.training.session import Session, batch_rows, build_session
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 def _gradients(session: Session, rows: torch.Tensor) -> dict[str, torch.Tensor]:
     train_split = session.data.train
     session.optimizer.zero_grad()
-    loss_fn(session.data.task, session.net(train_split.x[rows]), train_split.y[rows]).backward()  # type: ignore[no-untyped-call]
+    session.loss(session.net, train_split.x[rows], train_split.y[rows]).backward()  # type: ignore[no-untyped-call]
     return {name: p.grad.clone() for name, p in session.model.named_parameters() if p.grad is not None}
 
 

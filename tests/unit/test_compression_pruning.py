@@ -6,23 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from torch import nn
 
 from skyline.compression.digits import small_cnn
 from skyline.compression.distill import make_student
-from skyline.compression.pruning import (
-    apply_unstructured_masks,
-    count_parameters,
-    fold_masks,
-    hidden_sizes,
-    prune_structured,
-    schedule_targets,
-    sparsity,
-)
+from skyline.compression.pruning import hidden_sizes, prune_structured, schedule_targets
 from skyline.compression.recipe import builtin_recipes, load_recipe
 from skyline.errors import ConfigError, DataError, NotFoundError
+from skyline.training.models import count_parameters
 
 pytestmark = pytest.mark.unit
 
@@ -32,17 +23,6 @@ def _mlp() -> nn.Sequential:
     return nn.Sequential(
         nn.Flatten(), nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 7), nn.ReLU(), nn.Linear(7, 3)
     )
-
-
-@settings(max_examples=15, deadline=None)
-@given(amount=st.floats(min_value=0.0, max_value=0.95))
-def test_unstructured_pruning_zeroes_exactly_round_amount_times_n(amount: float) -> None:
-    model = _mlp()
-    total = 12 * 10 + 10 * 7 + 7 * 3  # 211 weights
-    fold_masks(apply_unstructured_masks(model, amount))
-    zeros = sum(int((m.weight == 0).sum()) for m in model if isinstance(m, nn.Linear))
-    assert zeros == round(amount * total)
-    assert sparsity(model) == pytest.approx(zeros / total)
 
 
 def test_structured_pruning_removes_floor_of_amount_units_and_rewires_the_next_layer() -> None:
@@ -139,3 +119,21 @@ def test_builtin_recipes_and_yaml_recipes(tmp_path: Path) -> None:
         load_recipe(str(broken))
     with pytest.raises(NotFoundError, match="unknown recipe"):
         load_recipe("int9")
+
+
+def test_unstructured_prune_step_keeps_exactly_its_zeros_through_fine_tuning(tmp_path: Path) -> None:
+    from skyline.compression.artifact import TorchArtifact
+    from skyline.compression.digits import classification_task, digits_data
+    from skyline.compression.steps import StepContext, build_step
+
+    torch.manual_seed(0)
+    model = small_cnn(width=4)
+    step = build_step("prune", {"kind": "unstructured", "amount": 0.3, "finetune_epochs": 1})
+    ctx = StepContext(task=classification_task("digits", digits_data()), work_dir=tmp_path, prefix="p")
+    result = step.apply(TorchArtifact(model), ctx)
+    assert isinstance(result, TorchArtifact)
+    weights = [m.weight for m in result.module.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    total = sum(w.numel() for w in weights)
+    assert sum(int((w == 0).sum()) for w in weights) == round(0.3 * total)  # the fine-tuning revived none
+    original = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    assert not any(torch.equal(w, o) for w, o in zip(weights, original, strict=True))  # and it did train

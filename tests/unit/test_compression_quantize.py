@@ -11,17 +11,18 @@ from torch import nn
 
 from skyline.compression.artifact import OnnxArtifact, TorchArtifact
 from skyline.compression.digits import classification_task, digits_data, small_cnn
-from skyline.compression.export import check_parity, export_onnx
-from skyline.compression.finetune import FitConfig, fit_classifier
 from skyline.compression.measure import MeasureConfig, Measurement
 from skyline.compression.ort_quantize import optimize_graph, quantize_int8
 from skyline.compression.ort_session import OnnxPredictor
 from skyline.compression.pipeline import compress
 from skyline.compression.recipe import load_recipe
 from skyline.compression.report import gate_failures
+from skyline.compression.steps import ExportStep, StepContext
 from skyline.compression.subjects import check_model_fits, load_model_file
 from skyline.compression.task import Task
 from skyline.errors import ConfigError, DataError
+from skyline.training.export import export_onnx
+from skyline.training.fit import FitConfig, fit
 
 pytestmark = pytest.mark.unit
 
@@ -35,23 +36,30 @@ def trained() -> tuple[nn.Module, Task]:
     """A narrow digits CNN trained for 3 epochs (a second or two): real data, a real accuracy."""
     data = digits_data()
     torch.manual_seed(0)
-    model = fit_classifier(small_cnn(width=8), data, FitConfig(epochs=3, lr=3e-3))
+    model = small_cnn(width=8)
+    fit(model, data.x_train, data.y_train, FitConfig(epochs=3, lr=3e-3))
     return model, classification_task("digits", data)
+
+
+def _export(model: nn.Module, task: Task, path: Path) -> OnnxArtifact:
+    return OnnxArtifact(export_onnx(model, task.sample(2), path))
 
 
 def test_export_parity_outputs_and_accuracy(trained: tuple[nn.Module, Task], tmp_path: Path) -> None:
     model, task = trained
-    exported = export_onnx(model, task, tmp_path / "m.onnx")
-    parity = check_parity(model, exported, task)
-    assert parity.max_abs_diff < 1e-4
-    assert parity.metric_exported == parity.metric_source > 90.0
+    ctx = StepContext(task=task, work_dir=tmp_path, prefix="m")
+    exported = ExportStep().apply(TorchArtifact(model), ctx)
+    assert isinstance(exported, OnnxArtifact)
+    parity = ctx.notes["parity"]
+    assert parity["max_abs_diff"] < 1e-4
+    assert parity["metric_exported"] == parity["metric_source"] > 90.0
     # A batch size never seen at export time still runs: the batch axis is dynamic.
     assert OnnxPredictor(exported.path, threads=1)(task.sample(7)).shape == (7, 10)
 
 
 def test_static_int8_stays_within_bounds_and_shrinks(trained: tuple[nn.Module, Task], tmp_path: Path) -> None:
     model, task = trained
-    fp32 = optimize_graph(export_onnx(model, task, tmp_path / "m.onnx"), task, tmp_path / "m.opt.onnx")
+    fp32 = optimize_graph(_export(model, task, tmp_path / "m.onnx"), task, tmp_path / "m.opt.onnx")
     int8 = quantize_int8(fp32, task, tmp_path / "m.int8.onnx", mode="static")
     reference, quantized = OnnxPredictor(fp32.path, threads=1), OnnxPredictor(int8.path, threads=1)
     batch = task.sample(256)
@@ -66,9 +74,9 @@ def test_dynamic_int8_per_channel_keeps_an_mlp_close(tmp_path: Path) -> None:
     data = digits_data()
     torch.manual_seed(0)
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
-    mlp = fit_classifier(mlp, data, FitConfig(epochs=3, lr=3e-3))
+    fit(mlp, data.x_train, data.y_train, FitConfig(epochs=3, lr=3e-3))
     task = classification_task("digits", data)
-    fp32 = export_onnx(mlp, task, tmp_path / "mlp.onnx")
+    fp32 = _export(mlp, task, tmp_path / "mlp.onnx")
     int8 = quantize_int8(fp32, task, tmp_path / "mlp.int8.onnx", mode="dynamic")
     batch = task.sample(256)
     ref, q = OnnxPredictor(fp32.path, threads=1)(batch), OnnxPredictor(int8.path, threads=1)(batch)

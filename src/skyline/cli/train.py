@@ -100,7 +100,7 @@ def _print_summary(result: Any) -> None:
     console.print(f"{line}, {result.samples_per_s:.0f} samples/s; {result.params} parameters")
     if result.sparsity:
         console.print(f"sparsity {100 * result.sparsity:.1f}%")
-    if result.epsilon is not None:
-        console.print(f"privacy spent: ε = {result.epsilon:.3f}")
+    if result.privacy is not None:
+        console.print(f"privacy spent: {result.privacy.describe()}")
     for name, path in result.artifacts.items():
         console.print(f"{name}: {path}")

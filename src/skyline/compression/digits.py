@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from skyline.compression.finetune import FitConfig, fit_classifier
 from skyline.compression.task import ClassificationData, Inputs, Predictor, Task, evaluate_in_batches
+from skyline.training.fit import FitConfig, fit
 
 
 def digits_data(*, seed: int = 0, test_fraction: float = 0.25) -> ClassificationData:
@@ -53,7 +53,8 @@ def train_digits_cnn(data: ClassificationData, *, epochs: int = 8, seed: int = 0
     """The demo CNN trained on ``data`` (about 98 % test accuracy after 8 epochs, a few seconds on CPU)."""
     torch.manual_seed(seed)
     model = small_cnn(num_classes=data.num_classes, side=int(data.x_train.shape[-1]))
-    return fit_classifier(model, data, FitConfig(epochs=epochs, lr=2e-3, seed=seed))
+    fit(model, data.x_train, data.y_train, FitConfig(epochs=epochs, lr=2e-3, seed=seed))
+    return model
 
 
 def classification_task(name: str, data: ClassificationData, *, input_name: str = "input") -> Task:

@@ -16,19 +16,14 @@ import torch
 
 from skyline.compression.artifact import Artifact, OnnxArtifact, TorchArtifact
 from skyline.compression.distill import distill_student
-from skyline.compression.export import check_parity, export_onnx
-from skyline.compression.finetune import FitConfig, fit_classifier
 from skyline.compression.ort_quantize import QuantMode, optimize_graph, quantize_int8
-from skyline.compression.pruning import (
-    apply_unstructured_masks,
-    fold_masks,
-    hidden_sizes,
-    prune_structured,
-    schedule_targets,
-)
+from skyline.compression.pruning import hidden_sizes, prune_structured, schedule_targets
 from skyline.compression.task import Task
 from skyline.compression.torch_quantize import HalfDtype, TorchaoScheme, to_half, torchao_int8
 from skyline.errors import ConfigError
+from skyline.training.export import check_parity, export_onnx
+from skyline.training.fit import FitConfig, StepHooks, fit
+from skyline.training.pruning import make_pruner
 
 
 @dataclass(slots=True, kw_only=True)
@@ -98,20 +93,28 @@ class PruneStep:
 
     def apply(self, artifact: Artifact, ctx: StepContext) -> Artifact:
         _labelled(ctx, self.name)
-        assert ctx.task.data is not None
+        data = ctx.task.data
+        assert data is not None
         import copy
 
         module = copy.deepcopy(_module(artifact, self.name))
-        fit = FitConfig(epochs=self.finetune_epochs, lr=self.lr)
+        config = FitConfig(epochs=self.finetune_epochs, lr=self.lr)
         if self.kind == "structured":
-            pruned = module
             for keep in schedule_targets(hidden_sizes(module), self.amount, self.stages):
-                pruned = fit_classifier(prune_structured(pruned, self.amount, keep=keep), ctx.task.data, fit)
-        else:
-            pruned = fold_masks(
-                fit_classifier(apply_unstructured_masks(module, self.amount), ctx.task.data, fit)
-            )
-        return TorchArtifact(pruned)
+                module = prune_structured(module, self.amount, keep=keep)
+                fit(module, data.x_train, data.y_train, config)
+            return TorchArtifact(module)
+        pruner = make_pruner("unstructured", module)
+        pruner.update(module, self.amount)
+        # The pruner zeroes its weights again after every update, so fine-tuning cannot revive them.
+        fit(
+            module,
+            data.x_train,
+            data.y_train,
+            config,
+            hooks=StepHooks(after_update=lambda: pruner.apply(module)),
+        )
+        return TorchArtifact(pruner.finalize(module))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,12 +131,22 @@ class DistillStep:
     def __post_init__(self) -> None:
         if not 0.0 < self.width < 1.0:
             raise ConfigError(f"distill width must be in (0, 1), got {self.width}")
+        if self.temperature <= 0 or not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(
+                f"distill temperature must be > 0 and alpha in [0, 1], got {self.temperature}, {self.alpha}"
+            )
 
     def apply(self, artifact: Artifact, ctx: StepContext) -> Artifact:
         _labelled(ctx, self.name)
         assert ctx.task.data is not None
-        fit = FitConfig(epochs=self.epochs, lr=self.lr, temperature=self.temperature, alpha=self.alpha)
-        student = distill_student(_module(artifact, self.name), ctx.task.data, width=self.width, config=fit)
+        student = distill_student(
+            _module(artifact, self.name),
+            ctx.task.data,
+            width=self.width,
+            config=FitConfig(epochs=self.epochs, lr=self.lr),
+            temperature=self.temperature,
+            alpha=self.alpha,
+        )
         return TorchArtifact(student)
 
 
@@ -145,10 +158,19 @@ class ExportStep:
     name: str = "export"
 
     def apply(self, artifact: Artifact, ctx: StepContext) -> Artifact:
-        module = _module(artifact, self.name)
-        exported = export_onnx(module, ctx.task, ctx.work_dir / f"{ctx.prefix}.onnx")
-        parity = check_parity(module, exported, ctx.task, tolerance=self.tolerance, threads=ctx.threads)
-        ctx.notes["parity"] = parity.as_dict()
+        module, task = _module(artifact, self.name), ctx.task
+        path = ctx.work_dir / f"{ctx.prefix}.onnx"
+        sample = task.sample(2)
+        export_onnx(module, {n: sample[n] for n in task.input_names}, path, dynamic_axes=task.dynamic_axes)
+        diff = check_parity(
+            module, path, task.sample(min(64, task.max_batch)), tolerance=self.tolerance, threads=ctx.threads
+        )
+        exported = OnnxArtifact(path)
+        ctx.notes["parity"] = {
+            "max_abs_diff": diff,
+            "metric_source": task.evaluate(TorchArtifact(module).predictor(task, threads=ctx.threads)),
+            "metric_exported": task.evaluate(exported.predictor(task, threads=ctx.threads)),
+        }
         return exported
 
 

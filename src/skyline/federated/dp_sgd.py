@@ -1,32 +1,31 @@
-"""Record-level differential privacy for federated clients: DP-SGD (Abadi et al. 2016) with Opacus.
+"""Differential privacy in federated learning, on the project's one DP-SGD and accounting
+(`skyline.training.privacy`), reported as a `PrivacyReport` like every other run.
 
-Every local step samples a Poisson batch (each row with probability q = batch_size / n), clips each
-example's gradient to L2 norm ``C`` (per-example gradients from Opacus' ``GradSampleModule``), adds
-Gaussian noise of standard deviation ``σ·C`` to the sum and divides by the expected batch size
-(Opacus' ``DPOptimizer``). One row lives on one client only, so a row's privacy loss is that of its
-client's DP-SGD over all rounds and local steps: rounds × epochs × ⌈n/batch⌉ steps at rate q, composed
-with Rényi DP (Opacus' RDP accountant). Each client picks the smallest σ that keeps its ε ≤ the target,
-and the run reports the largest ε any client spent.
+Record level (the default): DP-SGD in every client's local round. One row lives on one client only, so a row's privacy loss is that of its client's DP-SGD over all rounds
+and local steps: rounds × epochs × ⌈n/batch⌉ steps at the Poisson rate q = 1/⌈n/batch⌉, composed with
+Rényi DP. Each client picks the smallest σ that keeps its ε ≤ the target, and the run reports the largest ε
+any client spent. Noise and sampling are secret (see `skyline.training.privacy`), so DP runs are not
+bit-reproducible.
 
-Noise comes from a generator seeded from the OS's entropy, never from the run's seed: noise that anyone
-who knows the seed could regenerate would protect nothing. DP runs are therefore not bit-reproducible.
+Client level: every client's update is clipped to norm C and the server adds Gaussian noise σ·C to their
+sum once a round, every client taking part (sampling rate 1): ``rounds`` steps of the same accountant.
 """
 
 from __future__ import annotations
 
 import functools
-import math
-import secrets
-import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
 from skyline.errors import ConfigError
-from skyline.federated.local_training import LocalTraining
-from skyline.federated.privacy import epsilon_for, noise_for_epsilon
+from skyline.federated.local_training import LocalTraining, proximal_gradient
+from skyline.training.fit import fit, make_optimizer
+from skyline.training.privacy import DPSGD, Accountant, PrivacyReport, epsilon_for, noise_multiplier_for
+
+ACCOUNTANT: Accountant = "rdp"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,14 +65,59 @@ def plan_for(privacy: RecordPrivacy, *, rows: int, epochs: int, batch_size: int)
 def _plan(privacy: RecordPrivacy, rows: int, epochs: int, batch_size: int) -> PrivacyPlan:
     if rows < 1:
         raise ConfigError("a client needs at least one training row for DP-SGD")
-    steps_per_epoch = max(1, math.ceil(rows / batch_size))
-    sample_rate = 1.0 / steps_per_epoch  # Opacus' DPDataLoader: q = 1 / len(loader)
+    steps_per_epoch = LocalTraining(batch_size=batch_size).fit_config(seed=0).steps_per_epoch(rows)
+    sample_rate = 1.0 / steps_per_epoch  # about batch_size / rows, and 1 for a client smaller than a batch
     steps = privacy.rounds * epochs * steps_per_epoch
-    sigma = noise_for_epsilon(
-        target_epsilon=privacy.target_epsilon, rounds=steps, sample_rate=sample_rate, delta=privacy.delta
+    sigma = noise_multiplier_for(
+        target_epsilon=privacy.target_epsilon,
+        sample_rate=sample_rate,
+        steps=steps,
+        delta=privacy.delta,
+        accountant=ACCOUNTANT,
     )
-    spent = epsilon_for(noise_multiplier=sigma, rounds=steps, sample_rate=sample_rate, delta=privacy.delta)
+    spent = epsilon_for(
+        noise_multiplier=sigma,
+        sample_rate=sample_rate,
+        steps=steps,
+        delta=privacy.delta,
+        accountant=ACCOUNTANT,
+    )
     return PrivacyPlan(rows, sample_rate, steps, sigma, spent)
+
+
+def record_level_report(
+    privacy: RecordPrivacy, *, client_rows: Iterable[int], epochs: int, batch_size: int
+) -> PrivacyReport:
+    """The run's record-level guarantee: that of the client whose plan spends the most ε."""
+    plans = [plan_for(privacy, rows=rows, epochs=epochs, batch_size=batch_size) for rows in client_rows]
+    worst = max(plans, key=lambda plan: plan.epsilon)
+    return PrivacyReport(
+        epsilon=worst.epsilon,
+        delta=privacy.delta,
+        unit="record",
+        accountant=ACCOUNTANT,
+        noise_multiplier=worst.noise_multiplier,
+        clipping_norm=privacy.clipping_norm,
+    )
+
+
+def client_level_plan(
+    *, target_epsilon: float, rounds: int, delta: float, clipping_norm: float
+) -> PrivacyReport:
+    """Client-level DP: the server's noise multiplier for ``target_epsilon`` and the ε it spends."""
+    sigma = noise_multiplier_for(
+        target_epsilon=target_epsilon, sample_rate=1.0, steps=rounds, delta=delta, accountant=ACCOUNTANT
+    )
+    return PrivacyReport(
+        epsilon=epsilon_for(
+            noise_multiplier=sigma, sample_rate=1.0, steps=rounds, delta=delta, accountant=ACCOUNTANT
+        ),
+        delta=delta,
+        unit="client",
+        accountant=ACCOUNTANT,
+        noise_multiplier=sigma,
+        clipping_norm=clipping_norm,
+    )
 
 
 def train_private(
@@ -83,88 +127,21 @@ def train_private(
     settings: LocalTraining,
     privacy: RecordPrivacy,
 ) -> float:
-    """One round of local DP-SGD on ``model`` (in place); returns the mean loss of the last epoch.
-
-    FedProx's proximal gradient μ·(w − w_global) is added after the noise: it does not touch the data, so
-    the result stays as private as the noisy gradient (post-processing).
-    """
+    """One round of local DP-SGD on ``model`` (in place); returns the mean loss of the last epoch."""
     plan = plan_for(privacy, rows=len(y), epochs=settings.epochs, batch_size=settings.batch_size)
-    noise = torch.Generator().manual_seed(secrets.randbits(63))
-    anchor = [p.detach().clone() for p in model.parameters()] if settings.proximal_mu > 0 else []
-    with warnings.catch_warnings():
-        # Opacus suggests its CSPRNG (secure_mode, needs torchcsprng); noise is OS-seeded instead. Its
-        # per-example hooks fire on layers whose inputs (the data) need no gradient: torch notes that.
-        warnings.filterwarnings("ignore", message="Secure RNG turned off", category=UserWarning)
-        warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
-        return _dp_sgd(model, x, y, settings, privacy.clipping_norm, plan, anchor, noise)
-
-
-def private_optimizer(
-    model: nn.Module,
-    settings: LocalTraining,
-    *,
-    clipping_norm: float,
-    noise_multiplier: float,
-    expected_batch_size: int,
-    generator: torch.Generator | None = None,
-) -> tuple[Any, Any]:
-    """Opacus' per-example gradients (``GradSampleModule``) and its clipping + noising SGD (``DPOptimizer``)."""
-    from opacus import GradSampleModule
-    from opacus.optimizers import DPOptimizer
-
-    wrapped = GradSampleModule(model)
-    optimizer = DPOptimizer(
-        torch.optim.SGD(wrapped.parameters(), lr=settings.lr, momentum=settings.momentum),
-        noise_multiplier=noise_multiplier,
-        max_grad_norm=clipping_norm,
-        expected_batch_size=expected_batch_size,
-        generator=generator,
-    )
-    return wrapped, optimizer
-
-
-def _dp_sgd(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    settings: LocalTraining,
-    clipping_norm: float,
-    plan: PrivacyPlan,
-    anchor: list[torch.Tensor],
-    noise: torch.Generator,
-) -> float:
-    from opacus.data_loader import DPDataLoader
-
-    wrapped, optimizer = private_optimizer(
+    optimizer = make_optimizer("sgd", model, lr=settings.lr, momentum=settings.momentum)
+    dp = DPSGD(
         model,
-        settings,
-        clipping_norm=clipping_norm,
+        optimizer,
         noise_multiplier=plan.noise_multiplier,
+        clipping_norm=privacy.clipping_norm,
+        sample_rate=plan.sample_rate,
         expected_batch_size=max(1, round(plan.sample_rate * len(y))),
-        generator=noise,
+        delta=privacy.delta,
+        accountant=ACCOUNTANT,
+        after_noise=proximal_gradient(model, settings.proximal_mu),
     )
-    loader = DPDataLoader.from_data_loader(
-        torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=settings.batch_size),
-        generator=noise,
-    )
-    loss_fn = nn.CrossEntropyLoss()
-    wrapped.train()
-    last = 0.0
-    for _ in range(settings.epochs):
-        total, batches = 0.0, 0
-        for xb, yb in loader:
-            optimizer.zero_grad()
-            # An empty Poisson batch still takes its (pure-noise) step, as the accountant assumes.
-            loss = loss_fn(wrapped(xb), yb) if len(yb) else wrapped(xb).sum()
-            loss.backward()
-            if len(yb):
-                total, batches = total + float(loss.detach()), batches + 1
-            if optimizer.pre_step():
-                for p, a in zip(model.parameters(), anchor, strict=False):
-                    if p.grad is not None:
-                        p.grad.add_(p.detach() - a, alpha=settings.proximal_mu)
-                optimizer.original_optimizer.step()
-        last = total / max(batches, 1)
-    wrapped.remove_hooks()
-    model.eval()
-    return last
+    try:
+        return fit(model, x, y, settings.fit_config(seed=0), privacy=dp)
+    finally:
+        dp.detach()

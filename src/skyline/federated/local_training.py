@@ -1,7 +1,10 @@
-"""The local step of federated learning, also used for the centralized baseline: SGD epochs on one dataset.
+"""A federated client's local round (and the centralized baseline): the project's one training loop
+(`skyline.training.fit`) with SGD on one client's rows.
 
-With ``proximal_mu > 0`` the loss gains FedProx's proximal term (μ/2)·‖w − w_global‖² (Li et al. 2018),
-which keeps a client's model near the global one on non-IID data.
+With ``proximal_mu > 0`` each step adds FedProx's proximal gradient μ·(w − w_global), the gradient of
+(μ/2)·‖w − w_global‖² (Li et al. 2018), which keeps a client's model near the global one on non-IID data.
+It is added to the final gradient (after DP-SGD's clipping and noise: it does not read the data), so the
+loss reported is the data's alone.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import torch
 from torch import nn
 
 from skyline.errors import ConfigError
+from skyline.training.fit import FitConfig, Hook, StepHooks, evaluate, fit
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,35 +30,41 @@ class LocalTraining:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.proximal_mu < 0:
             raise ConfigError("epochs and batch_size must be >= 1, lr > 0 and proximal_mu >= 0")
 
+    def fit_config(self, *, seed: int) -> FitConfig:
+        """The loop's settings: SGD with momentum, ``epochs`` passes in batches of ``batch_size``."""
+        return FitConfig(
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            seed=seed,
+            optimizer="sgd",
+            momentum=self.momentum,
+        )
+
+
+def proximal_gradient(model: nn.Module, mu: float) -> Hook | None:
+    """A hook adding μ·(w − w_start) to every gradient, w_start the weights now (None when μ is 0)."""
+    if mu <= 0:
+        return None
+    anchor = [p.detach().clone() for p in model.parameters()]
+
+    def add() -> None:
+        with torch.no_grad():
+            for p, a in zip(model.parameters(), anchor, strict=True):
+                if p.grad is not None:
+                    p.grad.add_(p - a, alpha=mu)
+
+    return add
+
 
 def train_local(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: LocalTraining, *, seed: int
 ) -> float:
     """Train ``model`` in place; returns the mean training loss of the last epoch."""
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
-    anchor = [p.detach().clone() for p in model.parameters()] if settings.proximal_mu > 0 else []
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    last = 0.0
-    for _ in range(settings.epochs):
-        order = torch.randperm(len(y), generator=generator)
-        total, batches = 0.0, 0
-        for start in range(0, len(y), settings.batch_size):
-            rows = order[start : start + settings.batch_size]
-            optimizer.zero_grad()
-            loss = loss_fn(model(x[rows]), y[rows])
-            if anchor:
-                proximal = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
-                loss = loss + settings.proximal_mu / 2 * proximal
-            loss.backward()
-            optimizer.step()
-            total, batches = total + float(loss.detach()), batches + 1
-        last = total / max(batches, 1)
-    model.eval()
-    return last
+    hooks = StepHooks(before_update=proximal_gradient(model, settings.proximal_mu))
+    return fit(model, x, y, settings.fit_config(seed=seed), hooks=hooks)
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.inference_mode():
-        return float((model(x).argmax(dim=1) == y).float().mean())
+    """Top-1 accuracy (a fraction) of ``model`` on ``(x, y)``."""
+    return evaluate(model, x, y)[1] or 0.0

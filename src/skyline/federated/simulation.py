@@ -15,8 +15,8 @@ from skyline.federated.apps import (
     new_model,
     record_level_epsilon,
 )
+from skyline.federated.dp_sgd import client_level_plan
 from skyline.federated.local_training import LocalTraining, accuracy, train_local
-from skyline.federated.privacy import epsilon_for, noise_for_epsilon
 
 RAY_OBJECT_STORE_BYTES = 80 * 1024**2
 START_ATTEMPTS = 3
@@ -66,10 +66,15 @@ def run_federated(config: FederatedConfig, *, num_cpus: int = 2, quiet: bool = F
     }.items():
         os.environ.setdefault(name, value)
     noise = None  # client level: the server's noise multiplier (record level: each client's, in dp_sgd)
+    client_dp = None
     if config.dp_epsilon is not None and config.dp_unit == "client":
-        noise = noise_for_epsilon(
-            target_epsilon=config.dp_epsilon, rounds=config.rounds, sample_rate=1.0, delta=config.delta
+        client_dp = client_level_plan(
+            target_epsilon=config.dp_epsilon,
+            rounds=config.rounds,
+            delta=config.delta,
+            clipping_norm=config.clipping,
         )
+        noise = client_dp.noise_multiplier
     accuracies: list[float] = []
     backend: Any = {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
@@ -103,11 +108,7 @@ def run_federated(config: FederatedConfig, *, num_cpus: int = 2, quiet: bool = F
                 ) from exc
     if len(accuracies) != config.rounds:
         raise UnavailableError(f"the federated run ended after {len(accuracies)} of {config.rounds} rounds")
-    epsilon = record_level_epsilon(config)
-    if noise is not None:
-        epsilon = epsilon_for(
-            noise_multiplier=noise, rounds=config.rounds, sample_rate=1.0, delta=config.delta
-        )
+    epsilon = record_level_epsilon(config) if client_dp is None else client_dp.epsilon
     private = config.dp_epsilon is not None
     return {
         "rounds": config.rounds,

@@ -1,1 +1,80 @@
-"""Model training: data splits, models, the trainer, distributed data-parallel, pruning, differential privacy."""
+"""Training, and the model primitives every other package calls instead of writing its own.
+
+- a run: `TrainConfig` → `train` → `TrainResult` (one process, local DDP, Ray, or a launcher's rank);
+- the one training loop: `fit` (in-memory data) over `run_epoch`/`train_step`, with `StepHooks`;
+- the one DP-SGD: `DPSGD` (secret noise and sampling), its accounting (`noise_multiplier_for`,
+  `epsilon_for`) and `PrivacyReport`, the same for record- and client-level privacy;
+- ONNX export with a parity check: `export_onnx`, `check_parity`, `export_checked`;
+- pruning: one `Pruner` interface and registry (`PRUNERS`, `make_pruner`), and the one structured channel
+  removal (`remove_units`, `strongest_units`, `hidden_layers`).
+
+Nothing here imports torch until it is used.
+"""
+
+from skyline.training.config import TrainConfig
+from skyline.training.data import DatasetSplits, Split, load_dataset
+from skyline.training.export import check_parity, export_checked, export_onnx
+from skyline.training.fit import (
+    FitConfig,
+    LossFn,
+    Step,
+    StepHooks,
+    cross_entropy,
+    evaluate,
+    fit,
+    make_optimizer,
+    run_epoch,
+    train_step,
+)
+from skyline.training.models import MODELS, build_model, count_parameters
+from skyline.training.privacy import (
+    DPSGD,
+    PrivacyReport,
+    epsilon_for,
+    noise_multiplier_for,
+    prepare_model,
+)
+from skyline.training.pruning import PRUNERS, Pruner, cubic_sparsity, make_pruner
+from skyline.training.result import EpochMetrics, TrainResult
+from skyline.training.surgery import chain_layers, hidden_layers, remove_units, strongest_units
+from skyline.training.trainer import read_result, train
+
+__all__ = [
+    "DPSGD",
+    "MODELS",
+    "PRUNERS",
+    "DatasetSplits",
+    "EpochMetrics",
+    "FitConfig",
+    "LossFn",
+    "PrivacyReport",
+    "Pruner",
+    "Split",
+    "Step",
+    "StepHooks",
+    "TrainConfig",
+    "TrainResult",
+    "build_model",
+    "chain_layers",
+    "check_parity",
+    "count_parameters",
+    "cross_entropy",
+    "cubic_sparsity",
+    "epsilon_for",
+    "evaluate",
+    "export_checked",
+    "export_onnx",
+    "fit",
+    "hidden_layers",
+    "load_dataset",
+    "make_optimizer",
+    "make_pruner",
+    "noise_multiplier_for",
+    "prepare_model",
+    "read_result",
+    "remove_units",
+    "run_epoch",
+    "strongest_units",
+    "train",
+    "train_step",
+]

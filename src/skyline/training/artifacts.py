@@ -2,8 +2,9 @@
 
 - ``model.pt``: the whole trained module (``torch.load(path, weights_only=False)``), masks folded in and,
   after structured pruning, physically smaller;
-- ``model.onnx``: the same model in ONNX (opset 17, dynamic batch axis; input ``input``, output ``output``)
-  where it exports;
+- ``model.onnx``: the same model in ONNX (opset 17, dynamic batch axis; input ``input``, output ``output``),
+  parity-checked against ``model.pt`` on test rows (`skyline.training.export`); where it cannot be exported
+  faithfully there is none, and the result's notices say why;
 - ``metrics.json``: exactly ``{"test_accuracy", "val_accuracy", "epochs", "workers", "train_time_s",
   "samples_per_s", "params", "sparsity", "epsilon"}``;
 - ``log.jsonl``: one JSON object per epoch (the per-epoch metrics log), and ``result.json``: the whole
@@ -14,10 +15,11 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from skyline.errors import SkylineError
+from skyline.training.fit import evaluate
 from skyline.training.models import count_parameters
 from skyline.training.pruning import dense_weight_count
 from skyline.training.result import EpochMetrics, TrainResult
@@ -25,32 +27,8 @@ from skyline.training.result import EpochMetrics, TrainResult
 if TYPE_CHECKING:
     from torch import nn
 
-    from skyline.training.loop import Session
-
-
-def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> bool:
-    """Export ``model`` with a dynamic batch axis; False (and no file) when the exporter cannot."""
-    import torch
-
-    model = model.cpu().eval()
-    example = torch.zeros((1, *input_shape))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # exporter chatter (deprecations, constant folding notes)
-            torch.onnx.export(
-                model,
-                (example,),
-                str(path),
-                input_names=["input"],
-                output_names=["output"],
-                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )
-    except Exception:  # an exporter failure must not lose the trained model; the result says no ONNX
-        path.unlink(missing_ok=True)
-        return False
-    return True
+    from skyline.training.data import DatasetSplits
+    from skyline.training.session import Session
 
 
 def plot_curves(history: tuple[EpochMetrics, ...], path: Path, title: str) -> None:
@@ -80,8 +58,6 @@ def finish(session: Session) -> TrainResult:
     """Fold in the masks, evaluate on the test split, write every artifact, return the result."""
     import torch
 
-    from skyline.training.loop import evaluate
-
     config, state, data = session.config, session.state, session.data
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -91,13 +67,14 @@ def finish(session: Session) -> TrainResult:
     if session.pruner is not None and session.pruner.kind == "structured":
         sparsity = 1.0 - dense_weight_count(model) / dense
     device = session.ctx.device
-    test_loss, test_accuracy = evaluate(model, data.test, data.task, device)
-    _, val_accuracy = evaluate(model, data.val, data.task, device)
+    test_loss, test_accuracy = evaluate(model, data.test.x, data.test.y, task=data.task, device=device)
+    _, val_accuracy = evaluate(model, data.val.x, data.val.y, task=data.task, device=device)
     model = model.cpu().eval()
     artifacts = {"model": str(out / "model.pt")}
     torch.save(model, out / "model.pt")
-    if config.export_onnx and export_onnx(model, data.input_shape, out / "model.onnx"):
-        artifacts["onnx"] = str(out / "model.onnx")
+    notices = session.notices
+    if config.export_onnx:
+        notices += _export(model, data, out / "model.onnx", artifacts)
     history = tuple(state.history)
     result = TrainResult(
         test_accuracy=test_accuracy,
@@ -111,13 +88,28 @@ def finish(session: Session) -> TrainResult:
         sparsity=round(sparsity, 6),
         epsilon=session.privacy.epsilon() if session.privacy else None,
         out_dir=out,
+        privacy=session.privacy.report() if session.privacy else None,
         history=history,
         stopped_early=state.stopped_early,
-        notices=session.notices,
+        notices=notices,
         artifacts=artifacts,
     )
     _write_logs(result, session, out)
     return result
+
+
+def _export(model: nn.Module, data: DatasetSplits, path: Path, artifacts: dict[str, str]) -> tuple[str, ...]:
+    """``model.onnx``, parity-checked on up to 64 real rows; a notice instead where it cannot be (the
+    trained model is never lost to an exporter's failure)."""
+    from skyline.training.export import export_checked
+
+    try:
+        rows = data.test if len(data.test) else data.train
+        export_checked(model, {"input": rows.x[:64].float().numpy()}, path)
+    except SkylineError as exc:
+        return (f"no model.onnx: {exc}",)
+    artifacts["onnx"] = str(path)
+    return ()
 
 
 def _write_logs(result: TrainResult, session: Session, out: Path) -> None:

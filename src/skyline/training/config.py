@@ -8,18 +8,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from skyline.errors import ConfigError
+from skyline.training.fit import OPTIMIZERS, OptimizerName
+from skyline.training.privacy import ACCOUNTANTS, Accountant
 
-Optimizer = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["constant", "cosine", "step"]
 Launcher = Literal["local", "ray", "env"]
 PruneKind = Literal["unstructured", "structured"]
-Accountant = Literal["prv", "rdp"]
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 LAUNCHERS = ("local", "ray", "env")
 PRUNE_KINDS = ("unstructured", "structured")
-ACCOUNTANTS = ("prv", "rdp")
 
 
 def _choice(field: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -47,7 +45,7 @@ class TrainConfig:
 
     epochs: int = 20
     batch_size: int = 64  # global: summed over workers
-    optimizer: Optimizer = "adam"
+    optimizer: OptimizerName = "adam"
     lr: float = 1e-3
     momentum: float = 0.9  # sgd only
     weight_decay: float = 0.0

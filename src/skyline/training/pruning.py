@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from skyline.errors import ConfigError
+from skyline.training.surgery import chain_layers, hidden_layers, remove_units, strongest_units
 
 if TYPE_CHECKING:
     import torch
@@ -143,15 +144,9 @@ class ChannelPruner:
 
     def __init__(self, model: nn.Module) -> None:
         import torch
-        from torch import nn
 
-        if not isinstance(model, nn.Sequential):
-            raise ConfigError(
-                f"structured pruning needs an nn.Sequential model, got {type(model).__name__}; "
-                "use --prune-kind unstructured"
-            )
-        layers = _weighted_layers(model)
-        if len(layers) < 2:
+        layers = hidden_layers(model)
+        if not layers:
             raise ConfigError(
                 "structured pruning removes hidden channels/neurons and this model has no hidden layer; "
                 "use --prune-kind unstructured or a deeper model (mlp, cnn)"
@@ -159,23 +154,16 @@ class ChannelPruner:
         self.total = dense_weight_count(model)
         # Every weighted layer but the output one loses units; keep[name] marks the surviving units.
         self.keep: dict[str, torch.Tensor] = {
-            name: torch.ones(int(m.weight.shape[0]), dtype=torch.bool) for name, m in layers[:-1]
+            name: torch.ones(int(m.weight.shape[0]), dtype=torch.bool) for name, m in layers
         }
 
     def update(self, model: nn.Module, target: float) -> None:
-        import torch
-
-        layers = dict(_weighted_layers(model))
+        layers = dict(hidden_layers(model))
         for name, keep in self.keep.items():
             units = keep.numel()
             to_prune = min(units - 1, round(target * units))  # a layer keeps at least one unit
-            if to_prune <= int((~keep).sum()):
-                continue
-            weight = layers[name].weight.detach()
-            scores = torch.where(keep, weight.abs().flatten(1).sum(dim=1).cpu(), -1.0)
-            new_keep = torch.ones(units, dtype=torch.bool)
-            new_keep[torch.topk(scores, to_prune, largest=False).indices] = False
-            self.keep[name] = new_keep
+            if to_prune > int((~keep).sum()):
+                self.keep[name] = strongest_units(layers[name].weight, units - to_prune, alive=keep)
         self.apply(model)
 
     def apply(self, model: nn.Module) -> None:
@@ -184,7 +172,7 @@ class ChannelPruner:
 
         with torch.no_grad():
             current: torch.Tensor | None = None
-            for name, module in model.named_children():
+            for name, module in chain_layers(model):
                 if name in self.keep:
                     current = self.keep[name].to(next(module.parameters()).device)
                     self._zero_units(module, current)
@@ -224,10 +212,8 @@ class ChannelPruner:
         return int(self.keep[previous].numel())
 
     def finalize(self, model: nn.Module) -> nn.Module:
-        from skyline.training.surgery import remove_units
-
         self.apply(model)
-        return remove_units(model, self.keep)  # type: ignore[arg-type]
+        return remove_units(model, self.keep)
 
     def state_dict(self) -> dict[str, Any]:
         return {"keep": {name: keep.clone() for name, keep in self.keep.items()}}

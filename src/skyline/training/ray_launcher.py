@@ -1,7 +1,7 @@
 """``--launcher ray``: the same training loop inside Ray Train's ``TorchTrainer`` workers.
 
 Ray Train starts ``config.workers`` worker actors and forms the torch process group (gloo on CPU, NCCL on
-GPU) before calling `_ray_worker`, which runs `skyline.training.loop.run_worker` as that rank. Rank 0 writes
+GPU) before calling `_ray_worker`, which runs `skyline.training.worker.run_worker` as that rank. Rank 0 writes
 the artifacts to ``config.out_dir`` (made absolute: the workers' working directory is Ray's). With ``RAY_ADDRESS`` set
 it joins that cluster; otherwise a private local one is started with just enough CPUs and a small object store, and shut down
 afterwards.
@@ -20,8 +20,8 @@ from skyline.training.config import TrainConfig
 def _ray_worker(loop_config: dict[str, Any]) -> None:
     import ray.train
 
-    from skyline.training.distributed import WorkerContext, pick_device
-    from skyline.training.loop import run_worker
+    from skyline.training.context import WorkerContext, pick_device
+    from skyline.training.worker import run_worker
 
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()

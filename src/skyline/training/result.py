@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from skyline.training.privacy import PrivacyReport
+
 # The exact keys of metrics.json, in order (the contract).
 METRICS_KEYS = (
     "test_accuracy",
@@ -49,6 +51,7 @@ class TrainResult:
     sparsity: float  # fraction of the dense model's prunable weights that are zero or removed
     epsilon: float | None  # (ε, δ)-DP budget spent, None without DP
     out_dir: Path
+    privacy: PrivacyReport | None = None  # the whole guarantee (ε, δ, unit, accountant, σ, C) with DP
     history: tuple[EpochMetrics, ...] = ()
     stopped_early: bool = False
     notices: tuple[str, ...] = ()  # things the user should know (a model changed for DP, ...)
@@ -69,4 +72,6 @@ class TrainResult:
         values["out_dir"] = Path(values["out_dir"])
         values["history"] = tuple(EpochMetrics(**h) for h in values.get("history", ()))
         values["notices"] = tuple(values.get("notices", ()))
+        if values.get("privacy") is not None:
+            values["privacy"] = PrivacyReport(**values["privacy"])
         return cls(**values)

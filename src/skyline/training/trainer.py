@@ -17,14 +17,13 @@ from typing import TYPE_CHECKING
 
 from skyline.errors import ConfigError
 from skyline.training.config import TrainConfig
-from skyline.training.distributed import WorkerContext, context_from_env, env_world_size, pick_device
-from skyline.training.loop import EpochCallback, StepCallback, run_worker
+from skyline.training.context import WorkerContext, context_from_env, env_world_size, pick_device
 from skyline.training.result import TrainResult
+from skyline.training.session import EpochCallback, StepCallback
+from skyline.training.worker import run_worker
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-__all__ = ["TrainConfig", "TrainResult", "read_result", "train"]
 
 
 def read_result(out_dir: Path) -> TrainResult:

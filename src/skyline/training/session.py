@@ -1,10 +1,12 @@
-"""The training loop every process runs, alone or as one rank of a data-parallel group.
+"""A `skyline train` run as one process sees it, alone or as one rank of a data-parallel group: the session
+(data, model, optimizer, pruner, DP-SGD), its epochs through `skyline.training.fit.run_epoch`, validation,
+early stopping and checkpoints.
 
 Batching: epoch ``e`` visits the training rows in the order ``randperm(rows, seed=(seed, e))``, in global
 batches of ``batch_size`` (the last incomplete one is dropped so that every step has the same size on every
 rank); rank ``r`` of ``W`` takes rows ``[r·b, (r+1)·b)`` of each global batch, ``b = batch_size / W``. DDP
 averages the ranks' gradients, which is the gradient of the mean loss over the global batch: the same
-update one process makes on the same batch. DP-SGD draws Poisson batches instead (`privacy.poisson_batch`).
+update one process makes on the same batch. DP-SGD draws secret Poisson batches instead (`privacy.DPSGD`).
 """
 
 from __future__ import annotations
@@ -12,25 +14,25 @@ from __future__ import annotations
 import copy
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from skyline.errors import ConfigError
-from skyline.training.checkpoint import load_latest_checkpoint, save_checkpoint
-from skyline.training.data import DatasetSplits, Split, load_dataset
-from skyline.training.distributed import WorkerContext
+from skyline.training.checkpoint import save_checkpoint
+from skyline.training.context import WorkerContext
+from skyline.training.data import DatasetSplits, load_dataset
+from skyline.training.fit import LossFn, Step, StepHooks, evaluate, make_optimizer, run_epoch, task_loss
 from skyline.training.models import build_model
 from skyline.training.pruning import Pruner, cubic_sparsity, make_pruner
-from skyline.training.result import EpochMetrics, TrainResult
+from skyline.training.result import EpochMetrics
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
     from skyline.training.config import TrainConfig
-    from skyline.training.privacy import PrivateTraining
+    from skyline.training.privacy import DPSGD
 
 EpochCallback = Callable[[EpochMetrics], None]
 StepCallback = Callable[[int], None]
@@ -66,23 +68,11 @@ class Session:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     steps_per_epoch: int
+    loss: LossFn
     pruner: Pruner | None = None
-    privacy: PrivateTraining | None = None
+    privacy: DPSGD | None = None
     notices: tuple[str, ...] = ()
     state: LoopState = field(default_factory=LoopState)
-
-
-def _optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    import torch
-
-    params = list(model.parameters())
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
@@ -96,10 +86,10 @@ def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.o
 
 
 def build_session(config: TrainConfig, ctx: WorkerContext) -> Session:
-    """Load the data, build and wrap the model, the optimizer, the pruner and the privacy ledger."""
+    """Load the data, build and wrap the model, the optimizer, the pruner and DP-SGD."""
     import torch
 
-    from skyline.training.privacy import PrivateTraining, prepare_model
+    from skyline.training.privacy import prepare_model
 
     data = load_dataset(
         config.dataset,
@@ -118,25 +108,26 @@ def build_session(config: TrainConfig, ctx: WorkerContext) -> Session:
     if config.dp_epsilon is not None:
         model, notices = prepare_model(model, fix=config.dp_fix_model)
     model = model.to(ctx.device)
-    optimizer = _optimizer(config, model)
+    optimizer = make_optimizer(
+        config.optimizer, model, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
     scheduler = _scheduler(config, optimizer)
-    session = Session(config, ctx, data, model, model, optimizer, scheduler, steps_per_epoch, notices=notices)
+    session = Session(
+        config,
+        ctx,
+        data,
+        model,
+        model,
+        optimizer,
+        scheduler,
+        steps_per_epoch,
+        task_loss(data.task),
+        notices=notices,
+    )
     if config.prune > 0:
         session.pruner = make_pruner(config.prune_kind, model)
     if config.dp_epsilon is not None:
-        privacy = PrivateTraining(
-            model,
-            optimizer,
-            target_epsilon=config.dp_epsilon,
-            delta=config.dp_delta,
-            max_grad_norm=config.max_grad_norm,
-            batch_size=config.batch_size,
-            train_rows=len(data.train),
-            planned_steps=config.epochs * steps_per_epoch,
-            accountant=config.dp_accountant,
-            seed=config.seed,
-        )
-        session.privacy, session.net, session.optimizer = privacy, privacy.module, privacy.optimizer
+        _make_private(session)
     elif ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -145,31 +136,33 @@ def build_session(config: TrainConfig, ctx: WorkerContext) -> Session:
     return session
 
 
-def loss_fn(task: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    from torch.nn import functional
+def _make_private(session: Session) -> None:
+    """DP-SGD with the σ that spends exactly ``dp_epsilon`` over the planned steps (record level)."""
+    from skyline.training.privacy import DPSGD, noise_multiplier_for
 
-    if task == "regression":
-        return functional.mse_loss(output.squeeze(-1), target)
-    return functional.cross_entropy(output, target)
-
-
-def evaluate(model: nn.Module, split: Split, task: str, device: str) -> tuple[float, float | None]:
-    """(mean loss, accuracy or None for regression) of ``model`` on ``split``, in batches of 1,024."""
-    import torch
-
-    was_training = model.training
-    model.eval()
-    total_loss, correct = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(split), 1024):
-            x, y = split.x[start : start + 1024].to(device), split.y[start : start + 1024].to(device)
-            output = model(x)
-            total_loss += float(loss_fn(task, output, y)) * len(y)
-            if task == "classification":
-                correct += int((output.argmax(dim=1) == y).sum())
-    model.train(was_training)
-    rows = max(1, len(split))
-    return total_loss / rows, (correct / rows if task == "classification" else None)
+    config, rows = session.config, len(session.data.train)
+    if config.batch_size >= rows:
+        raise ConfigError(f"DP-SGD needs batch_size < training rows ({rows}), got {config.batch_size}")
+    assert config.dp_epsilon is not None
+    sample_rate = config.batch_size / rows
+    sigma = noise_multiplier_for(
+        target_epsilon=config.dp_epsilon,
+        sample_rate=sample_rate,
+        steps=config.epochs * session.steps_per_epoch,
+        delta=config.dp_delta,
+        accountant=config.dp_accountant,
+    )
+    privacy = DPSGD(
+        session.model,
+        session.optimizer,
+        noise_multiplier=sigma,
+        clipping_norm=config.max_grad_norm,
+        sample_rate=sample_rate,
+        expected_batch_size=config.batch_size,
+        delta=config.dp_delta,
+        accountant=config.dp_accountant,
+    )
+    session.privacy, session.net, session.optimizer = privacy, privacy.module, privacy.optimizer
 
 
 def batch_rows(session: Session, epoch: int, step: int) -> torch.Tensor:
@@ -178,9 +171,7 @@ def batch_rows(session: Session, epoch: int, step: int) -> torch.Tensor:
 
     config, ctx, rows = session.config, session.ctx, len(session.data.train)
     if session.privacy is not None:
-        from skyline.training.privacy import poisson_batch
-
-        return poisson_batch(rows, session.privacy.sample_rate, seed=config.seed, epoch=epoch, step=step)
+        return session.privacy.sample(rows)
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
     order = torch.randperm(rows, generator=generator)
     global_batch = order[step * config.batch_size : (step + 1) * config.batch_size]
@@ -188,28 +179,16 @@ def batch_rows(session: Session, epoch: int, step: int) -> torch.Tensor:
     return global_batch[ctx.rank * local : (ctx.rank + 1) * local]
 
 
-def train_step(session: Session, rows: torch.Tensor) -> float:
-    """One optimizer step on ``rows``; returns the loss on them."""
-    train, device = session.data.train, session.ctx.device
-    x, y = train.x[rows].to(device), train.y[rows].to(device)
-    session.optimizer.zero_grad(set_to_none=True)
-    with warnings.catch_warnings():
-        # Opacus's per-sample-gradient hooks on the input layer make torch say this every step; harmless.
-        warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
-        loss = loss_fn(session.data.task, session.net(x), y)
-        loss.backward()  # type: ignore[no-untyped-call]
-    session.optimizer.step()
-    return float(loss.detach())
-
-
-def _prune_after_step(session: Session) -> None:
-    pruner, config, state = session.pruner, session.config, session.state
+def _prune_after_update(session: Session) -> None:
+    """The cubic schedule's next target every ``prune_every_steps`` steps, and the masks after each step."""
+    pruner, config = session.pruner, session.config
     if pruner is None:
         return
+    step = session.state.global_step  # steps before the one just taken (as the schedule always counted)
     end_step = config.pruning_end_epoch * session.steps_per_epoch
-    if state.global_step % config.prune_every_steps == 0 or state.global_step == end_step:
+    if step % config.prune_every_steps == 0 or step == end_step:
         target = cubic_sparsity(
-            state.global_step,
+            step,
             start_step=config.prune_start_epoch * session.steps_per_epoch,
             end_step=end_step,
             final=config.prune,
@@ -282,28 +261,37 @@ def _sum_over_ranks(session: Session, values: list[float]) -> list[float]:
 def _run_epoch(session: Session, on_step: StepCallback | None) -> None:
     config, state = session.config, session.state
     every = config.checkpoint_every_steps
-    for step in range(state.step_in_epoch, session.steps_per_epoch):
-        rows = batch_rows(session, state.epoch, step)
-        if len(rows) == 0:  # an empty Poisson batch: nothing to learn from, skip
-            state.step_in_epoch = step + 1
-            continue
-        started = time.perf_counter()
-        state.loss_sum += train_step(session, rows)
-        _prune_after_step(session)
-        state.step_in_epoch, state.global_step = step + 1, state.global_step + 1
-        state.samples += len(rows) * session.ctx.world_size
-        state.train_time_s += time.perf_counter() - started
+    steps = range(state.step_in_epoch, session.steps_per_epoch)
+
+    def after_step(step: Step) -> None:
+        state.loss_sum += step.loss
+        state.step_in_epoch, state.global_step = step.index + 1, state.global_step + 1
+        state.samples += step.rows * session.ctx.world_size
+        state.train_time_s += step.seconds
         if on_step is not None:
             on_step(1)
         if every and state.global_step % every == 0:
             _save(session)
+
+    run_epoch(
+        session.net,
+        session.optimizer,
+        (session.data.train.x, session.data.train.y),
+        ((step, batch_rows(session, state.epoch, step)) for step in steps),
+        session.loss,
+        hooks=StepHooks(after_update=lambda: _prune_after_update(session), after_step=after_step),
+        device=session.ctx.device,
+    )
 
 
 def _end_epoch(session: Session) -> EpochMetrics:
     config, state = session.config, session.state
     started = time.perf_counter()
     loss_sum, steps = _sum_over_ranks(session, [state.loss_sum, float(session.steps_per_epoch)])
-    val_loss, val_accuracy = evaluate(session.model, session.data.val, session.data.task, session.ctx.device)
+    val = session.data.val
+    val_loss, val_accuracy = evaluate(
+        session.model, val.x, val.y, task=session.data.task, device=session.ctx.device
+    )
     metrics = EpochMetrics(
         epoch=state.epoch + 1,
         train_loss=loss_sum / max(1.0, steps),
@@ -354,23 +342,3 @@ def run_loop(
                 on_epoch(metrics)
     if state.best_weights is not None:
         session.model.load_state_dict(state.best_weights)
-
-
-def run_worker(
-    config: TrainConfig,
-    ctx: WorkerContext,
-    *,
-    on_epoch: EpochCallback | None = None,
-    on_step: StepCallback | None = None,
-) -> TrainResult | None:
-    """Train as rank ``ctx.rank``; the main rank writes the artifacts and returns the result, others None."""
-    from skyline.training.artifacts import finish
-
-    saved = load_latest_checkpoint(config.out_dir) if config.resume else None  # fail before loading data
-    session = build_session(config, ctx)
-    if saved is not None:
-        restore(session, saved)
-    run_loop(session, on_epoch=on_epoch, on_step=on_step)
-    if not ctx.is_main:
-        return None
-    return finish(session)
