@@ -17,7 +17,7 @@ import math
 import statistics
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -35,7 +35,7 @@ from skyline.scheduling.forecasting import UPPER_QUANTILE, Series, make_forecast
 
 if TYPE_CHECKING:
     from skyline.cluster.gateway import Gateway
-    from skyline.cluster.services import ServiceController, ServicesConfig
+    from skyline.cluster.services import ServicesConfig
     from skyline.cluster.store import Store
 
 log = logging.getLogger("skyline.cluster.autoscale")
@@ -78,6 +78,7 @@ class _Scaler:
     origin_s: float
     values: list[float] = field(default_factory=list)
     decided: int = 0  # steps decided on so far
+    synced_s: float = float("-inf")  # the newest telemetry window read from the store
 
     def add(self, at_s: float, requests: float) -> None:
         step = math.ceil((at_s - self.origin_s) / self.spec.autoscale.step_s - 1e-9) - 1
@@ -89,18 +90,28 @@ class _Scaler:
 
 
 class AutoscaleLoop:
-    """Stores telemetry and runs every autoscaled service's decisions; ``forecasts`` for the scheduler."""
+    """Stores telemetry and runs every autoscaled service's decisions; ``forecasts`` for the scheduler.
+
+    ``ready_counts()`` gives each service's ready replicas (stored with its telemetry); ``wake()`` tells
+    the reconciler that a service's desired count changed.
+    """
 
     def __init__(
-        self, store: Store, gateway: Gateway, controller: ServiceController, config: ServicesConfig
+        self,
+        store: Store,
+        gateway: Gateway,
+        config: ServicesConfig,
+        *,
+        ready_counts: Callable[[], Mapping[str, int]] = dict,
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
-        self.store, self.gateway, self.controller, self.config = store, gateway, controller, config
+        self.store, self.gateway, self.config = store, gateway, config
+        self.ready_counts, self.wake = ready_counts, wake
         self.forecasts: dict[str, DemandForecast] = {}
         self._scalers: dict[str, _Scaler] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pruned_at = 0.0
-        controller.on_scale_from_zero = self._record_scale_from_zero
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
@@ -129,26 +140,30 @@ class AutoscaleLoop:
         """Store the windows ending at ``now_s`` (a multiple of the interval) and decide on ended steps."""
         records = {r.name: r for r in self.store.services.find()}
         windows = [w for w in self.gateway.take_telemetry(wall_s=now_s) if w.service in records]
-        ready = self.controller.ready_counts
-        rows = [
-            (records[w.service].id, w, ready.get(w.service, 0), records[w.service].desired) for w in windows
-        ]
-        self.store.services.add_metrics(rows)
-        requests = {w.service: w.requests for w in windows}
+        ready = self.ready_counts()
+        self.store.services.add_metrics(
+            [(records[w.service].id, w, ready.get(w.service, 0), records[w.service].desired) for w in windows]
+        )
         for name in [n for n in self._scalers if n not in records]:
             del self._scalers[name]
             self.forecasts.pop(f"service:{name}", None)
         for record in records.values():
             if record.status != "active" or record.spec.autoscale.mode == "off":
                 self._scalers.pop(record.name, None)
+                self.forecasts.pop(f"service:{record.name}", None)
                 continue
             scaler = self._scaler(record, now_s)
-            if record.name in requests:
-                scaler.add(now_s, requests[record.name])
+            self._sync(record, scaler, now_s)
             self._decide_due(record, scaler, now_s)
         if now_s - self._pruned_at > 3600:
             self.store.services.prune_metrics(before_s=now_s - self.config.retention_s)
             self._pruned_at = now_s
+
+    def _sync(self, record: ServiceRecord, scaler: _Scaler, now_s: float) -> None:
+        """Add the windows stored since the last sync to the demand series (the store is the history)."""
+        for row in self.store.services.metrics(record.id, since_s=scaler.synced_s, until_s=now_s):
+            scaler.add(row["at_s"], row["requests"])
+            scaler.synced_s = row["at_s"]
 
     def _scaler(self, record: ServiceRecord, now_s: float) -> _Scaler:
         scaler = self._scalers.get(record.name)
@@ -163,11 +178,11 @@ class AutoscaleLoop:
         start = max(record.created_at, now_s - self.config.retention_s)
         origin = math.floor(start / step_s) * step_s
         autoscaler = build_autoscaler(record.spec.autoscale, lead_steps=lead_steps_of(lead_s, step_s))
-        scaler = _Scaler(spec=record.spec, lead_s=lead_s, autoscaler=autoscaler, origin_s=origin)
-        for row in self.store.services.metrics(record.id, since_s=origin):  # the history so far (a restart)
-            if row["at_s"] <= now_s:
-                scaler.add(row["at_s"], row["requests"])
-        # Steps that ended before now were decided before (a restart does not replay them).
+        scaler = _Scaler(
+            spec=record.spec, lead_s=lead_s, autoscaler=autoscaler, origin_s=origin, synced_s=origin
+        )
+        self._sync(record, scaler, now_s)  # the history so far, each window in its own step
+        # Steps that ended before now were decided before (a restarted loop does not decide them again).
         scaler.decided = max(math.floor((now_s - origin) / step_s - 1e-9), 0)
         self._scalers[record.name] = scaler
         return scaler
@@ -210,7 +225,7 @@ class AutoscaleLoop:
         )  # fmt: skip
         if wanted != current:
             self.store.services.set_desired(record.id, wanted)
-            self.controller.wake()
+            self.wake()
             log.info("service %s: %d -> %d replicas (%s)", record.name, current, wanted, reason)
         return wanted
 
@@ -232,7 +247,8 @@ class AutoscaleLoop:
         )
         return float(upper.max())
 
-    def _record_scale_from_zero(self, record: ServiceRecord, wanted: int) -> None:
+    def record_scale_from_zero(self, record: ServiceRecord, wanted: int) -> None:
+        """The reconciler scaled ``record`` up from zero for a waiting request: recorded as a decision."""
         self.store.services.add_decision(
             record.id, at_s=time.time(), mode=record.spec.autoscale.mode, observed=0.0, forecast=None,
             predictive=None, reactive=None, current=0, target=wanted, lead_s=0.0,

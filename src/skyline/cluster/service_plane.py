@@ -39,7 +39,11 @@ class ServicePlane:
         self.gateway = Gateway(host=gateway_host, port=gateway_port)
         self.controller = ServiceController(store, control, self.gateway, self.config)
         self.gateway.on_demand = self.controller.demand
-        self.autoscale = AutoscaleLoop(store, self.gateway, self.controller, self.config)
+        self.autoscale = AutoscaleLoop(
+            store, self.gateway, self.config, ready_counts=lambda: self.controller.ready_counts,
+            wake=self.controller.wake,
+        )  # fmt: skip
+        self.controller.on_scale_from_zero = self.autoscale.record_scale_from_zero
 
     def start(self) -> ServicePlane:
         self.gateway.start()

@@ -323,15 +323,15 @@ class ServiceStore:
         with self.db.write() as conn:
             conn.execute(service_metrics.insert(), values)
 
-    def metrics(self, service_id: str, *, since_s: float = 0.0, limit: int = 100_000) -> list[dict[str, Any]]:
-        """Telemetry windows after ``since_s``, oldest first."""
+    def metrics(
+        self, service_id: str, *, since_s: float = 0.0, until_s: float | None = None, limit: int = 100_000
+    ) -> list[dict[str, Any]]:
+        """Telemetry windows ending after ``since_s`` (and by ``until_s``), oldest first."""
         c = service_metrics.c
-        query = (
-            sa.select(service_metrics)
-            .where(c.service_id == service_id, c.at_s > since_s)
-            .order_by(c.at_s)
-            .limit(limit)
-        )
+        query = sa.select(service_metrics).where(c.service_id == service_id, c.at_s > since_s)
+        if until_s is not None:
+            query = query.where(c.at_s <= until_s)
+        query = query.order_by(c.at_s).limit(limit)
         with self.db.read() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
