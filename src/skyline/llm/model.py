@@ -1,0 +1,253 @@
+"""The native decoder forward over a paged KV cache (Llama, Qwen2, Mistral: RMSNorm, RoPE, GQA, SwiGLU).
+
+One call computes one engine step for every scheduled sequence at once: their new tokens are flattened
+into one ``[T, hidden]`` batch, so each weight matrix is read once per step (a step is memory-bound on a
+CPU: the bytes of the weights decide its time). Attention then splits by kind: the decoding sequences
+(one query each) attend together over their gathered KV blocks with a padding mask; each prefill chunk
+attends causally over its own context. New keys and values are written into the cache slots the block
+tables name before attention reads them.
+
+The KV cache of a layer is ``[2 * kv_heads, slots, head_dim]`` (keys, then values, head-major so a
+gathered context is contiguous per head); slot ``s`` is token ``s % block_size`` of block
+``s // block_size``. One extra block at the end is the padding block that gathers of short sequences
+point at (always masked).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.nn import functional
+
+from skyline.errors import ConfigError
+
+__all__ = [
+    "SUPPORTED_ARCHITECTURES",
+    "DecodeGroup",
+    "DecoderWeights",
+    "PagedDecoder",
+    "PrefillChunk",
+    "StepInputs",
+]
+
+SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2")
+Linear = Callable[[torch.Tensor], torch.Tensor]
+
+
+def dense(weight: torch.Tensor, bias: torch.Tensor | None = None) -> Linear:
+    """A plain ``x @ weight.T + bias``."""
+    return lambda x: functional.linear(x, weight, bias)
+
+
+@dataclass(slots=True)
+class LayerWeights:
+    input_norm: torch.Tensor
+    qkv: Linear  # hidden → (heads + 2 * kv_heads) * head_dim: q, k and v in one matrix
+    o: Linear
+    post_norm: torch.Tensor
+    gate_up: Linear  # hidden → 2 * intermediate: gate and up in one matrix
+    down: Linear
+
+
+@dataclass(slots=True)
+class DecoderWeights:
+    """The tensors of a decoder, fused for one matmul per projection group."""
+
+    embed: torch.Tensor  # [vocab, hidden]
+    layers: list[LayerWeights]
+    final_norm: torch.Tensor
+    lm_head: Linear
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate: int
+    eps: float
+    vocab_size: int
+    rope_cos: torch.Tensor  # [max_len, head_dim]
+    rope_sin_signed: torch.Tensor  # [max_len, head_dim], first half negated (rotate_half as a roll)
+    max_len: int
+
+
+def _architecture(config: Any) -> tuple[int, int, int]:
+    """(heads, kv heads, head dim) after checking the config is one the forward implements."""
+    if config.model_type not in SUPPORTED_ARCHITECTURES:
+        raise ConfigError(
+            f"model type {config.model_type!r} is not supported by the native engine; "
+            f"it runs {', '.join(SUPPORTED_ARCHITECTURES)} (use engine 'transformers' for others)"
+        )
+    if config.hidden_act != "silu":
+        raise ConfigError(
+            f"hidden_act {config.hidden_act!r} is not supported; the native engine runs SwiGLU (silu)"
+        )
+    rope_type = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
+    if rope_type in ("dynamic", "longrope"):
+        raise ConfigError(
+            f"rope_type {rope_type!r} depends on the sequence length; use engine 'transformers'"
+        )
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return heads, getattr(config, "num_key_value_heads", None) or heads, head_dim
+
+
+def max_context(config: Any) -> int:
+    """The longest sequence the forward computes exactly as the model's own: a sliding window caps it."""
+    limit = int(config.max_position_embeddings)
+    window = getattr(config, "sliding_window", None)
+    if window and getattr(config, "use_sliding_window", True):
+        limit = min(limit, int(window))
+    return limit
+
+
+def extract_weights(
+    hf_model: Any, max_len: int, make_linear: Callable[..., Linear] = dense
+) -> DecoderWeights:
+    """Fuse and keep the weights of a Hugging Face Llama/Qwen2/Mistral causal LM."""
+    config = hf_model.config
+    heads, kv_heads, head_dim = _architecture(config)
+    layers = []
+    for layer in hf_model.model.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        projections = (attn.q_proj, attn.k_proj, attn.v_proj)
+        biases = [p.bias for p in projections]
+        qkv_bias = torch.cat(biases) if all(b is not None for b in biases) else None
+        layers.append(
+            LayerWeights(
+                input_norm=layer.input_layernorm.weight.detach(),
+                qkv=make_linear(torch.cat([p.weight for p in projections]).detach(), qkv_bias),
+                o=make_linear(attn.o_proj.weight.detach(), attn.o_proj.bias),
+                post_norm=layer.post_attention_layernorm.weight.detach(),
+                gate_up=make_linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach(), None),
+                down=make_linear(mlp.down_proj.weight.detach(), None),
+            )
+        )
+    # The model's own rotary module gives cos/sin (with any static scaling: linear, llama3, yarn).
+    positions = torch.arange(max_len).unsqueeze(0)
+    probe = torch.zeros(1, dtype=hf_model.dtype)
+    cos, sin = hf_model.model.rotary_emb(probe, positions)
+    half = head_dim // 2
+    sin_signed = torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)
+    return DecoderWeights(
+        embed=hf_model.model.embed_tokens.weight.detach(),
+        layers=layers,
+        final_norm=hf_model.model.norm.weight.detach(),
+        lm_head=make_linear(hf_model.lm_head.weight.detach(), None),
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate=config.intermediate_size,
+        eps=float(config.rms_norm_eps),
+        vocab_size=hf_model.lm_head.weight.shape[0],
+        rope_cos=cos[0].contiguous(),
+        rope_sin_signed=sin_signed.contiguous(),
+        max_len=max_len,
+    )
+
+
+@dataclass(slots=True)
+class DecodeGroup:
+    """The decoding sequences of a step: token rows ``[0, D)``, one per sequence."""
+
+    num_seqs: int  # D
+    gather: torch.Tensor  # [D * L] slot of every context position (padding → the padding block)
+    context_len: int  # L, the longest context in the group
+    mask: torch.Tensor | None  # [D, 1, 1, L] additive (0 / -inf), None when every context is L long
+
+
+@dataclass(slots=True)
+class PrefillChunk:
+    """``num_tokens`` prompt tokens of one sequence at token rows ``[start, start + num_tokens)``."""
+
+    start: int
+    num_tokens: int
+    gather: torch.Tensor  # [context] slots of the sequence's tokens up to the chunk's end
+    mask: torch.Tensor | None  # [num_tokens, context] bool (True = attend); None when causal from 0
+
+
+@dataclass(slots=True)
+class StepInputs:
+    input_ids: torch.Tensor  # [T]
+    positions: torch.Tensor  # [T]
+    slots: torch.Tensor  # [T] cache slot of each token's key/value
+    decode: DecodeGroup | None
+    prefills: list[PrefillChunk] = field(default_factory=list)
+    logits_rows: torch.Tensor | None = None  # [S] rows whose next-token logits are wanted
+
+
+class PagedDecoder:
+    """The forward pass of a decoder-only LM over a paged KV cache of ``num_blocks`` blocks."""
+
+    def __init__(self, weights: DecoderWeights, *, num_blocks: int, block_size: int) -> None:
+        self.w = weights
+        self.block_size = block_size
+        self.pad_block = num_blocks  # the extra, never-allocated block that padding points at
+        slots = (num_blocks + 1) * block_size
+        shape = (len(weights.layers), 2 * weights.num_kv_heads, slots, weights.head_dim)
+        # zeros, not empty: masked-out slots are still multiplied by 0 and must not hold NaN.
+        self.kv_cache = torch.zeros(shape, dtype=weights.embed.dtype)
+
+    @torch.inference_mode()
+    def forward(self, inp: StepInputs) -> torch.Tensor:
+        """Logits ``[S, vocab]`` for ``inp.logits_rows`` after writing every token's K/V to the cache."""
+        w = self.w
+        x = functional.embedding(inp.input_ids, w.embed)
+        cos = w.rope_cos[inp.positions].unsqueeze(1)  # [T, 1, head_dim]
+        sin = w.rope_sin_signed[inp.positions].unsqueeze(1)
+        for layer, cache in zip(w.layers, self.kv_cache, strict=True):
+            h = functional.rms_norm(x, (x.shape[-1],), layer.input_norm, w.eps)
+            x = x + layer.o(self._attention(layer.qkv(h), cache, cos, sin, inp))
+            h = functional.rms_norm(x, (x.shape[-1],), layer.post_norm, w.eps)
+            gate_up = layer.gate_up(h)
+            x = x + layer.down(functional.silu(gate_up[:, : w.intermediate]) * gate_up[:, w.intermediate :])
+        if inp.logits_rows is not None:
+            x = x[inp.logits_rows]
+        return w.lm_head(functional.rms_norm(x, (x.shape[-1],), w.final_norm, w.eps))
+
+    def _attention(
+        self, qkv: torch.Tensor, cache: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, inp: StepInputs
+    ) -> torch.Tensor:
+        w = self.w
+        heads, kv_heads, hd = w.num_heads, w.num_kv_heads, w.head_dim
+        qkv = qkv.view(qkv.shape[0], heads + 2 * kv_heads, hd)
+        qk = qkv[:, : heads + kv_heads]
+        # RoPE as HF computes it: x * cos + rotate_half(x) * sin, with rotate_half's sign folded into sin.
+        qk = qk * cos + qk.roll(hd // 2, dims=-1) * sin
+        q = qk[:, :heads]
+        new_kv = torch.cat([qk[:, heads:], qkv[:, heads + kv_heads :]], dim=1)  # [T, 2 * kv_heads, hd]
+        cache.index_copy_(1, inp.slots, new_kv.transpose(0, 1))
+        parts = []
+        if inp.decode is not None:
+            parts.append(self._decode_attention(q[: inp.decode.num_seqs], cache, inp.decode))
+        for chunk in inp.prefills:
+            parts.append(
+                self._prefill_attention(q[chunk.start : chunk.start + chunk.num_tokens], cache, chunk)
+            )
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return out.reshape(out.shape[0], heads * hd)
+
+    def _decode_attention(self, q: torch.Tensor, cache: torch.Tensor, group: DecodeGroup) -> torch.Tensor:
+        kv_heads, hd = self.w.num_kv_heads, self.w.head_dim
+        d, length = q.shape[0], group.context_len
+        ctx = cache.index_select(1, group.gather).view(2 * kv_heads, d, length, hd).transpose(0, 1)
+        # Grouped-query attention without copying K/V: the query heads that share a KV head are the
+        # "query positions" of that head ([D, kv_heads, groups, hd] against [D, kv_heads, L, hd]).
+        q = q.view(d, kv_heads, -1, hd)
+        out = functional.scaled_dot_product_attention(
+            q, ctx[:, :kv_heads], ctx[:, kv_heads:], attn_mask=group.mask
+        )
+        return out.reshape(d, -1, hd)
+
+    def _prefill_attention(self, q: torch.Tensor, cache: torch.Tensor, chunk: PrefillChunk) -> torch.Tensor:
+        kv_heads = self.w.num_kv_heads
+        ctx = cache.index_select(1, chunk.gather).unsqueeze(0)  # [1, 2 * kv_heads, context, hd]
+        out = functional.scaled_dot_product_attention(
+            q.transpose(0, 1).unsqueeze(0),
+            ctx[:, :kv_heads],
+            ctx[:, kv_heads:],
+            attn_mask=chunk.mask,
+            is_causal=chunk.mask is None,
+            enable_gqa=True,
+        )
+        return out[0].transpose(0, 1)

@@ -1,0 +1,82 @@
+"""Weight quantization of the decoder's linear layers (int8, int4): fewer bytes of weights per token.
+
+One decoding step on a CPU reads every weight once, so its time is set by the bytes of the weights:
+int8 reads a quarter of float32's, int4 an eighth. The embedding table (a lookup, not a matmul) stays as
+it is; the norms and the KV cache stay float32.
+
+- ``int8``: symmetric per-output-channel int8 weights, run by FBGEMM's dynamic-quantization kernel
+  (``quantized::linear_dynamic``; activations are quantized per step on the fly, accumulation is int32).
+  It is the fastest int8 matmul PyTorch has for AVX2 CPUs; ``aten._weight_int8pack_mm`` (int8 weights,
+  float activations) is several times slower than float32 on them.
+- ``int4``: asymmetric 4-bit weights in groups of 32 input channels (scale and zero per group, the layout
+  of GGUF's Q4_1 blocks), run by ``aten._weight_int4pack_mm_for_cpu`` with bfloat16 activations.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+
+from skyline.errors import ConfigError
+from skyline.llm.engine import Quantization
+from skyline.llm.model import Linear, dense
+
+__all__ = ["INT4_GROUP_SIZE", "int4_linear", "int8_linear", "linear_factory"]
+
+INT4_GROUP_SIZE = 32
+
+
+def int8_linear(weight: torch.Tensor, bias: torch.Tensor | None = None) -> Linear:
+    """``x @ weight.T + bias`` with the weight quantized to int8 per output channel (FBGEMM)."""
+    weight = weight.float()
+    scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
+    zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():
+        # PyTorch deprecates creating quantized tensors; FBGEMM's prepack takes nothing else (2.13).
+        warnings.simplefilter("ignore", UserWarning)
+        qweight = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8)
+        packed = torch.ops.quantized.linear_prepack(qweight, bias.float() if bias is not None else None)
+    linear_dynamic = torch.ops.quantized.linear_dynamic
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = linear_dynamic(x, packed, True)  # True: 7-bit activations (no int16 overflow)
+        return out
+
+    return forward
+
+
+def int4_linear(weight: torch.Tensor, bias: torch.Tensor | None = None) -> Linear:
+    """``x @ weight.T + bias`` with the weight quantized to 4 bits in groups of 32 input channels."""
+    out_features, in_features = weight.shape
+    if in_features % INT4_GROUP_SIZE:
+        return dense(weight, bias)  # the kernel needs whole groups: keep this matrix as it is
+    groups = weight.float().reshape(out_features, -1, INT4_GROUP_SIZE)
+    low, high = groups.amin(dim=-1, keepdim=True), groups.amax(dim=-1, keepdim=True)
+    scales = ((high - low) / 15).clamp(min=1e-8)
+    q = ((groups - low) / scales).round().clamp(0, 15).to(torch.int32).reshape(out_features, in_features)
+    zeros = low + scales * 8  # the kernel computes (q - 8) * scale + zero
+    packed = torch._convert_weight_to_int4pack_for_cpu(q, 1)
+    scales_and_zeros = torch.stack([scales.squeeze(-1), zeros.squeeze(-1)], dim=-1).transpose(0, 1)
+    scales_and_zeros = scales_and_zeros.contiguous().to(torch.bfloat16)
+    bias = bias.float() if bias is not None else None
+    mm = torch._weight_int4pack_mm_for_cpu
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        out = mm(x.to(torch.bfloat16), packed, INT4_GROUP_SIZE, scales_and_zeros).to(x.dtype)
+        return out + bias if bias is not None else out
+
+    return forward
+
+
+def linear_factory(quant: Quantization) -> Callable[[torch.Tensor, torch.Tensor | None], Linear]:
+    """The function that turns a weight (and bias) into a linear layer for ``quant``."""
+    factories: dict[str, Callable[[torch.Tensor, torch.Tensor | None], Linear]] = {
+        "none": lambda w, b: dense(w, b),
+        "int8": int8_linear,
+        "int4": int4_linear,
+    }
+    if quant not in factories:
+        raise ConfigError(f"quant is {quant!r}; choose one of {', '.join(factories)}")
+    return factories[quant]
