@@ -24,6 +24,7 @@ from skyline.cli.fl import fl_app
 from skyline.cli.forecast import forecast_app
 from skyline.cli.keys import keys_app
 from skyline.cli.serve import bench_app, serve_app
+from skyline.cli.service import service_app
 from skyline.cli.sim import sim_app
 from skyline.cli.tokens import token_app
 from skyline.cli.train import train
@@ -48,6 +49,7 @@ app.add_typer(agent_app, name="agent")
 app.add_typer(job_app, name="job")
 app.add_typer(node_app, name="node")
 app.add_typer(serve_app, name="serve")
+app.add_typer(service_app, name="service")
 app.add_typer(bench_app, name="bench")
 app.add_typer(edge_app, name="edge")
 app.add_typer(fl_app, name="fl")

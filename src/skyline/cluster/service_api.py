@@ -65,7 +65,7 @@ class RoutingIn(_Strict):
 class ServiceIn(_Strict):
     """A service to deploy (the fields of a service YAML file)."""
 
-    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+    name: Annotated[str, Field(min_length=1, max_length=64)]  # its rules: ServiceSpec's clear message
     command: Annotated[str, Field(min_length=1, max_length=65536), AfterValidator(_no_nul)]
     cpus: float = Field(1.0, ge=0, le=4096, allow_inf_nan=False)
     memory_mib: int = Field(256, ge=0, le=2**31 - 1)
@@ -79,7 +79,7 @@ class ServiceIn(_Strict):
     replicas: int = Field(1, ge=0, le=MAX_REPLICAS)
     min_replicas: int | None = Field(None, ge=0, le=MAX_REPLICAS)
     max_replicas: int | None = Field(None, ge=1, le=MAX_REPLICAS)
-    model: Annotated[str, Field(pattern=r"^[^:\s]{1,128}:[0-9]{1,9}$")] | None = None
+    model: Short | None = None  # NAME:VERSION, checked by ServiceSpec
     readiness: Annotated[str, Field(pattern=r"^/\S{0,1023}$")] | None = None
     slo_p99_ms: float | None = Field(None, gt=0, le=3_600_000, allow_inf_nan=False)
     startup_timeout_s: Seconds = 300.0
@@ -111,7 +111,7 @@ class UpdateIn(_Strict):
         None, max_length=256
     )
     port_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")] | None = None
-    model: Annotated[str, Field(pattern=r"^[^:\s]{1,128}:[0-9]{1,9}$")] | None = None
+    model: Short | None = None
     readiness: Annotated[str, Field(pattern=r"^/\S{0,1023}$")] | None = None
     slo_p99_ms: float | None = Field(None, gt=0, le=3_600_000, allow_inf_nan=False)
     startup_timeout_s: Seconds | None = None
@@ -120,9 +120,14 @@ class UpdateIn(_Strict):
 
 
 def _changed(record: ServiceRecord, changes: dict[str, Any]) -> tuple[ServiceSpec, bool]:
-    merged = record.spec.to_json() | changes
-    spec = service_from_mapping(merged)
+    """The spec with ``changes`` (the autoscale and routing sections merge field by field), and
+    whether the replica template changed (then the replicas roll to a new generation)."""
     before = record.spec.to_json()
+    merged = before | changes
+    for section in ("autoscale", "routing"):
+        if section in changes:
+            merged[section] = before[section] | changes[section]
+    spec = service_from_mapping(merged)
     return spec, any(spec.to_json()[f] != before[f] for f in ROLLING_FIELDS)
 
 

@@ -15,6 +15,12 @@ class ServiceClient:
     def __init__(self, client: ClusterClient) -> None:
         self.client = client
 
+    def __enter__(self) -> ServiceClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.client.close()
+
     def deploy(self, spec: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self.client.request("POST", "/v1/services", json=spec)
         return result
@@ -74,4 +80,12 @@ class ServiceClient:
                     f"service {name}: {len(ready)} of {wanted} replicas ready after {timeout_s:g} s "
                     f"({status['message'] or 'no message'}); see 'skyline service status {name}'"
                 )
+            time.sleep(0.2)
+
+    def wait_gone(self, name: str, *, timeout_s: float = 120.0) -> None:
+        """Poll until a deleted service's replicas have drained and it is gone."""
+        deadline = time.monotonic() + timeout_s
+        while any(s["name"] == name for s in self.all()):
+            if time.monotonic() > deadline:
+                raise UnavailableError(f"service {name} still draining after {timeout_s:g} s")
             time.sleep(0.2)
