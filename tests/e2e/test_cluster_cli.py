@@ -85,7 +85,9 @@ def test_a_sigkilled_server_restarts_from_its_database_and_loses_nothing(tmp_pat
         retried: dict[str, object] = {}
         retry = threading.Thread(
             target=lambda: retried.update(
-                client.submit_with_retry({"command": "echo retried"}, idempotency_key="retry-1", wait_s=0.2)
+                client.submit_with_retry(
+                    {"command": "echo retried"}, idempotency_key="retry-1", wait_s=0.2, attempts=300
+                )
             )
         )
         retry.start()

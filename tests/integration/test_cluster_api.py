@@ -178,6 +178,8 @@ def test_a_lost_agent_has_its_job_requeued_and_finished_elsewhere(env: Env) -> N
     rescuer = None
     try:
         with env.client() as admin:
+            # Only the victim can hold 3 CPUs: a job no registered node could hold is refused (422).
+            wait_until(lambda: "victim" in {n["id"] for n in admin.nodes()})
             job = admin.submit({"command": "sleep 3; echo finished on attempt", "cpus": 3})
             running = wait_until(lambda: (j := admin.job(job["id"]))["status"] == "running" and j)
             assert running["placement"][0]["node_id"] == "victim"

@@ -112,13 +112,13 @@ def test_a_batch_of_reports_applies_in_order_and_refuses_only_foreign_replicas(s
 def test_one_failed_replica_fails_the_gang_with_its_code_and_last_lines(store: Store) -> None:
     _node(store, "n1")
     job_id = _gang(store)
-    store.jobs.append_logs(job_id, 0, 1, ["loading", "Traceback: boom"])
+    store.logs.append(job_id, 0, 1, ["loading", "Traceback: boom"])
     store.jobs.report_replica(job_id, 0, 1, "failed", exit_code=3)
     job = store.jobs.get(job_id)
     assert job.status is JobStatus.FAILED and job.exit_code == 3
     assert "boom" in job.message
     assert [r.status for r in store.jobs.replicas(job_id)] == ["stopping", "failed"]
-    assert store.jobs.assignments("n1") == []
+    assert store.nodes.assignments("n1") == []
 
 
 def test_a_requeued_job_gets_a_new_attempt_and_ignores_late_reports(store: Store) -> None:
@@ -134,9 +134,9 @@ def test_a_requeued_job_gets_a_new_attempt_and_ignores_late_reports(store: Store
 def test_cancel_stops_replicas_and_a_finished_job_cannot_be_cancelled(store: Store) -> None:
     _node(store, "n1")
     job_id = _gang(store, replicas=1)
-    assert len(store.jobs.assignments("n1")) == 1
+    assert len(store.nodes.assignments("n1")) == 1
     assert store.jobs.cancel(job_id).status is JobStatus.CANCELLED
-    assert store.jobs.assignments("n1") == []
+    assert store.nodes.assignments("n1") == []
     with pytest.raises(ConflictError):
         store.jobs.cancel(job_id)
     with pytest.raises(NotFoundError):
@@ -146,7 +146,7 @@ def test_cancel_stops_replicas_and_a_finished_job_cannot_be_cancelled(store: Sto
 def test_assignments_carry_the_torch_distributed_environment(store: Store) -> None:
     _node(store, "n1")
     job_id = _gang(store, replicas=2)
-    env = {a.rank: a.env for a in store.jobs.assignments("n1")}
+    env = {a.rank: a.env for a in store.nodes.assignments("n1")}
     assert env[1]["RANK"] == "1" and env[1]["WORLD_SIZE"] == "2"
     assert env[0]["MASTER_ADDR"] == "127.0.0.1" and env[0]["MASTER_PORT"] == "29500"
     assert env[0]["SKYLINE_JOB_ID"] == job_id

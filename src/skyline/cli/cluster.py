@@ -6,9 +6,7 @@ Clients find the server and their token in ``--server``/``--token`` or ``SKYLINE
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,6 +19,7 @@ from skyline.errors import ConfigError
 
 if TYPE_CHECKING:
     from skyline.cluster.client import ClusterClient
+    from skyline.cluster.server import Serving
 
 cluster_app = typer.Typer(
     help="Run a control plane (API server, state store, scheduler).", no_args_is_help=True
@@ -62,117 +61,72 @@ def _emit(json_path: Path | None, payload: Any) -> bool:
 
 
 # ---------------------------------------------------------------------- cluster up
-def _exit_normally(signum: int, _frame: object) -> None:
-    raise SystemExit(0)
-
-
-def _spawn_local_agent(
-    state_dir: Path, url: str, token: str, heartbeat_s: float, ca: Path | None = None
-) -> subprocess.Popen[bytes] | None:
-    """Start this machine's agent unless one started by an earlier `cluster up` still runs (SIGKILL restart)."""
-    pidfile = state_dir / "agent.pid"
-    if pidfile.exists():
-        try:
-            os.kill(int(pidfile.read_text().strip()), 0)
-            console.print(f"local agent already running (pid {pidfile.read_text().strip()}): reattaching")
-            return None
-        except (ValueError, ProcessLookupError, PermissionError):
-            pass
-    command = [sys.executable, "-m", "skyline.cli.app", "agent", "join", "--server", url]
-    command += ["--heartbeat-s", str(heartbeat_s), "--name", "local"]
-    if ca is not None:
-        command += ["--ca", str(ca)]
-    log = (state_dir / "agent.log").open("ab")
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, "SKYLINE_TOKEN": token},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    pidfile.write_text(str(process.pid))
-    return process
+DB = typer.Option(None, "--db", help="Database URL (default: SQLite in --state-dir).")
+EXECUTOR = typer.Option("local", help="local (node agents) or ray (an existing Ray cluster).")
+POLICY = typer.Option("fifo", help="Scheduling policy (see 'skyline sim policies').")
+THROUGHPUTS = typer.Option(None, help="Gavel simulation_throughputs.json, for the gavel-* policies.")
+AGENT = typer.Option(None, help="Start a local node agent (default: with --executor local).")
+RAY_ADDRESS = typer.Option(None, help="Ray cluster address for --executor ray.")
+TICK = typer.Option(0.5, help="Scheduling pass at least every this many seconds.")
+LOST_AFTER = typer.Option(10.0, help="A node silent this long is lost; its jobs are requeued.")
+HEARTBEAT = typer.Option(None, help="Heartbeat period of the local agent (default 1 s).")
+TLS_CERT = typer.Option(None, help="Serve HTTPS with this certificate (PEM).")
+TLS_KEY = typer.Option(None, help="The certificate's private key (PEM, mode 0600).")
+AUDIT = typer.Option(
+    None, help="Append every state-changing call (who, what, result) to this hash-chained log."
+)
+RATE = typer.Option(
+    None, help="Requests per second allowed to each token (then 429 with Retry-After); default: none."
+)
+MASTER_PORTS = typer.Option(
+    "29500-29999", help="Ports a gang's MASTER_PORT is picked from (per job and attempt)."
+)
 
 
 @cluster_app.command("up")
 def cluster_up(
-    db: str | None = typer.Option(None, "--db", help="Database URL (default: SQLite in --state-dir)."),
-    executor: str = typer.Option("local", help="local (node agents) or ray (an existing Ray cluster)."),
-    policy: str = typer.Option("fifo", help="Scheduling policy (see 'skyline sim policies')."),
+    db: str | None = DB, executor: str = EXECUTOR, policy: str = POLICY, throughputs: Path | None = THROUGHPUTS,
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8470, help="Port to listen on (0: any free port)."),
     state_dir: Path = typer.Option(DEFAULT_STATE_DIR, help="Database, tokens, agent log."),
-    agent: bool = typer.Option(True, help="Start a local node agent (one machine is a working cluster)."),
-    ray_address: str | None = typer.Option(None, help="Ray cluster address for --executor ray."),
-    tick_s: float = typer.Option(0.5, help="Scheduling pass at least every this many seconds."),
-    lost_after_s: float = typer.Option(10.0, help="A node silent this long is lost; its jobs are requeued."),
-    heartbeat_s: float = typer.Option(1.0, help="Heartbeat period of the local agent."),
-    tls_cert: Path | None = typer.Option(None, help="Serve HTTPS with this certificate (PEM)."),
-    tls_key: Path | None = typer.Option(None, help="The certificate's private key (PEM, mode 0600)."),
-    audit_log: Path | None = typer.Option(
-        None, help="Append every state-changing call (who, what, result) to this hash-chained log."
-    ),
-    rate_limit: float | None = typer.Option(
-        None, help="Requests per second allowed to each token (then 429 with Retry-After); default: no limit."
-    ),
-    master_ports: str = typer.Option(
-        "29500-29999", help="Ports a gang's MASTER_PORT is picked from (per job and attempt), FIRST-LAST."
-    ),
-) -> None:
+    agent: bool | None = AGENT, ray_address: str | None = RAY_ADDRESS, tick_s: float = TICK,
+    lost_after_s: float = LOST_AFTER, heartbeat_s: float | None = HEARTBEAT, tls_cert: Path | None = TLS_CERT,
+    tls_key: Path | None = TLS_KEY, audit_log: Path | None = AUDIT, rate_limit: float | None = RATE,
+    master_ports: str = MASTER_PORTS,
+) -> None:  # fmt: skip
     """Start the control plane in the foreground (Ctrl-C stops it); print the first admin token once.
 
     With --tls-cert/--tls-key it speaks only HTTPS; clients verify it with --ca (the certificate itself
-    when self-signed: 'skyline keys tls' makes a test pair).
+    when self-signed: 'skyline keys tls' makes a test pair). A clean stop also stops the local agent.
     """
-    import uvicorn
-
     from skyline.cluster.control import ControlConfig
-    from skyline.cluster.server import ServerConfig, build, uvicorn_config
+    from skyline.cluster.local_agent import LocalAgentConfig
+    from skyline.cluster.server import ServerConfig, serve_forever
     from skyline.core.net import PortRange
-    from skyline.serving.server import bind_socket
 
+    if not (agent if agent is not None else executor == "local") and heartbeat_s is not None:
+        raise ConfigError("--heartbeat-s is the local agent's: drop it, or do not pass --no-agent")
+    with_agent = agent if agent is not None else executor == "local"
     config = ServerConfig(
-        state_dir=state_dir, db_url=db, executor=executor, policy=policy, host=host, port=port,
-        ray_address=ray_address, control=ControlConfig(tick_s=tick_s, lost_after_s=lost_after_s),
+        state_dir=state_dir, db_url=db, executor=executor, policy=policy, throughputs=throughputs, host=host,
+        port=port, ray_address=ray_address, control=ControlConfig(tick_s=tick_s, lost_after_s=lost_after_s),
         tls_cert=tls_cert, tls_key=tls_key, audit_log=audit_log, rate_limit_per_s=rate_limit,
         master_ports=PortRange.parse(master_ports),
+        local_agent=LocalAgentConfig(heartbeat_s=heartbeat_s or 1.0) if with_agent else None,
     )  # fmt: skip
-    built = build(config)
-    sock = bind_socket(host, port)
-    url = f"{config.scheme}://{host}:{sock.getsockname()[1]}"
-    admin = built.authority.bootstrap_admin()
+    serve_forever(config, announce=lambda s: _announce(s, executor=executor, policy=policy))
+
+
+def _announce(serving: Serving, *, executor: str, policy: str) -> None:
     console.print(
-        f"skyline control plane on {url} (db {built.store.url}, executor {executor}, policy {policy})"
+        f"skyline control plane on {serving.url} (db {serving.database}, executor {executor}, "
+        f"policy {policy})"
     )
-    if admin is not None:
-        console.print(f"admin token (shown once, keep it): {admin}", soft_wrap=True)
-    local_agent = None
-    if agent and executor == "local":
-        token = built.authority.issue("agent-local", "agent")
-        local_agent = _spawn_local_agent(config.state_dir, url, token, heartbeat_s, tls_cert)
+    if serving.admin_token is not None:
+        console.print(f"admin token (shown once, keep it): {serving.admin_token}", soft_wrap=True)
+    if serving.agent_adopted:
+        console.print(f"local agent already running (pid {serving.agent_pid}): reattached")
     sys.stdout.flush()
-    # The scheduling loop shares the interpreter with the API's event loop; each database call releases
-    # the GIL and, at the default 5 ms switch interval, waits up to 5 ms to get it back while requests
-    # stream in (a 3-job pass was measured taking 200 ms). A shorter interval keeps passes short.
-    sys.setswitchinterval(0.0005)
-    built.control.start()
-    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler it found:
-    # with the default one the process would die there, skipping the clean-up below (and leaving the
-    # local agent running). This one turns it into a normal exit.
-    signal.signal(signal.SIGTERM, _exit_normally)
-    try:
-        server = uvicorn.Server(uvicorn_config(built.app, tls_cert=tls_cert, tls_key=tls_key))
-        server.run(sockets=[sock])
-    finally:
-        built.control.stop()
-        if local_agent is not None:
-            local_agent.send_signal(signal.SIGTERM)
-            try:
-                local_agent.wait(timeout=15)
-            except subprocess.TimeoutExpired:  # it would not stop: end it and the replicas it runs
-                os.killpg(local_agent.pid, signal.SIGKILL)
-                local_agent.wait(timeout=15)
-            (config.state_dir / "agent.pid").unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------- agent join
@@ -188,6 +142,7 @@ def agent_join(
     cpus: float | None = typer.Option(None, help="Offer this many CPUs (default: all)."),
     memory_mib: int | None = typer.Option(None, help="Offer this much memory (default: all)."),
     gpus: int | None = typer.Option(None, help="Offer this many GPUs (default: what NVML finds)."),
+    gpu_type: str | None = typer.Option(None, help="The GPUs' model name jobs ask for (default: NVML's)."),
 ) -> None:
     """Register this machine and run the jobs placed on it until stopped (SIGTERM or Ctrl-C)."""
     import logging
@@ -198,7 +153,7 @@ def agent_join(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = AgentConfig(
         name=name, tier=Tier.parse(tier), address=address, heartbeat_s=heartbeat_s,
-        cpus=cpus, memory_mib=memory_mib, gpus=gpus,
+        cpus=cpus, memory_mib=memory_mib, gpus=gpus, gpu_type=gpu_type,
     )  # fmt: skip
     node_agent = NodeAgent(_client(server, token, ca), config)
     signal.signal(signal.SIGTERM, lambda *_: node_agent.stop())
@@ -224,37 +179,34 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
 def job_submit(
     spec_file: Path | None = typer.Argument(None, help="A job YAML file (command, cpus, replicas ...)."),
     command: str | None = typer.Option(None, help="Shell command each replica runs."),
-    name: str = typer.Option("", help="A name to recognise the job by."),
-    cpus: float = typer.Option(1.0, help="CPUs per replica."),
-    memory_mib: int = typer.Option(256, help="Memory per replica (MiB)."),
-    gpus: float = typer.Option(0.0, help="GPUs per replica (fractions allowed below 1)."),
-    replicas: int = typer.Option(1, help="Gang size: all replicas start together or none."),
+    name: str | None = typer.Option(None, help="A name to recognise the job by."),
+    cpus: float | None = typer.Option(None, help="CPUs per replica (default 1)."),
+    memory_mib: int | None = typer.Option(None, help="Memory per replica (MiB; default 256)."),
+    gpus: float | None = typer.Option(None, help="GPUs per replica (fractions allowed below 1; default 0)."),
+    gpu_type: str | None = typer.Option(None, help="GPU model(s) it may use, e.g. v100 or v100|a100."),
+    replicas: int | None = typer.Option(None, help="Gang size: all replicas start together or none."),
     tier: str | None = typer.Option(None, help="Run only on this tier."),
+    estimate_s: float | None = typer.Option(None, help="How long it runs (shortest-first policies use it)."),
     env: list[str] = typer.Option([], "--env", help="NAME=VALUE for every replica (repeatable)."),
     idempotency_key: str | None = typer.Option(None, help="Retrying with the same key never duplicates."),
     wait: bool = typer.Option(False, help="Wait until the job finishes; exit 1 unless it succeeded."),
-    server: str = SERVER,
-    token: str = TOKEN,
-    ca: Path | None = CA,
-    json_path: Path | None = JSON,
-) -> None:
+    server: str = SERVER, token: str = TOKEN, ca: Path | None = CA, json_path: Path | None = JSON,
+) -> None:  # fmt: skip
     """Submit a job from a YAML file or from flags; print its id."""
-    from skyline.cluster.spec import load_job_file
+    from skyline.cluster.spec import load_job_file, request_body, request_from_mapping
 
-    if spec_file is not None:
-        request = load_job_file(spec_file)
-        body: dict[str, Any] = {
-            "command": request.command, "name": request.name, "cpus": request.resources.cpus,
-            "memory_mib": request.resources.memory_mib, "gpus": request.resources.gpus,
-            "replicas": request.replicas, "kind": str(request.kind), "tiers": sorted(map(str, request.tiers)),
-            "priority": request.priority, "env": dict(request.env),
-        }  # fmt: skip
-        idempotency_key = idempotency_key or request.idempotency_key
-    elif command:
-        body = {"command": command, "name": name, "cpus": cpus, "memory_mib": memory_mib, "gpus": gpus}
-        body.update(replicas=replicas, tiers=[tier] if tier else [], env=_parse_env(env))
-    else:
+    flags = {"command": command, "name": name, "cpus": cpus, "memory_mib": memory_mib, "gpus": gpus,
+             "gpu_type": gpu_type, "replicas": replicas, "tier": tier, "estimate_s": estimate_s}  # fmt: skip
+    given = {key: value for key, value in flags.items() if value is not None}
+    if spec_file is not None and (given or env):
+        raise ConfigError(f"give a job file or flags, not both (got --{', --'.join(given) or 'env'})")
+    if spec_file is None and not command:
         raise ConfigError("give a job file or --command 'python train.py'")
+    request = (
+        load_job_file(spec_file) if spec_file else request_from_mapping({**given, "env": _parse_env(env)})
+    )
+    body = request_body(request)
+    idempotency_key = idempotency_key or request.idempotency_key
     with _client(server, token, ca) as client:
         job = client.submit(body, idempotency_key=idempotency_key)
         if wait:

@@ -28,7 +28,8 @@ log = logging.getLogger("skyline.agent")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentConfig:
-    """Who the node is and what it offers; ``cpus``/``memory_mib``/``gpus`` override what was measured."""
+    """Who the node is and what it offers; ``cpus``/``memory_mib``/``gpus``/``gpu_type`` override what was
+    measured (``gpu_type``: the GPU model jobs ask for by name, e.g. ``v100``; default: NVML's name)."""
 
     name: str = ""
     tier: Tier = Tier.DATACENTER
@@ -37,6 +38,7 @@ class AgentConfig:
     cpus: float | None = None
     memory_mib: int | None = None
     gpus: int | None = None
+    gpu_type: str | None = None
     workdir: str | None = None
 
     def __post_init__(self) -> None:
@@ -44,6 +46,12 @@ class AgentConfig:
             raise ConfigError(f"heartbeat_s must be between 0.05 and 60 seconds, got {self.heartbeat_s}")
         if self.cpus is not None and self.cpus <= 0:
             raise ConfigError(f"--cpus must be > 0, got {self.cpus}")
+        if self.gpu_type is not None and (not self.gpu_type or "|" in self.gpu_type or " " in self.gpu_type):
+            raise ConfigError(
+                f"--gpu-type must be one model name without spaces or '|', got {self.gpu_type!r}"
+            )
+        if self.gpu_type is not None and self.gpus == 0:
+            raise ConfigError("--gpu-type names the model of the node's GPUs, but --gpus is 0")
         object.__setattr__(self, "name", self.name or socket.gethostname())
         object.__setattr__(self, "tier", Tier.parse(str(self.tier)))
 
@@ -69,14 +77,15 @@ class NodeAgent:
     def registration(self) -> dict[str, Any]:
         measured = self.monitor.capacity()
         c = self.config
+        gpus = c.gpus if c.gpus is not None else measured.gpus
         return {
             "id": c.name,
             "tier": str(c.tier),
             "address": c.address,
             "cpus": c.cpus if c.cpus is not None else measured.cpus,
             "memory_mib": c.memory_mib if c.memory_mib is not None else measured.memory_mib,
-            "gpus": c.gpus if c.gpus is not None else measured.gpus,
-            "gpu_type": measured.gpu_type if (c.gpus is None or c.gpus > 0) and measured.gpus else None,
+            "gpus": gpus,
+            "gpu_type": (c.gpu_type or measured.gpu_type) if gpus else None,
         }
 
     def stop(self) -> None:

@@ -20,7 +20,7 @@ from skyline.cluster.control import ControlPlane
 from skyline.cluster.node_store import UsageSample
 from skyline.cluster.prometheus import render_metrics
 from skyline.core import JobEvent, Resources, Tier
-from skyline.errors import ConflictError, NotFoundError, SkylineError
+from skyline.errors import NotFoundError, SkylineError
 from skyline.security.audit import AuditLog
 from skyline.security.http import RateLimiter, install_error_handlers, require
 from skyline.security.http_audit import install_audit
@@ -78,10 +78,8 @@ def _job_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
         idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
     ) -> dict[str, Any]:
         """Queue a job. A repeated ``Idempotency-Key`` returns the first job (200) instead of a new one."""
-        record, created = store.jobs.submit(body.to_request(idempotency_key), owner=principal.subject)
-        if created:
-            control.wake()
-        else:
+        record, created = control.submit(body.to_request(idempotency_key), owner=principal.subject)
+        if not created:
             authorize(principal, "read", "jobs", owner=record.owner)
             response.status_code = 200
         return record.to_json()
@@ -101,10 +99,10 @@ def _job_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
 
     @app.get("/v1/jobs/{job_id}", tags=["jobs"])
     def get_job(job_id: str, principal: Annotated[Principal, who("read", "jobs")]) -> dict[str, Any]:
-        """One job with its current placement (one entry per replica)."""
+        """One job with its current placement (one entry per replica) and the service it received."""
         record = store.jobs.get(job_id)
         authorize(principal, "read", "jobs", owner=record.owner)
-        return record.to_json(store.jobs.replicas(job_id, record.attempt))
+        return record.to_json(store.jobs.replicas(job_id, record.attempt), now_s=store.now())
 
     @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"])
     def cancel_job(job_id: str, principal: Annotated[Principal, who("delete", "jobs")]) -> dict[str, Any]:
@@ -124,7 +122,7 @@ def _job_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
         """Log lines after line id ``after`` (pass the last ``next`` to follow), with the job's status."""
         record = store.jobs.get(job_id)
         authorize(principal, "read", "jobs", owner=record.owner)
-        lines = store.jobs.logs(job_id, after_id=after, limit=limit)
+        lines = store.logs.lines(job_id, after_id=after, limit=limit)
         return {
             "job_id": job_id,
             "status": str(record.status),
@@ -172,23 +170,8 @@ def _node_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
             gpu_percent=body.gpu_percent,
             running_replicas=body.running_replicas,
         )
-        if not store.nodes.heartbeat(node_id, sample):
-            raise ConflictError(f"node {node_id!r} is unknown or was declared lost; register it again")
-        outcomes = store.jobs.report_replicas(node_id, [r.to_report() for r in body.replicas])
-        events = [o for o in outcomes if isinstance(o, JobEvent)]
-        for event in events:
-            control.executor.notify(event)
-        if events:
-            control.wake()
-        return {
-            "assignments": [a.to_json() for a in store.jobs.assignments(node_id)],
-            "reports": [
-                {"accepted": False, "error": str(o)}
-                if isinstance(o, SkylineError)
-                else {"accepted": True, "job_event": str(o.status) if o else None}
-                for o in outcomes
-            ],
-        }
+        assignments, outcomes = control.heartbeat(node_id, sample, [r.to_report() for r in body.replicas])
+        return {"assignments": [a.to_json() for a in assignments], "reports": [_outcome(o) for o in outcomes]}
 
     @app.post("/v1/nodes/{node_id}/logs", tags=["agents"])
     def append_logs(
@@ -196,7 +179,7 @@ def _node_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
     ) -> dict[str, int]:
         """An agent streams a replica's output lines."""
         store.jobs.get(body.job_id)
-        store.jobs.append_logs(body.job_id, body.attempt, body.rank, body.lines)
+        store.logs.append(body.job_id, body.attempt, body.rank, body.lines)
         return {"accepted": len(body.lines)}
 
     @app.get("/v1/nodes/{node_id}/metrics", tags=["metrics"])
@@ -213,6 +196,13 @@ def _node_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
     def prometheus(principal: Annotated[Principal, who("read", "metrics")]) -> str:
         """Prometheus exposition: node utilization and job counts by status."""
         return render_metrics(store)
+
+
+def _outcome(outcome: JobEvent | SkylineError | None) -> dict[str, Any]:
+    """One report's answer: refused with the reason, or accepted with the job event it implied."""
+    if isinstance(outcome, SkylineError):
+        return {"accepted": False, "error": str(outcome)}
+    return {"accepted": True, "job_event": str(outcome.status) if outcome else None}
 
 
 def _token_routes(app: FastAPI, authority: TokenAuthority, who: Any) -> None:

@@ -46,18 +46,29 @@ class JobIn(Strict):
     idempotency_key: Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_no_nul)] | None = (
         None
     )
+    gpu_type: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._|-]+$")] | None = None
+    estimate_s: float | None = Field(None, gt=0, le=10 * 365 * 86400, allow_inf_nan=False)
+    job_type: Annotated[str, Field(max_length=64), AfterValidator(_no_nul)] = ""
+    labels: dict[Annotated[str, Field(min_length=1, max_length=63)], Name] = Field(
+        default_factory=dict, max_length=32
+    )
 
     def to_request(self, header_key: str | None) -> JobRequest:
         return JobRequest(
             command=self.command,
             name=self.name,
-            resources=Resources.of(cpus=self.cpus, memory_mib=self.memory_mib, gpus=self.gpus),
+            resources=Resources.of(
+                cpus=self.cpus, memory_mib=self.memory_mib, gpus=self.gpus, gpu_type=self.gpu_type
+            ),
             replicas=self.replicas,
             kind=JobKind(self.kind),
             tiers=frozenset(Tier(t) for t in self.tiers),
             priority=self.priority,
             env=self.env,
             idempotency_key=self.idempotency_key or header_key,
+            estimate_s=self.estimate_s,
+            job_type=self.job_type,
+            labels=self.labels,
         )
 
 

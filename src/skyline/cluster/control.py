@@ -1,8 +1,13 @@
 """`ControlPlane`: the loop that keeps the world matching the store.
 
-Each pass: apply the executor's events, declare silent nodes lost (requeueing their jobs), then ask the
-scheduling policy through `skyline.scheduling.Scheduler`, which starts and stops jobs via the executor.
-A pass runs when something changed (a submit, a report, a cancel) and at least every ``tick_s``.
+Each pass: apply the executor's events, declare silent nodes lost (requeueing their jobs), then build
+the view a policy decides on (`LiveViews`, the same view the simulator keeps) and ask the policy through
+`skyline.scheduling.Scheduler`, which starts and stops jobs via the executor. A pass runs when something
+changed (a submit, a report, a cancel) and at least every ``tick_s``.
+
+A job no alive node can hold waits with the reason in its ``message``; one the whole cluster never
+could hold is refused at submit (`submit`, 422). A policy that raises on some job fails the decision for
+that job only (found by bisection, logged, the job waits with the reason); the others are decided.
 """
 
 from __future__ import annotations
@@ -10,46 +15,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
 
-from skyline.cluster.job_store import ACTIVE
+from skyline.cluster.executors import ClusterExecutor
+from skyline.cluster.live_view import LivePass, LiveViews
+from skyline.cluster.node_store import UsageSample
+from skyline.cluster.records import Assignment, JobRecord, ReplicaReport
+from skyline.cluster.spec import JobRequest
 from skyline.cluster.store import Store
-from skyline.core import (
-    Allocation,
-    Clock,
-    Cluster,
-    ClusterState,
-    Executor,
-    Job,
-    JobEvent,
-    JobSpec,
-    JobStatus,
-    Placement,
-    Resources,
-)
-from skyline.errors import ConfigError
-from skyline.scheduling.policy import Policy, view_of
+from skyline.core import Clock, DemandForecast, JobEvent, JobSpec
+from skyline.errors import ConfigError, ConflictError, SkylineError
+from skyline.scheduling.packing import Packer
+from skyline.scheduling.policy import Policy, packer_for, request_for
+from skyline.scheduling.reasons import unplaceable
 from skyline.scheduling.scheduler import Scheduler
 from skyline.scheduling.view import Decision
 
 log = logging.getLogger("skyline.cluster")
-
-
-class ClusterExecutor(Executor, Protocol):
-    """An `Executor` the control plane can also notify and release (cancel) and close."""
-
-    name: str
-
-    def notify(self, event: JobEvent) -> None: ...
-
-    def release(self, job_id: str) -> None: ...
-
-    def refresh(self) -> None: ...
-
-    def flush(self) -> None: ...
-
-    def close(self) -> None: ...
+MAX_OFFENDERS = 5  # jobs one pass may set aside for making the policy raise, before it gives up
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,30 +52,45 @@ class ControlConfig:
 
 
 class ControlPlane:
-    """Owns the scheduling loop thread. `wake` asks for a pass now; `stop` ends the thread."""
+    """Owns the scheduling loop thread. `wake` asks for a pass now; `stop` ends the thread.
+
+    ``throughput[job_type][gpu_type]`` (Gavel's matrix) and the forecasts handed in by `set_forecasts`
+    reach the policy in its view, as in the simulator.
+    """
 
     def __init__(
-        self, store: Store, executor: ClusterExecutor, policy: Policy, clock: Clock, config: ControlConfig
+        self,
+        store: Store,
+        executor: ClusterExecutor,
+        policy: Policy,
+        clock: Clock,
+        config: ControlConfig,
+        *,
+        throughput: Mapping[str, Mapping[str, float]] | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
         self.clock = clock
         self.config = config
         self.scheduler = Scheduler(policy, clock, executor)
-        # A policy that never preempts decides on the queue and the capacity left (`pending_snapshot`).
+        # A policy that never preempts decides on the queue and the capacity left (`LiveViews.snapshot`).
         self.incremental = not policy.preemptive
+        self.throughput = MappingProxyType(dict(throughput or {}))
+        self._forecasts: Mapping[str, DemandForecast] = MappingProxyType({})
+        self.views = LiveViews(store)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.passes = 0
         self._lost_checked_at = float("-inf")
-        # Caches of what never changes: a job's spec, and where one attempt of a job was placed.
-        self._specs: dict[str, JobSpec] = {}
-        self._placed: dict[tuple[str, int], tuple[Placement, ...]] = {}
-        self._job_cache: dict[tuple[str, str, int, int, float | None], Job] = {}
-        self._cluster = Cluster()
-        self._nodes_version: tuple[tuple[object, ...], ...] = ()
+        self._reasons: dict[str, str] = {}  # the wait reason last written for each job
+        self._registered: tuple[int, Packer | None] = (-1, None)  # (node generation, every node's packer)
 
+    @property
+    def policy(self) -> Policy:
+        return self.scheduler.policy
+
+    # ------------------------------------------------------------------ the loop
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="skyline-control", daemon=True)
         self._thread.start()
@@ -134,13 +134,73 @@ class ControlPlane:
             ]
             log.warning("node(s) %s lost; %d job(s) requeued", ", ".join(lost), len(requeued))
         self.passes += 1
-        state = self.pending_snapshot() if self.incremental else self.snapshot()
-        if state is None or not state.jobs or not len(state.cluster):
+        snap = self.views.snapshot(incremental=self.incremental)
+        if snap is None:
             return Decision()
-        view = view_of(state, oracle=self.scheduler.policy.oracle)
-        decision = self.scheduler.step(view, lambda index: state.jobs[index].spec)
+        now = self.clock.now_s()
+
+        def build(exclude: frozenset[str]) -> LivePass:
+            return self.views.build(
+                snap, now_s=now, oracle=self.policy.oracle, throughput=self.throughput,
+                forecasts=self._forecasts, exclude=exclude,
+            )  # fmt: skip
+
+        live, decision, failed = self._decide(build)
+        self.scheduler.apply(live.view, decision, lambda index: live.specs[index])
         self.executor.flush()
+        refused = {live.view.jobs[i].id: why for i, why in decision.refused.items()}
+        self._publish_reasons({**live.unfit, **failed, **refused})
         return decision
+
+    def _decide(
+        self, build: Callable[[frozenset[str]], LivePass]
+    ) -> tuple[LivePass, Decision, dict[str, str]]:
+        """The policy's decision; when it raises, the decision without the jobs that make it raise.
+
+        An offender is found by bisection over the waiting jobs: the shortest prefix of them whose
+        presence makes the policy raise ends with one. Returns the pass, the decision and the jobs set
+        aside (id → why).
+        """
+        excluded: dict[str, str] = {}
+        while True:
+            live = build(frozenset(excluded))
+            try:
+                return live, self.scheduler.decide(live.view), excluded
+            except Exception as exc:
+                candidates = [j.id for j in live.view.waiting]
+                offender = self._offender(build, frozenset(excluded), candidates)
+                if offender is None or len(excluded) >= MAX_OFFENDERS:
+                    log.exception("policy %s failed; nothing placed this pass", self.policy.name)
+                    return build(frozenset(excluded)), Decision(), excluded
+                log.error("policy %s failed on job %s: %s (the job waits)", self.policy.name, offender, exc)
+                excluded[offender] = f"policy {self.policy.name} failed on this job: {exc}; it waits"
+
+    def _offender(
+        self, build: Callable[[frozenset[str]], LivePass], excluded: frozenset[str], candidates: list[str]
+    ) -> str | None:
+        def fails(keep: int) -> bool:  # with only the first ``keep`` candidates waiting
+            try:
+                self.scheduler.decide(build(excluded | frozenset(candidates[keep:])).view)
+            except Exception:
+                return True
+            return False
+
+        if not candidates or fails(0):
+            return None  # not a waiting job's doing
+        low, high = 0, len(candidates)  # fails(low) is False, fails(high) is True
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (low, middle) if fails(middle) else (middle, high)
+        return candidates[high - 1]
+
+    def _publish_reasons(self, reasons: dict[str, str]) -> None:
+        """Write why each pending job that cannot be placed waits (only what changed since the last
+        pass); a job that can be placed again loses the reason."""
+        changed = {k: v for k, v in reasons.items() if self._reasons.get(k) != v}
+        cleared = {k: "waiting for free resources" for k in self._reasons if k not in reasons}
+        if changed or cleared:
+            self.store.jobs.set_wait_reasons({**cleared, **changed})
+        self._reasons = dict(reasons)
 
     def _check_lost(self) -> list[str]:
         # Once per tick is enough to notice a node silent for lost_after_s (> tick_s); passes woken by
@@ -151,101 +211,59 @@ class ControlPlane:
         self._lost_checked_at = now
         return self.store.nodes.mark_lost(silent_for_s=self.config.lost_after_s)
 
-    def _cache_specs(self, job_ids: list[str]) -> None:
-        unseen = [job_id for job_id in job_ids if job_id not in self._specs]
-        for start in range(0, len(unseen), 500):
-            for record in self.store.jobs.by_ids(unseen[start : start + 500]):
-                self._specs[record.id] = record.as_job().spec
+    # ------------------------------------------------------------------ what the API calls
+    def submit(self, request: JobRequest, *, owner: str) -> tuple[JobRecord, bool]:
+        """Admit and queue a job (the API's and the console's one path); wake the loop.
 
-    def _cache_placements(self, active: list[tuple[str, int]]) -> None:
-        uncached = [job_id for job_id, attempt in active if (job_id, attempt) not in self._placed]
-        for start in range(0, len(uncached), 500):
-            for key, replicas in self.store.jobs.active_placements(uncached[start : start + 500]).items():
-                spec = self._specs[key[0]]
-                self._placed[key] = tuple(
-                    Placement(node_id=node_id, resources=spec.resources, gpu_indices=gpus)
-                    for node_id, gpus in replicas
-                )
-
-    def _alive_cluster(self) -> Cluster:
-        versions = self.store.nodes.alive_versions()
-        if versions != self._nodes_version:
-            self._cluster = Cluster(n.as_node() for n in self.store.nodes.find(alive_only=True))
-            self._nodes_version = versions
-        return self._cluster
-
-    def pending_snapshot(self) -> ClusterState | None:
-        """The state a non-preemptive policy needs: what waits, and what is left where. None: nothing waits.
-
-        Such a policy never moves a running job, so CPU-only running jobs are folded into their nodes'
-        capacity (one aggregate query) instead of being handed over one by one; jobs holding GPUs are
-        handed over with their placements (their devices are named). A pass then costs in proportion to
-        the queue, not to everything running (measured: see docs/cluster.md, Benchmark).
+        Refused with a `ConfigError` (HTTP 422) when no registered node, alive or lost, could ever hold it
+        (its tier, GPU model or size); a cluster no node has joined yet takes every job.
         """
-        pending = self.store.jobs.queue_view((str(JobStatus.PENDING),))
-        if not pending:
-            return None
-        gpu_active = self.store.jobs.queue_view(ACTIVE, gpu_only=True)
-        rows = pending + gpu_active
-        self._cache_specs([row[0] for row in rows])
-        self._cache_placements([(row[0], row[2]) for row in gpu_active])
-        cluster = self._alive_cluster()
-        used = self.store.jobs.cpu_usage_by_node()
-        nodes = []
-        for node in cluster:
-            cpu_milli, memory_mib = used.get(node.id, (0, 0))
-            cap = node.capacity
-            if cpu_milli or memory_mib:
-                left = Resources(
-                    cpu_milli=max(cap.cpu_milli - cpu_milli, 0),
-                    memory_mib=max(cap.memory_mib - memory_mib, 0),
-                    gpu_milli=cap.gpu_milli,
-                    gpu_type=cap.gpu_type,
+        fit = self._registered_packer()
+        if fit is not None:
+            why = unplaceable(fit, request_for(_spec_of(request)), nodes="registered node")
+            if why is not None:
+                raise ConfigError(
+                    f"this job can never run here: {why}; change its request or add such a node"
                 )
-                node = replace(node, capacity=left)
-            nodes.append(node)
-        return self._state(rows, Cluster(nodes))
+        record, created = self.store.jobs.submit(request, owner=owner)
+        if created:
+            self.wake()
+        return record, created
 
-    def _state(self, rows: list[tuple[str, str, int, int, float | None]], cluster: Cluster) -> ClusterState:
-        nodes = {n.id for n in cluster}
-        jobs: list[Job] = []
-        running: dict[str, tuple[Placement, ...]] = {}
-        job_cache: dict[tuple[str, str, int, int, float | None], Job] = {}
-        for row in rows:
-            job_id, status, attempt = row[0], row[1], row[2]
-            if status != "pending":
-                placements = self._placed.get((job_id, attempt))
-                if not placements or any(p.node_id not in nodes for p in placements):
-                    continue  # its node vanished: the lost-node check requeues it
-                running[job_id] = placements
-            job = self._job_cache.get(row)
-            if job is None:
-                job = Job(
-                    spec=self._specs[job_id], status=JobStatus(status), start_time_s=row[4], restarts=row[3]
-                )
-            jobs.append(job)
-            job_cache[row] = job
-        self._job_cache = job_cache
-        if len(self._specs) > 2 * len(rows) + 1000:  # forget finished jobs now and then
-            live = {row[0] for row in rows}
-            self._specs = {k: v for k, v in self._specs.items() if k in live}
-            self._placed = {k: v for k, v in self._placed.items() if k[0] in live}
-        return ClusterState(
-            now_s=self.clock.now_s(), cluster=cluster, jobs=tuple(jobs), running=Allocation(running)
-        )
+    def _registered_packer(self) -> Packer | None:
+        generation = self.store.nodes.generation
+        if self._registered[0] != generation:
+            nodes = [n.as_node() for n in self.store.nodes.find()]
+            self._registered = (generation, packer_for(nodes) if nodes else None)
+        return self._registered[1]
 
-    def snapshot(self) -> ClusterState:
-        """The whole `ClusterState` (every unfinished job) a policy decides on, read from the store.
+    def heartbeat(
+        self, node_id: str, sample: UsageSample, reports: Sequence[ReplicaReport]
+    ) -> tuple[list[Assignment], list[JobEvent | SkylineError | None]]:
+        """An agent's beat: record its sample and reports; the replicas it must run, and per report the
+        job event it implied, None, or why it was refused. A job event wakes the loop."""
+        if not self.store.nodes.heartbeat(node_id, sample):
+            raise ConflictError(f"node {node_id!r} is unknown or was declared lost; register it again")
+        outcomes = self.store.jobs.report_replicas(node_id, reports)
+        events = [o for o in outcomes if isinstance(o, JobEvent)]
+        for event in events:
+            self.executor.notify(event)
+        if events:
+            self.wake()
+        return self.store.nodes.assignments(node_id), outcomes
 
-        Job specs never change, so they are read once and cached; each pass reads only the small
-        mutable part (status, attempt, restarts) and the current placements.
-        """
-        queue = self.store.jobs.queue_view()
-        self._cache_specs([row[0] for row in queue])
-        self._cache_placements([(row[0], row[2]) for row in queue if row[1] != "pending"])
-        return self._state(queue, self._alive_cluster())
+    def set_forecasts(self, forecasts: Mapping[str, DemandForecast]) -> None:
+        """Demand forecasts by series name: the policy sees them in its view from the next pass on."""
+        self._forecasts = MappingProxyType(dict(forecasts))
+        self.wake()
 
     def cancel(self, job_id: str) -> None:
         self.store.jobs.cancel(job_id)
         self.executor.release(job_id)
         self.wake()
+
+
+def _spec_of(request: JobRequest) -> JobSpec:
+    return JobSpec(
+        id="admission", resources=request.resources, replicas=request.replicas, tiers=request.tiers
+    )

@@ -1,20 +1,25 @@
-"""`JobStore`: jobs, their replicas and logs; every job transition is one committed transaction.
+"""`JobStore`: jobs and their replicas; every job transition is one committed transaction.
 
 Job life-cycle rules come from `skyline.core.JobStatus`; the gang rules (a job runs when all its
-replicas run, fails when one fails) are applied here, in the transaction that records a report.
+replicas run, fails when one fails) are applied here, in the transaction that records a report. Each
+transition also writes a `job_events` row (a timeline and a change feed) and keeps the job's attained
+service: ``running_since`` is set when an attempt starts running, and its running time is added to
+``service_s`` when it ends (finished, preempted or lost), so service survives a restart of the server.
 """
 
 from __future__ import annotations
 
+import statistics
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 from skyline.cluster import schema as t
 from skyline.cluster.database import Database
-from skyline.cluster.records import Assignment, JobRecord, ReplicaRecord, ReplicaReport
+from skyline.cluster.log_store import log_tail
+from skyline.cluster.records import JobRecord, ReplicaRecord, ReplicaReport
 from skyline.cluster.spec import JobRequest
 from skyline.core import JobEvent, JobKind, JobStatus, Placement, Resources, Tier
 from skyline.errors import ConflictError, NotFoundError, SkylineError
@@ -55,6 +60,8 @@ _STOP_REPLICAS = (
     .where(_r.job_id == sa.bindparam("b_id"), _r.status.in_(LIVE_REPLICA))
     .values(status="stopping", updated_at=sa.bindparam("b_now"))
 )
+# An attempt that stops running adds its running time to the job's service.
+_SERVED = t.jobs.c.service_s + sa.func.coalesce(sa.bindparam("b_now") - t.jobs.c.running_since, 0.0)
 _FINISH_JOB = (
     t.jobs.update()
     .where(t.jobs.c.id == sa.bindparam("b_id"))
@@ -63,8 +70,24 @@ _FINISH_JOB = (
         finished_at=sa.bindparam("b_now"),
         exit_code=sa.bindparam("b_exit"),
         message=sa.bindparam("b_message"),
+        service_s=_SERVED,
+        running_since=None,
     )
 )
+_REQUEUE_JOB = (
+    t.jobs.update()
+    .where(t.jobs.c.id == sa.bindparam("b_id"))
+    .values(
+        status=str(JobStatus.PENDING),
+        attempt=t.jobs.c.attempt + 1,
+        restarts=t.jobs.c.restarts + 1,
+        placed_at=None,
+        message=sa.bindparam("b_message"),
+        service_s=_SERVED,
+        running_since=None,
+    )
+)
+_EVENT = t.job_events.insert()
 # The scheduling pass's statements (it runs many times a second under a burst of submissions).
 _j = t.jobs.c
 _PENDING_OF = sa.select(_j.id, _j.status, _j.attempt).where(_j.id.in_(sa.bindparam("b_ids", expanding=True)))
@@ -79,7 +102,7 @@ _PLACE_JOB = (
     )
 )
 _QUEUE = (
-    sa.select(_j.id, _j.status, _j.attempt, _j.restarts, _j.started_at)
+    sa.select(_j.id, _j.status, _j.attempt, _j.restarts, _j.started_at, _j.service_s, _j.running_since)
     .where(_j.status.in_(sa.bindparam("b_statuses", expanding=True)))
     .order_by(_j.seq)
 )
@@ -94,25 +117,29 @@ _JOBS_BY_ID = sa.select(t.jobs).where(_j.id.in_(sa.bindparam("b_ids", expanding=
 _START_JOB = (
     t.jobs.update()
     .where(t.jobs.c.id == sa.bindparam("b_id"))
-    .values(status=sa.bindparam("b_status"), started_at=sa.bindparam("b_at"))
+    .values(
+        status=sa.bindparam("b_status"),
+        started_at=sa.func.coalesce(_j.started_at, sa.bindparam("b_at")),
+        running_since=sa.func.coalesce(_j.running_since, sa.bindparam("b_at")),
+    )
+)
+_SET_REASON = (
+    t.jobs.update()
+    .where(_j.id == sa.bindparam("b_id"), _j.status == str(JobStatus.PENDING))
+    .values(message=sa.bindparam("b_message"))
 )
 
-_ASSIGNMENTS = (
-    sa.select(
-        t.replicas, t.jobs.c.command, t.jobs.c.env, t.jobs.c.replicas.label("world"), t.jobs.c.master_port
-    )
-    .join(t.jobs, sa.and_(t.jobs.c.id == t.replicas.c.job_id, t.jobs.c.attempt == t.replicas.c.attempt))
-    .where(
-        t.replicas.c.node_id == sa.bindparam("b_node"),
-        t.replicas.c.status.in_(LIVE_REPLICA),
-        t.jobs.c.status.in_(ACTIVE),
-    )
-)
-_MASTERS = (
-    sa.select(t.replicas.c.job_id, t.replicas.c.attempt, t.nodes.c.address)
-    .join(t.nodes, t.nodes.c.id == t.replicas.c.node_id)
-    .where(t.replicas.c.rank == 0, t.replicas.c.job_id.in_(sa.bindparam("b_jobs", expanding=True)))
-)
+
+class QueueRow(NamedTuple):
+    """The mutable part of an unfinished job, as a scheduling pass reads it (no spec columns)."""
+
+    id: str
+    status: str
+    attempt: int
+    restarts: int
+    started_at: float | None
+    service_s: float
+    running_since: float | None
 
 
 def job_from_row(row: Any) -> JobRecord:
@@ -125,7 +152,12 @@ def job_from_row(row: Any) -> JobRecord:
         command=m["command"],
         env=m["env"],
         kind=JobKind(m["kind"]),
-        resources=Resources(cpu_milli=m["cpu_milli"], memory_mib=m["memory_mib"], gpu_milli=m["gpu_milli"]),
+        resources=Resources(
+            cpu_milli=m["cpu_milli"],
+            memory_mib=m["memory_mib"],
+            gpu_milli=m["gpu_milli"],
+            gpu_type=m["gpu_type"],
+        ),
         replicas=m["replicas"],
         tiers=frozenset(Tier(x) for x in m["tiers"]),
         priority=m["priority"],
@@ -140,7 +172,18 @@ def job_from_row(row: Any) -> JobRecord:
         message=m["message"],
         master_port=m["master_port"],
         idempotency_key=m["idempotency_key"],
+        job_type=m["job_type"],
+        estimate_s=m["estimate_s"],
+        labels=m["labels"] or {},
+        service_s=m["service_s"],
+        running_since=m["running_since"],
     )
+
+
+def _event(
+    job_id: str, attempt: int, status: JobStatus | str, at_s: float, message: str = ""
+) -> dict[str, Any]:
+    return {"job_id": job_id, "attempt": attempt, "status": str(status), "at_s": at_s, "message": message}
 
 
 def replica_from_row(row: Any) -> ReplicaRecord:
@@ -157,7 +200,7 @@ def replica_from_row(row: Any) -> ReplicaRecord:
 
 
 class JobStore:
-    """Jobs, their replicas (one row per rank and attempt) and their log lines."""
+    """Jobs and their replicas (one row per rank and attempt)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -185,6 +228,11 @@ class JobStore:
             "restarts": 0,
             "message": "",
             "idempotency_key": request.idempotency_key,
+            "gpu_type": res.gpu_type,
+            "job_type": request.job_type,
+            "estimate_s": request.estimate_s,
+            "labels": dict(request.labels),
+            "service_s": 0.0,
         }
         with self.db.write() as conn:
             if request.idempotency_key is not None:
@@ -195,6 +243,7 @@ class JobStore:
             # One cached statement with bound parameters: no per-submit SQL compilation.
             inserted = conn.execute(t.jobs.insert(), values).inserted_primary_key
             seq = inserted[0] if inserted is not None else 0
+            conn.execute(_EVENT, _event(job_id, 0, JobStatus.PENDING, values["submitted_at"]))
         record = JobRecord(
             seq=int(seq),
             id=job_id,
@@ -218,6 +267,9 @@ class JobStore:
             message="",
             master_port=None,
             idempotency_key=request.idempotency_key,
+            job_type=request.job_type,
+            estimate_s=request.estimate_s,
+            labels=values["labels"],
         )
         return record, True
 
@@ -321,20 +373,44 @@ class JobStore:
             if job_rows:
                 conn.execute(t.replicas.insert(), replica_rows)
                 conn.execute(_PLACE_JOB, job_rows)
+                events = [_event(r["b_id"], attempts[r["b_id"]], JobStatus.PLACED, now) for r in job_rows]
+                conn.execute(_EVENT, events)
         return {str(row["b_id"]) for row in job_rows}
 
-    def queue_view(
-        self, statuses: Sequence[str] = UNFINISHED, *, gpu_only: bool = False
-    ) -> list[tuple[str, str, int, int, float | None]]:
-        """(id, status, attempt, restarts, started_at) of the jobs in ``statuses``, in submit order.
+    def queue_view(self, statuses: Sequence[str] = UNFINISHED, *, gpu_only: bool = False) -> list[QueueRow]:
+        """`QueueRow`s of the jobs in ``statuses``, in submit order.
 
         Cheap to read (no spec columns); ``gpu_only`` keeps the jobs that ask for GPUs.
         """
         query = _GPU_QUEUE if gpu_only else _QUEUE
         with self.db.read() as conn:
-            return [
-                (r[0], r[1], r[2], r[3], r[4]) for r in conn.execute(query, {"b_statuses": list(statuses)})
-            ]
+            return [QueueRow(*r) for r in conn.execute(query, {"b_statuses": list(statuses)})]
+
+    def history_estimates(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], float]:
+        """Median running time of the succeeded jobs of each (owner, command): a duration estimate for a
+        job that gave none (the shortest-first policies rank by it)."""
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        query = sa.select(_j.owner, _j.command, _j.service_s).where(
+            _j.status == str(JobStatus.SUCCEEDED),
+            _j.owner.in_(sorted({k[0] for k in wanted})),
+            _j.command.in_(sorted({k[1] for k in wanted})),
+            _j.service_s > 0,
+        )
+        seen: dict[tuple[str, str], list[float]] = {}
+        with self.db.read() as conn:
+            for owner, command, service_s in conn.execute(query):
+                if (owner, command) in wanted:
+                    seen.setdefault((owner, command), []).append(float(service_s))
+        return {key: statistics.median(values) for key, values in seen.items()}
+
+    def set_wait_reasons(self, reasons: Mapping[str, str]) -> None:
+        """Say why each of these pending jobs waits (its ``message``, shown by ``job status``)."""
+        if reasons:
+            rows = [{"b_id": job_id, "b_message": reason} for job_id, reason in reasons.items()]
+            with self.db.write() as conn:
+                conn.execute(_SET_REASON, rows)
 
     def cpu_usage_by_node(self) -> dict[str, tuple[int, int]]:
         """(CPU milli, memory MiB) held on each node by the replicas of placed or running CPU-only jobs.
@@ -364,75 +440,11 @@ class JobStore:
         with self.db.read() as conn:
             return sorted(r[0] for r in conn.execute(query))
 
-    def assignments(self, node_id: str) -> list[Assignment]:
-        """Replicas ``node_id`` must be running now; anything else it runs should be stopped."""
-        with self.db.read() as conn:
-            rows = [r._mapping for r in conn.execute(_ASSIGNMENTS, {"b_node": node_id})]
-            masters = self._master_addresses(conn, {(r["job_id"], r["attempt"]) for r in rows})
-        return [
-            Assignment(
-                job_id=r["job_id"],
-                attempt=r["attempt"],
-                rank=r["rank"],
-                command=r["command"],
-                env={
-                    **r["env"],
-                    "SKYLINE_JOB_ID": r["job_id"],
-                    "RANK": str(r["rank"]),
-                    "LOCAL_RANK": "0",
-                    "WORLD_SIZE": str(r["world"]),
-                    "MASTER_ADDR": masters.get((r["job_id"], r["attempt"]), "127.0.0.1"),
-                    "MASTER_PORT": str(r["master_port"]),
-                    **(
-                        {"CUDA_VISIBLE_DEVICES": ",".join(map(str, r["gpu_indices"]))}
-                        if r["gpu_indices"]
-                        else {}
-                    ),
-                },
-            )
-            for r in rows
-        ]
-
-    def _master_addresses(
-        self, conn: sa.Connection, keys: set[tuple[str, int]]
-    ) -> dict[tuple[str, int], str]:
-        """Address of the node holding rank 0 of each (job, attempt): torch's MASTER_ADDR."""
-        if not keys:
-            return {}
-        rows = conn.execute(_MASTERS, {"b_jobs": sorted({k[0] for k in keys})})
-        return {(r[0], r[1]): r[2] for r in rows}
-
     def count_by_status(self) -> dict[str, int]:
         """Number of jobs in each status."""
         query = sa.select(t.jobs.c.status, sa.func.count()).group_by(t.jobs.c.status)
         with self.db.read() as conn:
             return {row[0]: int(row[1]) for row in conn.execute(query)}
-
-    # ------------------------------------------------------------------ logs
-    def append_logs(self, job_id: str, attempt: int, rank: int, lines: Sequence[str]) -> None:
-        if not lines:
-            return
-        now = self.db.now()
-        with self.db.write() as conn:
-            conn.execute(
-                t.job_logs.insert(),
-                [
-                    {"job_id": job_id, "attempt": attempt, "rank": rank, "at_s": now, "line": ln}
-                    for ln in lines
-                ],
-            )
-
-    def logs(self, job_id: str, *, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
-        """Log lines of every replica and attempt of a job after ``after_id``, in arrival order."""
-        self.get(job_id)
-        query = (
-            sa.select(t.job_logs)
-            .where(t.job_logs.c.job_id == job_id, t.job_logs.c.id > after_id)
-            .order_by(t.job_logs.c.id)
-            .limit(limit)
-        )
-        with self.db.read() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
 
     def _stop_replicas(self, conn: sa.Connection, job_id: str) -> None:
         conn.execute(_STOP_REPLICAS, {"b_id": job_id, "b_now": self.db.now()})
@@ -443,8 +455,10 @@ class JobStore:
         if not job.status.can_become(status):
             raise ConflictError(f"job {job.id} is {job.status}; it cannot become {status}")
         self._stop_replicas(conn, job.id)
-        values = {"b_id": job.id, "b_status": str(status), "b_now": self.db.now(), "b_exit": exit_code}
+        now = self.db.now()
+        values = {"b_id": job.id, "b_status": str(status), "b_now": now, "b_exit": exit_code}
         conn.execute(_FINISH_JOB, {**values, "b_message": message})
+        conn.execute(_EVENT, _event(job.id, job.attempt, status, now, message))
 
     def cancel(self, job_id: str) -> JobRecord:
         with self.db.write() as conn:
@@ -463,17 +477,9 @@ class JobStore:
             if job.status not in (JobStatus.PLACED, JobStatus.RUNNING):
                 return False
             self._stop_replicas(conn, job_id)
-            conn.execute(
-                t.jobs.update()
-                .where(t.jobs.c.id == job_id)
-                .values(
-                    status=str(JobStatus.PENDING),
-                    attempt=job.attempt + 1,
-                    restarts=job.restarts + 1,
-                    placed_at=None,
-                    message=reason,
-                )
-            )
+            now = self.db.now()
+            conn.execute(_REQUEUE_JOB, {"b_id": job_id, "b_message": reason, "b_now": now})
+            conn.execute(_EVENT, _event(job_id, job.attempt + 1, JobStatus.PENDING, now, reason))
         return True
 
     def apply_event(self, event: JobEvent) -> bool:
@@ -485,8 +491,7 @@ class JobStore:
             if job.status is event.status or not job.status.can_become(event.status):
                 return False
             if event.status is JobStatus.RUNNING:
-                started = {"b_status": str(JobStatus.RUNNING), "b_at": job.started_at or event.at_s}
-                conn.execute(_START_JOB, {"b_id": job.id, **started})
+                self._start(conn, job, event.at_s)
             else:
                 self._finish(conn, job, event.status, exit_code=event.exit_code, message=event.message)
         return True
@@ -558,24 +563,20 @@ class JobStore:
             return JobEvent(job_id=job.id, status=JobStatus.RUNNING, at_s=now)
         return None
 
+    def _start(self, conn: sa.Connection, job: JobRecord, at_s: float) -> None:
+        """PLACED → RUNNING: the attempt's service counts from ``at_s``."""
+        conn.execute(_START_JOB, {"b_id": job.id, "b_status": str(JobStatus.RUNNING), "b_at": at_s})
+        conn.execute(_EVENT, _event(job.id, job.attempt, JobStatus.RUNNING, at_s))
+
     def _apply_in(self, conn: sa.Connection, job: JobRecord, event: JobEvent) -> None:
         if event.status is JobStatus.RUNNING:
-            conn.execute(_START_JOB, {"b_id": job.id, "b_status": str(JobStatus.RUNNING), "b_at": event.at_s})
+            self._start(conn, job, event.at_s)
             return
         if event.status is not JobStatus.FAILED and job.status is JobStatus.PLACED:
-            # Ended before its running report arrived: it did start.
+            # Ended before its running report arrived: it did start (for no measurable time).
             conn.execute(_START_JOB, {"b_id": job.id, "b_status": str(job.status), "b_at": event.at_s})
         message = event.message
         if event.status is JobStatus.FAILED:
-            tail = self._log_tail(conn, job.id, job.attempt, lines=5)
+            tail = log_tail(conn, job.id, job.attempt, lines=5)
             message = message + ("; last log lines:\n" + "\n".join(tail) if tail else "")
         self._finish(conn, job, event.status, exit_code=event.exit_code, message=message)
-
-    def _log_tail(self, conn: sa.Connection, job_id: str, attempt: int, *, lines: int) -> list[str]:
-        rows = conn.execute(
-            sa.select(t.job_logs.c.line)
-            .where(t.job_logs.c.job_id == job_id, t.job_logs.c.attempt == attempt)
-            .order_by(t.job_logs.c.id.desc())
-            .limit(lines)
-        )
-        return [r[0] for r in rows][::-1]

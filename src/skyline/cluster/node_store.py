@@ -1,4 +1,4 @@
-"""`NodeStore`: nodes, their heartbeats and their utilization history."""
+"""`NodeStore`: nodes, their heartbeats, their utilization history and the replicas each must run."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from skyline.cluster import schema as t
 from skyline.cluster.database import Database
-from skyline.cluster.records import NodeRecord
+from skyline.cluster.records import Assignment, NodeRecord
 from skyline.core import Resources, Tier
 from skyline.errors import NotFoundError
 
@@ -40,6 +40,24 @@ _ALIVE_VERSIONS = (
 )
 
 
+_ASSIGNMENTS = (
+    sa.select(
+        t.replicas, t.jobs.c.command, t.jobs.c.env, t.jobs.c.replicas.label("world"), t.jobs.c.master_port
+    )
+    .join(t.jobs, sa.and_(t.jobs.c.id == t.replicas.c.job_id, t.jobs.c.attempt == t.replicas.c.attempt))
+    .where(
+        t.replicas.c.node_id == sa.bindparam("b_node"),
+        t.replicas.c.status.in_(("assigned", "running")),
+        t.jobs.c.status.in_(("placed", "running")),
+    )
+)
+_MASTERS = (
+    sa.select(t.replicas.c.job_id, t.replicas.c.attempt, t.nodes.c.address)
+    .join(t.nodes, t.nodes.c.id == t.replicas.c.node_id)
+    .where(t.replicas.c.rank == 0, t.replicas.c.job_id.in_(sa.bindparam("b_jobs", expanding=True)))
+)
+
+
 def node_from_row(row: Any) -> NodeRecord:
     m = row._mapping
     return NodeRecord(
@@ -64,6 +82,7 @@ class NodeStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.generation = 0  # grows with every registration through this store (caches key on it)
 
     def register(
         self, node_id: str, *, tier: Tier, address: str, capacity: Resources, labels: dict[str, str]
@@ -87,6 +106,7 @@ class NodeStore:
                 conn.execute(t.nodes.insert().values(id=node_id, registered_at=now, **values))
             else:
                 conn.execute(t.nodes.update().where(t.nodes.c.id == node_id).values(**values))
+        self.generation += 1
         return self.get(node_id)
 
     def get(self, node_id: str) -> NodeRecord:
@@ -107,6 +127,11 @@ class NodeStore:
         """Id, tier and capacity of every alive node: changes exactly when the usable nodes do."""
         with self.db.read() as conn:
             return tuple(tuple(r) for r in conn.execute(_ALIVE_VERSIONS))
+
+    def touch(self, node_id: str) -> bool:
+        """Mark the node heard from, without a sample; False when unknown or declared lost."""
+        with self.db.write() as conn:
+            return bool(conn.execute(_BEAT, {"b_node": node_id, "b_now": self.db.now()}).rowcount == 1)
 
     def heartbeat(self, node_id: str, sample: UsageSample) -> bool:
         """Record a heartbeat and its sample; False when the node is unknown or was declared lost."""
@@ -150,6 +175,17 @@ class NodeStore:
                 conn.execute(t.nodes.update().where(t.nodes.c.id.in_(lost)).values(status="lost"))
         return lost
 
+    def assignments(self, node_id: str) -> list[Assignment]:
+        """Replicas ``node_id`` must be running now (torch's environment set); it stops any others."""
+        with self.db.read() as conn:
+            rows = [r._mapping for r in conn.execute(_ASSIGNMENTS, {"b_node": node_id})]
+            keys = {(r["job_id"], r["attempt"]) for r in rows}
+            masters = {}
+            if keys:
+                found = conn.execute(_MASTERS, {"b_jobs": sorted({k[0] for k in keys})})
+                masters = {(r[0], r[1]): r[2] for r in found}
+        return [_assignment(r, masters.get((r["job_id"], r["attempt"]), "127.0.0.1")) for r in rows]
+
     # ------------------------------------------------------------------ metrics
     def metrics(self, node_id: str, *, since_s: float = 0.0, limit: int = 10_000) -> list[dict[str, Any]]:
         """The node's utilization history, oldest first."""
@@ -183,3 +219,24 @@ class NodeStore:
             conn.execute(
                 t.nodes.update().where(t.nodes.c.status == "alive").values(last_heartbeat_at=self.db.now())
             )
+
+
+def _assignment(row: Any, master_addr: str) -> Assignment:
+    """One replica to run, with RANK, WORLD_SIZE, MASTER_ADDR/PORT and its GPUs (CUDA_VISIBLE_DEVICES)."""
+    gpus = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, row["gpu_indices"]))} if row["gpu_indices"] else {}
+    return Assignment(
+        job_id=row["job_id"],
+        attempt=row["attempt"],
+        rank=row["rank"],
+        command=row["command"],
+        env={
+            **row["env"],
+            "SKYLINE_JOB_ID": row["job_id"],
+            "RANK": str(row["rank"]),
+            "LOCAL_RANK": "0",
+            "WORLD_SIZE": str(row["world"]),
+            "MASTER_ADDR": master_addr,
+            "MASTER_PORT": str(row["master_port"]),
+            **gpus,
+        },
+    )

@@ -3,8 +3,13 @@
 It connects to an existing Ray cluster. A Ray node is a skyline node when it carries a custom resource
 ``skyline_node_<name>`` (``ray start --resources '{"skyline_node_gpu1": 1}'``): each replica's bundle
 asks for a sliver of its node's resource, so Ray can put it nowhere else. A gang is one placement group,
-so it starts whole or not at all. Output is returned when a replica ends (not streamed). ``MASTER_PORT``
-comes from the configured range as in `skyline.cluster.agent_executor`; rank 0 checks it on its node.
+so it starts whole or not at all: its replicas are launched, and the job reported running, only once Ray
+has reserved the group; a group not ready within ``ready_timeout_s`` is removed and the job goes back to
+the queue with the reason. Output is returned when a replica ends (not streamed). ``MASTER_PORT`` comes
+from the configured range as in `skyline.cluster.agent_executor`; rank 0 checks it on its node.
+
+Each node's utilization is measured on the node itself: a zero-CPU probe task pinned there samples
+psutil (and NVML) and its answer is the node's heartbeat, as an agent's would be.
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ from __future__ import annotations
 import logging
 import subprocess
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from skyline.cluster.node_store import UsageSample
+from skyline.cluster.records import JobRecord
 from skyline.cluster.replica_process import PORT_TAKEN_EXIT_CODE, rendezvous_problem
 from skyline.cluster.store import Store
 from skyline.core import JobEvent, JobSpec, JobStatus, Placement, Resources, Tier
@@ -26,6 +33,7 @@ from skyline.errors import UnavailableError
 log = logging.getLogger("skyline.cluster.ray")
 NODE_RESOURCE_PREFIX = "skyline_node_"
 _TAIL_LINES = 2000
+_SLIVER = 0.001  # of a node's skyline_node_<name> resource: pins a task there without using it up
 
 
 def run_replica(command: str, env: Mapping[str, str]) -> tuple[int, list[str]]:
@@ -47,14 +55,31 @@ def run_replica(command: str, env: Mapping[str, str]) -> tuple[int, list[str]]:
     return proc.returncode, lines[-_TAIL_LINES:]
 
 
+def sample_node() -> tuple[float, float, float | None]:
+    """CPU, memory and GPU utilization (percent) of the node this runs on, over a short window."""
+    import psutil
+
+    from skyline.cluster.monitor import Nvml
+
+    cpu = float(psutil.cpu_percent(interval=0.2))
+    nvml = Nvml.open()
+    return cpu, float(psutil.virtual_memory().percent), nvml.utilization_percent() if nvml else None
+
+
 @dataclass(slots=True)
 class _Gang:
     spec: JobSpec
-    attempt: int
+    record: JobRecord  # placed: its attempt, port and command are settled
+    placements: tuple[Placement, ...]
     group: Any  # ray.util.placement_group.PlacementGroup
-    node_ids: tuple[str, ...]
-    refs: list[Any] = field(default_factory=list)
+    ready: Any  # the group's ready() reference
+    created_s: float  # monotonic
+    refs: list[Any] = field(default_factory=list)  # empty until the group is ready
     done: dict[int, int] = field(default_factory=dict)  # rank → exit code
+
+    @property
+    def node_ids(self) -> tuple[str, ...]:
+        return tuple(p.node_id for p in self.placements)
 
 
 class RayExecutor:
@@ -63,94 +88,133 @@ class RayExecutor:
     name = "ray"
 
     def __init__(
-        self, store: Store, *, address: str | None = None, master_ports: PortRange | None = None
+        self,
+        store: Store,
+        *,
+        address: str | None = None,
+        master_ports: PortRange | None = None,
+        ready_timeout_s: float = 30.0,
     ) -> None:
         import ray
 
         self.store = store
         self.master_ports = master_ports or PortRange()
+        self.ready_timeout_s = ready_timeout_s
         if not ray.is_initialized():
             try:
                 ray.init(address=address or "auto", include_dashboard=False, log_to_driver=False)
             except ConnectionError as exc:
                 raise UnavailableError(f"no Ray cluster at {address or 'auto'}: {exc}") from exc
         self._remote = ray.remote(run_replica)
+        self._probe = ray.remote(sample_node)
+        self._probes: dict[str, Any] = {}  # node name → its sampling task in flight
         self._gangs: dict[str, _Gang] = {}
         self._events: list[JobEvent] = []
         self._lock = threading.Lock()
         self._addresses: dict[str, str] = {}
         self.refresh()
 
+    # ------------------------------------------------------------------ nodes
     def refresh(self) -> None:
-        """Register (and keep alive) every Ray node that carries a ``skyline_node_<name>`` resource."""
+        """Register (and keep alive) every Ray node that carries a ``skyline_node_<name>`` resource;
+        the answers of its utilization probes are its samples."""
         import ray
 
+        for node in ray.nodes():  # type: ignore[no-untyped-call]
+            if not node.get("Alive"):
+                continue
+            resources: dict[str, float] = node.get("Resources", {})
+            for key in resources:
+                if key.startswith(NODE_RESOURCE_PREFIX):
+                    self._keep(key[len(NODE_RESOURCE_PREFIX) :], node, resources)
+        self._collect_probes()
+
+    def _keep(self, name: str, node: Mapping[str, Any], resources: Mapping[str, float]) -> None:
+        address = str(node.get("NodeManagerAddress", "127.0.0.1"))
+        if not self.store.nodes.touch(name):  # unknown, or declared lost: (re)register it
+            self._addresses.pop(name, None)
+        if name not in self._addresses:
+            capacity = Resources.of(
+                cpus=resources.get("CPU", 0.0),
+                memory_mib=int(resources.get("memory", 0.0) // 2**20),
+                gpus=int(resources.get("GPU", 0.0)),
+            )
+            self.store.nodes.register(
+                name, tier=Tier.DATACENTER, address=address, capacity=capacity, labels={}
+            )
+            self._addresses[name] = address
+        if name not in self._probes:
+            options = {"num_cpus": 0, "resources": {f"{NODE_RESOURCE_PREFIX}{name}": _SLIVER}}
+            self._probes[name] = self._probe.options(**options).remote()
+
+    def _collect_probes(self) -> None:
+        import ray
+
+        if not self._probes:
+            return
+        ready, _ = ray.wait(list(self._probes.values()), num_returns=len(self._probes), timeout=0)
+        answered = {id(ref) for ref in ready}
+        busy = self._replicas_by_node()
+        for name, ref in list(self._probes.items()):
+            if id(ref) not in answered:
+                continue
+            del self._probes[name]
+            try:
+                cpu, memory, gpu = ray.get(ref)
+            except Exception as exc:  # the node died under the probe: no beat, it will be declared lost
+                log.warning("utilization probe on %s failed: %s", name, exc)
+                continue
+            sample = UsageSample(
+                cpu_percent=cpu, memory_percent=memory, gpu_percent=gpu, running_replicas=busy.get(name, 0)
+            )
+            self.store.nodes.heartbeat(name, sample)
+
+    def _replicas_by_node(self) -> dict[str, int]:
         busy: dict[str, int] = {}
         with self._lock:
             for gang in self._gangs.values():
                 for node_id in gang.node_ids:
                     busy[node_id] = busy.get(node_id, 0) + 1
-        for node in ray.nodes():  # type: ignore[no-untyped-call]
-            if not node.get("Alive"):
-                continue
-            resources: dict[str, float] = node.get("Resources", {})
-            names = [k[len(NODE_RESOURCE_PREFIX) :] for k in resources if k.startswith(NODE_RESOURCE_PREFIX)]
-            for name in names:
-                self._addresses[name] = node.get("NodeManagerAddress", "127.0.0.1")
-                capacity = Resources.of(
-                    cpus=resources.get("CPU", 0.0),
-                    memory_mib=int(resources.get("memory", 0.0) // 2**20),
-                    gpus=int(resources.get("GPU", 0.0)),
-                )
-                sample = UsageSample(cpu_percent=0.0, memory_percent=0.0, running_replicas=busy.get(name, 0))
-                if not self.store.nodes.heartbeat(name, sample):
-                    self.store.nodes.register(
-                        name,
-                        tier=Tier.DATACENTER,
-                        address=self._addresses[name],
-                        capacity=capacity,
-                        labels={},
-                    )
+        return busy
 
+    # ------------------------------------------------------------------ jobs
     def start(self, spec: JobSpec, placements: Sequence[Placement]) -> None:
+        """Reserve the gang's placement group; its replicas launch once Ray has placed it (`events`)."""
         from ray.util.placement_group import placement_group
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         if not self.store.jobs.place_many([(spec.id, tuple(placements))], master_port=self.master_ports.pick):
             return
-        record = self.store.jobs.get(spec.id)  # placed: its attempt and port are settled
+        record = self.store.jobs.get(spec.id)
         bundles = [self._bundle(spec.resources, p.node_id) for p in placements]
         group = placement_group(bundles, strategy="PACK")
-        gang = _Gang(
-            spec=spec, attempt=record.attempt, group=group, node_ids=tuple(p.node_id for p in placements)
-        )
-        master = self._addresses.get(placements[0].node_id, "127.0.0.1")
-        for rank, p in enumerate(placements):
+        with self._lock:
+            self._gangs[spec.id] = _Gang(
+                spec, record, tuple(placements), group, group.ready(), time.monotonic()
+            )
+
+    def _launch(self, gang: _Gang) -> None:
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        record, spec = gang.record, gang.spec
+        master = self._addresses.get(gang.placements[0].node_id, "127.0.0.1")
+        for rank, p in enumerate(gang.placements):
             env = {
-                **record.env,
-                "SKYLINE_JOB_ID": spec.id,
-                "RANK": str(rank),
-                "LOCAL_RANK": "0",
-                "WORLD_SIZE": str(len(placements)),
-                "MASTER_ADDR": master,
+                **record.env, "SKYLINE_JOB_ID": spec.id, "RANK": str(rank), "LOCAL_RANK": "0",
+                "WORLD_SIZE": str(len(gang.placements)), "MASTER_ADDR": master,
                 "MASTER_PORT": str(record.master_port),
-            }
+            }  # fmt: skip
             strategy = PlacementGroupSchedulingStrategy(
-                placement_group=group, placement_group_bundle_index=rank
+                placement_group=gang.group, placement_group_bundle_index=rank
             )
             options: dict[str, Any] = {"scheduling_strategy": strategy, "num_cpus": spec.resources.cpus}
             if spec.resources.gpu_milli:
                 options["num_gpus"] = spec.resources.gpus
-            options["resources"] = {f"{NODE_RESOURCE_PREFIX}{p.node_id}": 0.001}
+            options["resources"] = {f"{NODE_RESOURCE_PREFIX}{p.node_id}": _SLIVER}
             gang.refs.append(self._remote.options(**options).remote(record.command, env))
-        with self._lock:
-            self._gangs[spec.id] = gang
-        # The gang is whole in one placement group: once Ray holds it, the replicas are launched.
-        self.notify(JobEvent(job_id=spec.id, status=JobStatus.RUNNING, at_s=self.store.now()))
 
     @staticmethod
     def _bundle(resources: Resources, node_id: str) -> dict[str, float]:
-        bundle: dict[str, float] = {"CPU": resources.cpus, f"{NODE_RESOURCE_PREFIX}{node_id}": 0.001}
+        bundle: dict[str, float] = {"CPU": resources.cpus, f"{NODE_RESOURCE_PREFIX}{node_id}": _SLIVER}
         if resources.gpu_milli:
             bundle["GPU"] = resources.gpus
         return bundle
@@ -182,12 +246,16 @@ class RayExecutor:
             self._events.append(event)
 
     def events(self) -> Sequence[JobEvent]:
-        """Collect replicas that ended: their output goes to the store's logs, their gang's outcome here."""
+        """Launch the gangs Ray has placed (running), requeue those it could not place in time, and
+        collect replicas that ended: their output goes to the store's logs, their gang's outcome here."""
         import ray
 
         with self._lock:
             gangs = list(self._gangs.items())
         for job_id, gang in gangs:
+            if not gang.refs:
+                self._check_ready(job_id, gang)
+                continue
             pending = [(rank, ref) for rank, ref in enumerate(gang.refs) if rank not in gang.done]
             ready, _ = ray.wait([ref for _, ref in pending], num_returns=len(pending), timeout=0)
             ready_ids = {id(r) for r in ready}
@@ -199,6 +267,24 @@ class RayExecutor:
             drained, self._events = self._events, []
         return drained
 
+    def _check_ready(self, job_id: str, gang: _Gang) -> None:
+        import ray
+
+        ready, _ = ray.wait([gang.ready], timeout=0)
+        if ready:
+            self._launch(gang)
+            self.notify(JobEvent(job_id=job_id, status=JobStatus.RUNNING, at_s=self.store.now()))
+        elif time.monotonic() - gang.created_s > self.ready_timeout_s:
+            asks = ", ".join(str(self._bundle(gang.spec.resources, n)) for n in gang.node_ids)
+            message = (
+                f"Ray did not place the gang's placement group within {self.ready_timeout_s:g} s "
+                f"(bundles {asks}): back to the queue"
+            )
+            self._kill(job_id)
+            self.notify(
+                JobEvent(job_id=job_id, status=JobStatus.PENDING, at_s=self.store.now(), message=message)
+            )
+
     def _collect(self, job_id: str, gang: _Gang, rank: int, ref: Any) -> int:
         import ray
 
@@ -206,7 +292,7 @@ class RayExecutor:
             code, lines = ray.get(ref)
         except Exception as exc:  # the task itself died (worker crash, node loss)
             code, lines = -1, [f"ray task failed: {exc}"]
-        self.store.jobs.append_logs(job_id, gang.attempt, rank, lines)
+        self.store.logs.append(job_id, gang.record.attempt, rank, lines)
         return int(code)
 
     def _judge(self, job_id: str, gang: _Gang) -> None:

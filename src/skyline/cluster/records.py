@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from skyline.core import Job, JobKind, JobSpec, JobStatus, Node, Resources, Tier
@@ -100,22 +100,57 @@ class JobRecord:
     message: str
     master_port: int | None
     idempotency_key: str | None
+    job_type: str = ""
+    estimate_s: float | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    service_s: float = 0.0  # running seconds of the finished attempts
+    running_since: float | None = None  # start of the running attempt
 
-    def as_job(self) -> Job:
-        """The core `Job` a policy sees (labels carry the owner for fair-share policies)."""
-        spec = JobSpec(
+    def service_at(self, now_s: float) -> float:
+        """Seconds it has run, all attempts together, by ``now_s``."""
+        running = now_s - self.running_since if self.running_since is not None else 0.0
+        return self.service_s + max(running, 0.0)
+
+    def attained_gpu_s(self, now_s: float) -> float:
+        """GPU-seconds of service received by ``now_s`` (running time × the gang's GPUs)."""
+        return self.service_at(now_s) * self.gpus
+
+    def as_spec(self, *, estimate_s: float | None = None) -> JobSpec:
+        """The core `JobSpec` a policy sees: labels carry owner and name (for fair-share policies), the
+        duration is the job's own estimate, else ``estimate_s`` (from history)."""
+        return JobSpec(
             id=self.id,
             resources=self.resources,
             kind=self.kind,
             replicas=self.replicas,
             priority=self.priority,
             submit_time_s=self.submitted_at,
+            duration_s=self.estimate_s or estimate_s,
             tiers=self.tiers,
-            labels={"owner": self.owner, "name": self.name},
+            job_type=self.job_type,
+            labels={**self.labels, "owner": self.owner, "name": self.name},
         )
-        return Job(spec=spec, status=self.status, start_time_s=self.started_at, restarts=self.restarts)
 
-    def to_json(self, replicas: tuple[ReplicaRecord, ...] = ()) -> dict[str, Any]:
+    def as_job(self, now_s: float | None = None) -> Job:
+        """The core `Job`, its attained service as of ``now_s`` (default: its finished attempts')."""
+        attained = self.attained_gpu_s(now_s) if now_s is not None else self.service_s * self.gpus
+        return Job(
+            spec=self.as_spec(),
+            status=self.status,
+            start_time_s=self.started_at,
+            restarts=self.restarts,
+            attained_gpu_s=attained,
+        )
+
+    @property
+    def gpus(self) -> float:
+        """GPUs of the whole gang."""
+        return self.resources.gpus * self.replicas
+
+    def to_json(
+        self, replicas: tuple[ReplicaRecord, ...] = (), *, now_s: float | None = None
+    ) -> dict[str, Any]:
+        """The API's shape; with ``now_s``, ``service_s`` and ``attained_gpu_s`` count the running attempt."""
         return {
             "id": self.id,
             "name": self.name,
@@ -138,6 +173,13 @@ class JobRecord:
             "exit_code": self.exit_code,
             "message": self.message,
             "idempotency_key": self.idempotency_key,
+            "gpu_type": self.resources.gpu_type,
+            "job_type": self.job_type,
+            "estimate_s": self.estimate_s,
+            "labels": dict(self.labels),
+            "service_s": self.service_at(now_s) if now_s is not None else self.service_s,
+            "attained_gpu_s": self.attained_gpu_s(now_s) if now_s is not None else self.service_s * self.gpus,
+            "running_since": self.running_since,
             "placement": [r.to_json() for r in replicas],
         }
 

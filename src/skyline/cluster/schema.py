@@ -56,6 +56,29 @@ jobs = sa.Table(
     sa.Column("master_port", sa.Integer, nullable=True),
     # A client retrying a submit sends the same key; the second insert finds the first job.
     sa.Column("idempotency_key", sa.String(255), nullable=True, unique=True),
+    sa.Column("gpu_type", sa.String(255), nullable=True),  # allowed GPU models, "A|B"; None: any
+    sa.Column("job_type", sa.String(64), nullable=False, server_default=""),  # throughput-matrix key
+    sa.Column("estimate_s", sa.Float, nullable=True),  # the user's duration estimate
+    sa.Column("labels", sa.JSON, nullable=False, server_default=sa.text("'{}'")),
+    # Attained service: running seconds of the finished attempts, and since when the current one runs.
+    sa.Column("service_s", sa.Float, nullable=False, server_default="0"),
+    sa.Column("running_since", sa.Float, nullable=True),
+    sa.Index("ix_jobs_status_seq", "status", "seq"),
+    sa.Index("ix_jobs_owner_seq", "owner", "seq"),
+)
+
+# One row per job transition, written in the transaction that makes it: a job's timeline, and a change
+# feed (``id`` grows) that a console can follow without asking every job.
+job_events = sa.Table(
+    "job_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(64), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("at_s", sa.Float, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Index("ix_job_events_job_id_id", "job_id", "id"),
 )
 
 replicas = sa.Table(

@@ -1,40 +1,54 @@
-"""Assembling and running a control plane: store + executor + policy + loop + API on uvicorn.
+"""Assembling and running a control plane: store + executor + policy + loop + API.
 
 `ServerConfig` says what to run; `build` wires it; `ServerThread` runs it inside this process (tests,
-the demo, benchmarks); ``skyline cluster up`` runs it in the foreground.
+the demo, benchmarks); `serve_forever` runs it in the foreground until SIGTERM or Ctrl-C, supervising
+the local node agent (``skyline cluster up`` is a config and a call to it).
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 
-from skyline.cluster.agent_executor import AgentExecutor
 from skyline.cluster.api import create_app
 from skyline.cluster.clock import WallClock
-from skyline.cluster.control import ClusterExecutor, ControlConfig, ControlPlane
+from skyline.cluster.control import ControlConfig, ControlPlane
+from skyline.cluster.executors import ExecutorConfig, executor_kind
+from skyline.cluster.local_agent import LocalAgent, LocalAgentConfig
 from skyline.cluster.store import Store
 from skyline.core.net import PortRange
 from skyline.errors import ConfigError
-from skyline.scheduling.policies import POLICIES, make_policy
+from skyline.scheduling.policies import policy_class
+from skyline.scheduling.policy import PolicyOptions
 from skyline.security.tls import uvicorn_ssl_kwargs
 from skyline.security.tokens import TokenAuthority
-from skyline.serving.server import BackgroundServer
+from skyline.serving.server import BackgroundServer, wait_for_stop_signal
 
-EXECUTORS = ("local", "ray")
+# The scheduling loop shares the interpreter with the API's event loop; each database call releases the
+# GIL and, at the default 5 ms switch interval, waits up to 5 ms to get it back while requests stream in
+# (a 3-job pass was measured taking 200 ms). A shorter interval keeps passes short.
+SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
-    """A control plane: where its state lives, how it runs jobs and which policy places them."""
+    """A control plane: where its state lives, how it runs jobs and which policy places them.
+
+    ``policy_options`` are the policy's typed options (None: its defaults); ``throughputs`` Gavel's
+    ``simulation_throughputs.json`` for heterogeneity-aware policies; ``local_agent`` the node agent
+    `serve_forever` runs on this machine (local executor only; None: none).
+    """
 
     state_dir: Path
     db_url: str | None = None  # default: SQLite file state_dir/cluster.db
     executor: str = "local"
     policy: str = "fifo"
+    policy_options: PolicyOptions | None = None
+    throughputs: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8470
     ray_address: str | None = None
@@ -44,12 +58,17 @@ class ServerConfig:
     audit_log: Path | None = None  # a hash-chained record of every state-changing call
     rate_limit_per_s: float | None = None  # per token; None: no limit
     master_ports: PortRange = field(default_factory=PortRange)  # gangs' MASTER_PORT, per job and attempt
+    local_agent: LocalAgentConfig | None = None
 
     def __post_init__(self) -> None:
-        if self.executor not in EXECUTORS:
-            raise ConfigError(f"unknown executor {self.executor!r}; choose one of {', '.join(EXECUTORS)}")
-        if self.policy not in POLICIES:
-            raise ConfigError(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
+        kind = executor_kind(self.executor)
+        if self.ray_address is not None and "ray_address" not in kind.uses:
+            raise ConfigError(f"--ray-address is used only by --executor ray, not {self.executor}; drop it")
+        if self.local_agent is not None and self.executor != "local":
+            raise ConfigError(f"--executor {self.executor} runs no local agent: drop --agent/--heartbeat-s")
+        cls = policy_class(self.policy)
+        if self.policy_options is not None and type(self.policy_options) is not cls.Options:
+            raise ConfigError(f"policy {self.policy} takes {cls.Options.__name__} options")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be 0..65535, got {self.port}")
         object.__setattr__(self, "state_dir", Path(self.state_dir))
@@ -69,6 +88,10 @@ class ServerConfig:
     def tokens_path(self) -> Path:
         return self.state_dir / "tokens.json"
 
+    @property
+    def tls(self) -> tuple[Path, Path] | None:
+        return (self.tls_cert, self.tls_key) if self.tls_cert and self.tls_key else None
+
 
 @dataclass(slots=True)
 class Built:
@@ -81,36 +104,22 @@ class Built:
 def build(config: ServerConfig) -> Built:
     """Open the store (migrating it), the executor and the loop, and the API app over them."""
     config.state_dir.mkdir(parents=True, exist_ok=True)
+    throughput = {}
+    if config.throughputs is not None:
+        from skyline.simulation.throughput import read_gavel_throughputs
+
+        throughput = read_gavel_throughputs(config.throughputs)
     store = Store(config.database)
     # Agents could not beat while the server was down: give every node a fresh grace period.
     store.nodes.refresh_heartbeats()
-    executor: ClusterExecutor
-    if config.executor == "ray":
-        from skyline.cluster.ray_executor import RayExecutor
-
-        executor = RayExecutor(store, address=config.ray_address, master_ports=config.master_ports)
-    else:
-        executor = AgentExecutor(store, master_ports=config.master_ports)
-    control = ControlPlane(store, executor, make_policy(config.policy), WallClock(), config.control)
-    authority = TokenAuthority(config.tokens_path)
-    return Built(
-        create_app(control, authority, audit_log=config.audit_log, rate_limit_per_s=config.rate_limit_per_s),
-        control,
-        authority,
-        store,
+    executor = executor_kind(config.executor).build(
+        store, ExecutorConfig(master_ports=config.master_ports, ray_address=config.ray_address)
     )
-
-
-def uvicorn_config(app: FastAPI, *, tls_cert: Path | None = None, tls_key: Path | None = None) -> Any:
-    """uvicorn settings for the API: quiet, no websockets, keep-alive longer than an agent's beat;
-    HTTPS when given a certificate and its key (`skyline.security.tls`)."""
-    import uvicorn
-
-    tls = uvicorn_ssl_kwargs(tls_cert, tls_key)
-    return uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", ws="none", timeout_keep_alive=30,
-        ssl_certfile=tls.get("ssl_certfile"), ssl_keyfile=tls.get("ssl_keyfile"),
-    )  # fmt: skip
+    policy = policy_class(config.policy)(config.policy_options)
+    control = ControlPlane(store, executor, policy, WallClock(), config.control, throughput=throughput)
+    authority = TokenAuthority(config.tokens_path)
+    app = create_app(control, authority, audit_log=config.audit_log, rate_limit_per_s=config.rate_limit_per_s)
+    return Built(app, control, authority, store)
 
 
 class ServerThread:
@@ -118,10 +127,9 @@ class ServerThread:
 
     def __init__(self, config: ServerConfig) -> None:
         self.built = build(config)
-        tls = (config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
-        # keep-alive longer than an agent's beat, as in the foreground server (`uvicorn_config`)
+        # keep-alive longer than an agent's beat
         self._server = BackgroundServer(
-            self.built.app, host=config.host, port=config.port, tls=tls, keep_alive_s=30
+            self.built.app, host=config.host, port=config.port, tls=config.tls, keep_alive_s=30
         )
         self.port, self.url = self._server.port, self._server.url
 
@@ -140,3 +148,50 @@ class ServerThread:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Serving:
+    """What `serve_forever` tells its caller once the control plane answers."""
+
+    url: str
+    database: str
+    admin_token: str | None  # the first admin token, issued once ever (None on later starts)
+    agent_pid: int | None
+    agent_adopted: bool  # the local agent an earlier instance started (after a SIGKILL) was adopted
+
+
+def serve_forever(
+    config: ServerConfig, *, announce: Callable[[Serving], None], stop_after_s: float | None = None
+) -> None:
+    """Run the control plane in the foreground until SIGTERM or SIGINT (or ``stop_after_s``).
+
+    On a clean stop everything ends in order: the API, the loop, the store, and the
+    local agent, whichever instance started it. After a SIGKILL the agent lives on (its jobs keep
+    running); the next start adopts it.
+    """
+    thread = ServerThread(config)
+    agent: LocalAgent | None = None
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    try:
+        thread.start()
+        admin = thread.built.authority.bootstrap_admin()
+        if config.local_agent is not None:
+            token = thread.built.authority.issue("agent-local", "agent")
+            agent = LocalAgent.start(
+                config.state_dir, thread.url, token, config.local_agent, ca=config.tls_cert
+            )
+        announce(
+            Serving(
+                url=thread.url, database=thread.built.store.url,
+                admin_token=admin, agent_pid=agent.pid if agent else None,
+                agent_adopted=bool(agent and agent.adopted),
+            )
+        )  # fmt: skip
+        wait_for_stop_signal(stop_after_s)
+    finally:
+        thread.stop()
+        if agent is not None:
+            agent.stop()
+        sys.setswitchinterval(previous)

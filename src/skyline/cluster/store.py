@@ -1,8 +1,9 @@
 """`Store`: the control plane's durable state, a job store and a node store over one database.
 
 Everything that must survive a SIGKILL goes through here: each transition is committed before it is
-acknowledged. ``store.jobs`` (`JobStore`) holds jobs, replicas and logs; ``store.nodes`` (`NodeStore`)
-nodes, heartbeats and utilization samples; ``store.services`` (`ServiceStore`) services, their replicas,
+acknowledged. ``store.jobs`` (`JobStore`) holds jobs, their replicas and event history; ``store.logs``
+(`LogStore`) their output lines; ``store.nodes`` (`NodeStore`) nodes, heartbeats, utilization samples
+and the replicas each must run; ``store.services`` (`ServiceStore`) services, their replicas,
 telemetry and autoscaling decisions; all share one `Database` (engine, write lock, clock).
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Callable
 
 from skyline.cluster.database import Database
 from skyline.cluster.job_store import JobStore
+from skyline.cluster.log_store import LogStore
 from skyline.cluster.node_store import NodeStore
 from skyline.cluster.service_store import ServiceStore
 
@@ -23,6 +25,7 @@ class Store:
     def __init__(self, url: str, *, now: Callable[[], float] = time.time) -> None:
         self.db = Database(url, now=now)
         self.jobs = JobStore(self.db)
+        self.logs = LogStore(self.db)
         self.nodes = NodeStore(self.db)
         self.services = ServiceStore(self.db)
 

@@ -12,12 +12,13 @@ is built as ``POLICIES[name](options)``; nothing dispatches on a policy's name.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from skyline.core import GPU_MILLI, Allocation, ClusterState, Placement
+from skyline.core import GPU_MILLI, Allocation, ClusterState, JobSpec, Node, Placement
 from skyline.errors import ConfigError
-from skyline.scheduling.packing import GPU, NodeSpec, Packer, Request
+from skyline.scheduling.packing import GPU, NodeSpec, Packer, Placing, Request
 from skyline.scheduling.view import Decision, JobView, RoundView
 
 
@@ -112,8 +113,8 @@ def request_of(
     )
 
 
-def packer_of(state: ClusterState) -> Packer:
-    """An empty packer over the state's nodes (their models and tiers)."""
+def packer_for(nodes: Iterable[Node]) -> Packer:
+    """An empty packer over ``nodes`` (their capacity, GPU model and tier)."""
     return Packer(
         [
             NodeSpec(
@@ -124,9 +125,26 @@ def packer_of(state: ClusterState) -> Packer:
                 memory_mib=n.capacity.memory_mib,
                 tier=str(n.tier),
             )
-            for n in state.cluster
+            for n in nodes
         ]
     )
+
+
+def request_for(spec: JobSpec) -> Request:
+    """The packer `Request` of a job: per-replica resources, gang size, GPU models, tiers."""
+    r = spec.resources
+    tiers = frozenset(str(t) for t in spec.tiers)
+    return request_of(r.gpu_milli, spec.replicas, r.cpu_milli, r.memory_mib, r.gpu_type, tiers)
+
+
+def commit_running(packer: Packer, request: Request, placements: Iterable[Placement]) -> Placing:
+    """Take a running gang's placements in ``packer``; its `Placing` (unnamed devices get free ones)."""
+    replicas: list[tuple[int, tuple[int, ...]]] = []
+    for p in placements:  # one by one, so that unnamed devices are not claimed twice
+        replica = packer.claim(request, packer.index[p.node_id], tuple(p.gpu_indices))
+        packer.take(request, (replica,))
+        replicas.append(replica)
+    return tuple(replicas)
 
 
 def view_of(state: ClusterState, *, oracle: bool) -> RoundView:
@@ -134,13 +152,11 @@ def view_of(state: ClusterState, *, oracle: bool) -> RoundView:
 
     Oracle policies are told ``spec.duration_s`` (the truth in a simulation, the estimate live).
     """
-    packer = packer_of(state)
+    packer = packer_for(state.cluster)
     jobs: list[JobView] = []
     for index, job in enumerate(state.jobs):
         spec = job.spec
-        r = spec.resources
-        tiers = frozenset(str(t) for t in spec.tiers)
-        request = request_of(r.gpu_milli, spec.replicas, r.cpu_milli, r.memory_mib, r.gpu_type, tiers)
+        request = request_for(spec)
         remaining = None
         if oracle and spec.duration_s is not None:
             gang_gpus = max(request.total_gpu_milli / GPU, 1e-9)
@@ -160,12 +176,7 @@ def view_of(state: ClusterState, *, oracle: bool) -> RoundView:
         )
         running = state.running.placements.get(spec.id)
         if running:
-            replicas: list[tuple[int, tuple[int, ...]]] = []
-            for p in running:  # one by one, so that unnamed devices are not claimed twice
-                replica = packer.claim(request, packer.index[p.node_id], tuple(p.gpu_indices))
-                packer.take(request, (replica,))
-                replicas.append(replica)
-            view.placing = tuple(replicas)
+            view.placing = commit_running(packer, request, running)
         jobs.append(view)
     waiting = [j for j in jobs if j.placing is None]
     return RoundView(
