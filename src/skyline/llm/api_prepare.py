@@ -126,7 +126,9 @@ def _prepare(
         for c in range(body.n):
             constraint = None
             if grammar is not None:
-                constraint = json_constraint(engine.tokenizer, grammar, max_tokens=limit)
+                constraint = json_constraint(
+                    engine.tokenizer, grammar, max_tokens=limit, eos_ids=engine.eos_token_ids
+                )
             requests.append(
                 GenerationRequest(
                     request_id=f"{response_id}-{p * body.n + c}",

@@ -29,7 +29,7 @@ import torch
 
 from skyline.errors import ConfigError
 from skyline.llm.structured_grammar import BIG, Config, can_end, distance, initial, is_final, step
-from skyline.llm.structured_schema import FREE_OBJECT, Node, compile_schema
+from skyline.llm.structured_schema import FREE_OBJECT, ArrayNode, Node, ObjectNode, StringNode, compile_schema
 
 __all__ = [
     "JsonConstraint",
@@ -78,10 +78,9 @@ class TokenVocabulary:
     ``token_node[t]`` is the global number of token ``t``'s last node (-1 for tokens without bytes).
     """
 
-    def __init__(self, token_bytes: list[bytes], eos_ids: Iterable[int]) -> None:
+    def __init__(self, token_bytes: list[bytes]) -> None:
         self.size = len(token_bytes)
         self.token_bytes = token_bytes
-        self.eos_ids = tuple(sorted(set(eos_ids)))
         depth = max((len(b) for b in token_bytes), default=0)
         index: list[dict[bytes, int]] = [{b"": 0}] + [{} for _ in range(depth)]
         parents: list[list[int]] = [[] for _ in range(depth)]
@@ -118,8 +117,7 @@ class TokenVocabulary:
             b"" if i in special or piece is None else _piece_bytes(piece, byte_level)
             for i, piece in enumerate(pieces)
         ]
-        eos = tokenizer.eos_token_id
-        return cls(token_bytes, [] if eos is None else [eos])
+        return cls(token_bytes)
 
 
 _VOCABULARIES: dict[int, tuple[Any, TokenVocabulary]] = {}
@@ -152,6 +150,9 @@ class TokenAutomaton:
         self._final: list[bool] = [False]
         self._masks: OrderedDict[int, np.ndarray] = OrderedDict()
         self.initial = self._intern(frozenset({initial(root)}))
+        # An object, array or string ends with its last byte (the request stops there); a number or a
+        # literal only ends when the model picks EOS, which costs one more token.
+        self.end_tokens = 0 if isinstance(root, ObjectNode | ArrayNode | StringNode) else 1
 
     def _intern(self, configs: frozenset[Config]) -> int:
         found = self._ids.get(configs)
@@ -225,16 +226,18 @@ class TokenAutomaton:
 
 
 class JsonConstraint:
-    """The `TokenConstraint` of one request: JSON text under the automaton's schema within ``max_tokens``."""
+    """The `TokenConstraint` of one request: JSON text under the automaton's schema within ``max_tokens``;
+    ``eos_ids`` (the engine's end-of-sequence tokens) are allowed once the text is a complete value."""
 
-    def __init__(self, automaton: TokenAutomaton, *, max_tokens: int) -> None:
-        need = automaton.distance(automaton.initial)
+    def __init__(self, automaton: TokenAutomaton, *, max_tokens: int, eos_ids: Iterable[int]) -> None:
+        need = automaton.distance(automaton.initial) + automaton.end_tokens
         if need > max_tokens:
             raise ConfigError(
                 f"max_tokens is {max_tokens}, but the shortest JSON this response_format allows takes "
                 f"{need} tokens; raise max_tokens"
             )
         self._automaton = automaton
+        self._eos = sorted(set(eos_ids))
         self._state = automaton.initial
         self._left = max_tokens
         self._ended = False
@@ -242,17 +245,16 @@ class JsonConstraint:
     def allowed(self) -> torch.Tensor:
         """Tokens that keep the text completable within the tokens left; EOS once it is complete."""
         automaton = self._automaton
-        # distance ≤ the tokens left after this one
-        mask = automaton.token_distances(self._state) < min(self._left, _NEVER)
-        eos = list(automaton.vocabulary.eos_ids)
+        # the bytes still needed (one token each at worst) fit in the tokens left after this one
+        mask = automaton.token_distances(self._state) < min(self._left - automaton.end_tokens, _NEVER)
         if automaton.can_end(self._state) or not mask.any():
-            mask[eos] = True
+            mask[self._eos] = True
         return torch.from_numpy(mask)
 
     def advance(self, token_id: int) -> None:
         """Consume the chosen token; `ConfigError` if the mask did not allow it."""
         self._left -= 1
-        if token_id in self._automaton.vocabulary.eos_ids:
+        if token_id in self._eos:  # engines end the request on EOS themselves; this is for the others
             self._ended = True
             return
         state = self._automaton.walk(self._state, token_id)
@@ -285,7 +287,9 @@ def response_format_grammar(response_format: Mapping[str, Any] | None) -> tuple[
     return json.dumps(schema, separators=(",", ":")), compile_schema(schema)
 
 
-def json_constraint(tokenizer: Any, grammar: tuple[str, Node], *, max_tokens: int) -> JsonConstraint:
+def json_constraint(
+    tokenizer: Any, grammar: tuple[str, Node], *, max_tokens: int, eos_ids: Iterable[int]
+) -> JsonConstraint:
     """A fresh constraint for one request; the automaton is shared by requests with the same schema."""
     vocabulary = vocabulary_of(tokenizer)
     key = (id(vocabulary), grammar[0])
@@ -296,4 +300,4 @@ def json_constraint(tokenizer: Any, grammar: tuple[str, Node], *, max_tokens: in
             if len(_AUTOMATA) > 32:
                 _AUTOMATA.popitem(last=False)
         _AUTOMATA.move_to_end(key)
-    return JsonConstraint(automaton, max_tokens=max_tokens)
+    return JsonConstraint(automaton, max_tokens=max_tokens, eos_ids=eos_ids)

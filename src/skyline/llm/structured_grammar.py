@@ -35,7 +35,7 @@ __all__ = ["Config", "can_end", "distance", "initial", "is_final", "step"]
 Frame = tuple[Any, ...]  # (kind, node, fields...) — see the frame layouts below
 Config = tuple[Frame, ...]
 
-MAX_WS = 8
+MAX_WS = 20  # pretty-printed JSON indents 2 bytes per level: 9 levels deep
 MAX_DIGITS = 16  # digits of an integer part or a fraction; exponents take at most 3
 BIG = 1 << 40
 _WS = frozenset(b" \n\t")
@@ -52,8 +52,11 @@ TOP, OBJ, ARR, STR, NUM, LIT = range(6)
 O_OPEN, O_KEY, O_COLON, O_AFTER_COLON, O_AFTER_VALUE, O_AFTER_COMMA = range(6)
 # (ARR, node, phase, count, ws)
 A_OPEN, A_AFTER_VALUE, A_AFTER_COMMA = range(3)
-# (STR, node, phase, chars, pending, low, high)   pending: hex digits or UTF-8 bytes still to come
-S_BODY, S_ESC, S_HEX, S_UTF8 = range(4)
+# (STR, node, phase, chars, pending, low, high)   pending: bytes still to come in this character;
+# S_HEX: ``low`` is 1 after a first hex digit d/D, 2 once the escape is a high surrogate (\uD800-\uDBFF),
+# which must be followed by its low surrogate (S_PAIR: ``\u`` + DC00-DFFF) — a pair is one character.
+S_BODY, S_ESC, S_HEX, S_UTF8, S_PAIR = range(5)
+_PAIR = (b"\\", b"u", b"dD", b"cdefCDEF", b"0123456789abcdefABCDEF", b"0123456789abcdefABCDEF")
 # (NUM, node, phase, digits)
 N_MINUS, N_ZERO, N_INT, N_DOT, N_FRAC, N_E, N_ESIGN, N_EXP = range(8)
 _NUM_DONE = frozenset({N_ZERO, N_INT, N_FRAC, N_EXP})
@@ -164,26 +167,47 @@ def _str(rest: Config, f: Frame, byte: int) -> list[Config]:
     counted = node.min_len > 0 or node.max_len is not None  # count characters only where it matters
     after = chars + 1 if counted else 0
     if phase == S_BODY:
-        if byte == _QUOTE:
-            return [rest] if chars >= node.min_len else []
-        if node.max_len is not None and chars >= node.max_len:
-            return []
-        if byte == _BACKSLASH:
-            return [(*rest, (STR, node, S_ESC, chars, 0, 0, 0))]
-        if 0x20 <= byte < 0x80:
-            return [(*rest, (STR, node, S_BODY, after, 0, 0, 0))]
-        lead = _utf8_lead(byte)
-        return [(*rest, (STR, node, S_UTF8, chars, *lead))] if lead else []
+        return _str_body(rest, node, chars, after, byte)
     if phase == S_ESC:
         if byte == 0x75:  # \uXXXX
             return [(*rest, (STR, node, S_HEX, chars, 4, 0, 0))]
         return [(*rest, (STR, node, S_BODY, after, 0, 0, 0))] if byte in _ESCAPES else []
-    ok = byte in _HEX if phase == S_HEX else low <= byte <= high
+    if phase == S_HEX:
+        return _hex(rest, f, byte, after)
+    ok = byte in _PAIR[6 - pending] if phase == S_PAIR else low <= byte <= high
     if not ok:
         return []
     if pending == 1:
         return [(*rest, (STR, node, S_BODY, after, 0, 0, 0))]
     return [(*rest, (STR, node, phase, chars, pending - 1, 0x80, 0xBF))]
+
+
+def _str_body(rest: Config, node: StringNode, chars: int, after: int, byte: int) -> list[Config]:
+    if byte == _QUOTE:
+        return [rest] if chars >= node.min_len else []
+    if node.max_len is not None and chars >= node.max_len:
+        return []
+    if byte == _BACKSLASH:
+        return [(*rest, (STR, node, S_ESC, chars, 0, 0, 0))]
+    if 0x20 <= byte < 0x80:
+        return [(*rest, (STR, node, S_BODY, after, 0, 0, 0))]
+    lead = _utf8_lead(byte)
+    return [(*rest, (STR, node, S_UTF8, chars, *lead))] if lead else []
+
+
+def _hex(rest: Config, f: Frame, byte: int, after: int) -> list[Config]:
+    _, node, _, chars, pending, surrogate, _ = f
+    if byte not in _HEX:
+        return []
+    if pending == 4:
+        surrogate = int(byte in b"dD")
+    elif pending == 3:
+        surrogate = 2 if surrogate == 1 and byte in b"89abAB" else 0
+    if pending > 1:
+        return [(*rest, (STR, node, S_HEX, chars, pending - 1, surrogate, 0))]
+    if surrogate == 2:
+        return [(*rest, (STR, node, S_PAIR, chars, 6, 0, 0))]
+    return [(*rest, (STR, node, S_BODY, after, 0, 0, 0))]
 
 
 def _num(rest: Config, f: Frame, byte: int) -> list[Config]:
@@ -275,6 +299,8 @@ def _frame_rest(f: Frame) -> int:
         if phase == S_BODY:
             return int(max(0, node.min_len - chars) + 1)
         current = 1 if phase == S_ESC else pending  # bytes that finish the current character
+        if phase == S_HEX and f[5] == 2:
+            current += len(_PAIR)  # a high surrogate needs its low one
         return int(current + max(0, node.min_len - chars - 1) + 1)
     if kind == NUM:
         return _NUM_REST[f[2]]
