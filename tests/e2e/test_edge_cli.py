@@ -23,21 +23,29 @@ def _skyline(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_split_eval_writes_the_contract(tmp_path: Path) -> None:
+    from skyline.edge.publish import publish_model
+    from skyline.security.signing import generate_signing_keys
+    from skyline.testing.edge import digits, trained_digits
+
+    private, public = generate_signing_keys(tmp_path / "k.key", tmp_path / "k.pub")
+    model = trained_digits("mlp", epochs=1)
+    publish_model(
+        model, (1, 8, 8), root=tmp_path / "repo", name="digits", version=1, private_key=private, split=True
+    )
     out = tmp_path / "split.json"
     done = _skyline(
-        "edge", "eval", "--strategy", "split", "--bandwidth-mbps", "100", "--rtt-ms", "5", "--json", str(out)
-    )
+        "edge", "eval", "--strategy", "split", "--repo", str(tmp_path / "repo"), "--model", "digits",
+        "--public-key", str(public), "--bandwidth-mbps", "100", "--rtt-ms", "5", "--json", str(out),
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     result = json.loads(out.read_text())
     assert set(result) == {
-        "chosen_partition",
-        "best_partition_bruteforce",
-        "latency_ms",
-        "edge_only_ms",
-        "cloud_only_ms",
-    }
-    assert 0 <= result["chosen_partition"] <= 16 and result["latency_ms"] > 0
+        "chosen_partition", "best_partition_bruteforce", "latency_ms", "edge_only_ms", "cloud_only_ms",
+        "emulated_edge_slowdown",
+    }  # fmt: skip
+    assert 0 <= result["chosen_partition"] <= 8 and result["latency_ms"] > 0
+    assert result["emulated_edge_slowdown"] == 10.0 and digits().input_shape == (1, 8, 8)
 
 
 @pytest.mark.slow
@@ -77,8 +85,10 @@ def test_cascade_eval_writes_the_contract(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (("edge", "eval", "--strategy", "mystery"), "--strategy must be one of cascade, split"),
-        (("edge", "eval", "--strategy", "split"), "needs --bandwidth-mbps"),
-        (("edge", "eval", "--strategy", "split", "--bandwidth-mbps", "-1"), "bandwidth-mbps must be > 0"),
+        (("edge", "eval", "--strategy", "split"), "needs --repo, --model, --public-key and --bandwidth-mbps"),
+        (("edge", "rollout", "digits", "--cloud", "http://127.0.0.1:1", "--token", "t"), "NAME:VERSION"),
+        (("edge", "rollout", "d:2", "--cloud", "u", "--token", "t", "--steps", "10%,50%"), "end at 100%"),
+        (("edge", "rollout", "d:2", "--cloud", "u", "--token", "t", "--canary", "150%"), "at most 100%"),
         (("fl", "run", "--clients", "1"), "need clients >= 2"),
         (("fl", "run", "--strategy", "fedsgd"), "unknown strategy"),
         (("fl", "run", "--secagg", "--dp-epsilon", "5", "--dp-unit", "client"), "use --dp-unit record"),
@@ -112,13 +122,12 @@ def test_edge_run_pulls_a_signed_model_and_serves_it(tmp_path: Path) -> None:
     import httpx
     import torch
 
-    from skyline.edge.cloud_app import create_cloud_app, edge_authority
-    from skyline.edge.ingest import IngestStore
+    from skyline.edge.cloud import CloudConfig, EdgeCloud
+    from skyline.edge.cloud_app import edge_authority
     from skyline.edge.publish import publish_model
     from skyline.security.rbac import Role
     from skyline.security.signing import generate_signing_keys
     from skyline.security.tokens import TokenAuthority
-    from skyline.serving.server import BackgroundServer
     from skyline.training.models import build_model
 
     private, public = generate_signing_keys(tmp_path / "signing.key", tmp_path / "signing.pub")
@@ -131,11 +140,13 @@ def test_edge_run_pulls_a_signed_model_and_serves_it(tmp_path: Path) -> None:
         version=1,
         private_key=private,
     )
-    ingest = IngestStore(tmp_path / "ingest.db")
     authority, token = edge_authority(tmp_path / "cloud-tokens.json")
-    app = create_cloud_app(ingest=ingest, authority=authority, repository=tmp_path / "repo")
+    config = CloudConfig(
+        repository=tmp_path / "repo", tokens=tmp_path / "cloud-tokens.json", ingest=tmp_path / "ingest.db",
+        public_key=public, port=0,
+    )  # fmt: skip
     port = _free_port()
-    with BackgroundServer(app) as cloud:
+    with EdgeCloud(config, authority=authority) as cloud:
         args = [
             "edge",
             "run",
@@ -187,5 +198,4 @@ def test_edge_run_pulls_a_signed_model_and_serves_it(tmp_path: Path) -> None:
         finally:
             agent.send_signal(signal.SIGTERM)
             _, stderr = agent.communicate(timeout=30)
-    ingest.close()
     assert agent.returncode == 0, stderr

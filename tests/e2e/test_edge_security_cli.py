@@ -42,6 +42,8 @@ def test_edge_cloud_serves_https_audits_and_rate_limits(tmp_path: Path) -> None:
         str(tokens),
         "--ingest",
         str(tmp_path / "in.db"),
+        "--repository",
+        str(tmp_path / "repo"),
     ]
     args += ["--tls-cert", str(cert), "--tls-key", str(key), "--audit-log", str(log), "--rate-limit", "1"]
     stderr = tmp_path / "stderr.txt"

@@ -9,15 +9,13 @@ import numpy as np
 import pytest
 
 from skyline.edge.cascade import CascadeRouter
-from skyline.edge.cloud_app import create_cloud_app, edge_authority
 from skyline.edge.cloud_client import CloudClient
 from skyline.edge.detector import HardExampleDetector
-from skyline.edge.ingest import IngestStore
 from skyline.edge.link import LinkConditions, LinkProxy
 from skyline.errors import AuthError, UnavailableError
 from skyline.security.rbac import Role
 from skyline.security.tokens import TokenAuthority
-from skyline.serving.server import BackgroundServer
+from skyline.testing.edge import EdgeWorld, constant_classifier, edge_world
 
 pytestmark = pytest.mark.integration
 
@@ -26,22 +24,22 @@ def _edge(x: np.ndarray) -> np.ndarray:
     return np.array([[0.4, 0.35, 0.25]], dtype=np.float32)  # always unsure: always offloaded
 
 
-def _cloud_model(x: np.ndarray) -> np.ndarray:
-    return np.tile(np.array([[0.0, 0.0, 1.0]], dtype=np.float32), (x.shape[0], 1))
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[EdgeWorld]:
+    cloud_model = constant_classifier((1, 8, 8), label=2)  # the cloud says 2 to everything
+    with edge_world(tmp_path, served=[(cloud_model, {"name": "cloud", "input_shape": (1, 8, 8)})]) as built:
+        yield built
 
 
 @pytest.fixture
-def token(tmp_path: Path) -> tuple[TokenAuthority, str]:
-    return edge_authority(tmp_path / "tokens.json")
+def token(world: EdgeWorld) -> tuple[TokenAuthority, str]:
+    return world.cloud.authority, world.token
 
 
 @pytest.fixture
-def proxy(tmp_path: Path, token: tuple[TokenAuthority, str]) -> Iterator[LinkProxy]:
-    ingest = IngestStore(tmp_path / "ingest.db")
-    app = create_cloud_app(ingest=ingest, authority=token[0], models={"cloud": _cloud_model})
-    with BackgroundServer(app) as server, LinkProxy(server.port, LinkConditions(latency_ms=1)) as link:
+def proxy(world: EdgeWorld) -> Iterator[LinkProxy]:
+    with LinkProxy(world.cloud.port, LinkConditions(latency_ms=1)) as link:
         yield link
-    ingest.close()
 
 
 def _router(link: LinkProxy, timeout_s: float, token: str) -> tuple[CascadeRouter, CloudClient]:
@@ -71,16 +69,16 @@ def test_cloud_outage_and_bad_token(proxy: LinkProxy, token: tuple[TokenAuthorit
     proxy.set_outage(True)
     client = CloudClient(proxy.url, token=token[1], timeout_s=1.0)
     with pytest.raises(UnavailableError, match="unreachable"):
-        client.infer("cloud", np.zeros((1, 4), np.float32))
+        client.infer("cloud", np.zeros((1, 1, 8, 8), np.float32))
     proxy.set_outage(False)
     wrong = CloudClient(proxy.url, token="wrong", timeout_s=1.0)
     with pytest.raises(AuthError):
-        wrong.infer("cloud", np.zeros((1, 4), np.float32))
+        wrong.infer("cloud", np.zeros((1, 1, 8, 8), np.float32))
     client.close()
     wrong.close()
     viewer = CloudClient(proxy.url, token=token[0].issue("viewer-1", Role.VIEWER), timeout_s=1.0)
     with pytest.raises(AuthError):  # deny by default: a viewer may not invoke models
-        viewer.infer("cloud", np.zeros((1, 4), np.float32))
+        viewer.infer("cloud", np.zeros((1, 1, 8, 8), np.float32))
     viewer.close()
 
 

@@ -6,27 +6,43 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
-from skyline.edge.cloud_app import create_cloud_app
+from skyline.edge.cloud import CloudConfig, EdgeCloud
 from skyline.edge.cloud_client import CloudClient
-from skyline.edge.ingest import IngestStore
+from skyline.edge.publish import publish_model
 from skyline.edge.uplink_sender import SenderConfig, UplinkSender
 from skyline.edge.uplink_store import UplinkPolicy, UplinkStore
 from skyline.errors import UnavailableError
 from skyline.security.audit import verify_audit_log
+from skyline.security.signing import generate_signing_keys
 from skyline.security.tls import generate_self_signed
 from skyline.security.tokens import TokenAuthority
-from skyline.serving.server import BackgroundServer
+from skyline.testing.edge import constant_classifier
 
 pytestmark = pytest.mark.integration
 
 
-def _classify(x: np.ndarray) -> np.ndarray:
-    return np.full((x.shape[0], 3), 1 / 3, dtype=np.float32)
+def _cloud(folder: Path, authority: TokenAuthority, **options: Any) -> EdgeCloud:
+    """An edge cloud serving model ``m`` (4 features → 3 classes), with ``options`` of `CloudConfig`."""
+    private, public = generate_signing_keys(folder / "signing.key", folder / "signing.pub")
+    publish_model(
+        constant_classifier((4,), label=1),
+        (4,),
+        root=folder / "repo",
+        name="m",
+        version=1,
+        private_key=private,
+    )
+    config = CloudConfig(
+        repository=folder / "repo", tokens=folder / "t.json", ingest=folder / "ingest.db", port=0,
+        public_key=public, **options,
+    )  # fmt: skip
+    return EdgeCloud(config, authority=authority)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -37,11 +53,9 @@ def test_edge_clients_verify_the_clouds_certificate(tmp_path: Path) -> None:
     cert, key = generate_self_signed(tmp_path / "cloud.crt", tmp_path / "cloud.key")
     authority = TokenAuthority(tmp_path / "tokens.json")
     token = authority.issue("edge-1", "edge")
-    ingest = IngestStore(tmp_path / "ingest.db")
-    app = create_cloud_app(ingest=ingest, authority=authority, models={"m": _classify})
     store = UplinkStore(tmp_path / "uplink.db", UplinkPolicy())
     store.put("hard-example", {"score": 0.9})
-    with BackgroundServer(app, tls=(cert, key)) as server:
+    with _cloud(tmp_path, authority, tls=(cert, key)) as server:
         assert server.url.startswith("https://127.0.0.1:")
         trusted = CloudClient(server.url, token=token, timeout_s=30, ca=cert)
         probs = trusted.infer("m", np.zeros((2, 4), np.float32))
@@ -66,15 +80,12 @@ def test_uplink_and_telemetry_are_audited_and_inference_is_not(tmp_path: Path) -
     authority = TokenAuthority(tmp_path / "tokens.json")
     edge, viewer = authority.issue("edge-1", "edge"), authority.issue("eve", "viewer")
     log = tmp_path / "audit.jsonl"
-    app = create_cloud_app(
-        ingest=IngestStore(tmp_path / "ingest.db"),
-        authority=authority,
-        models={"m": _classify},
-        audit_log=log,
-    )
-    infer = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [0.0] * 4}]}
+    infer = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [0.0] * 4}]}
     records = {"records": [{"id": "r1", "kind": "k", "payload": {}, "created_at": 1.0}]}
-    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+    with (
+        _cloud(tmp_path, authority, audit_log=log) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
         assert client.post("/v2/models/m/infer", json=infer, headers=bearer(edge)).status_code == 200
         assert client.post("/v1/echo", content=b"x", headers=bearer(edge)).status_code == 200
         assert client.post("/v1/uplink", json=records, headers=bearer(edge)).status_code == 200
@@ -96,10 +107,10 @@ def test_uplink_and_telemetry_are_audited_and_inference_is_not(tmp_path: Path) -
 def test_each_edge_token_has_its_own_rate_limit(tmp_path: Path) -> None:
     authority = TokenAuthority(tmp_path / "tokens.json")
     first, second = authority.issue("edge-1", "edge"), authority.issue("edge-2", "edge")
-    app = create_cloud_app(
-        ingest=IngestStore(tmp_path / "ingest.db"), authority=authority, rate_limit_per_s=1.0
-    )  # burst of 2
-    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+    with (
+        _cloud(tmp_path, authority, rate_limit_per_s=1.0) as server,  # burst of 2
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
         answers = [client.post("/v1/echo", content=b"x", headers=bearer(first)) for _ in range(6)]
         assert [a.status_code for a in answers[:2]] == [200, 200]
         limited = next(a for a in answers if a.status_code == 429)  # refills 1/s: 6 quick calls overflow

@@ -15,14 +15,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from skyline.edge.cloud_app import create_cloud_app, edge_authority
+from skyline.edge.cloud import CloudConfig, EdgeCloud
+from skyline.edge.cloud_app import edge_authority
 from skyline.edge.ingest import IngestStore
 from skyline.edge.link import LinkConditions, LinkProxy
 from skyline.edge.uplink_sender import SenderConfig, UplinkSender
 from skyline.edge.uplink_store import UplinkStore
 from skyline.security.rbac import Role
 from skyline.security.tokens import TokenAuthority
-from skyline.serving.server import BackgroundServer
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +35,20 @@ def authority(tmp_path_factory: pytest.TempPathFactory) -> tuple[TokenAuthority,
 @pytest.fixture(scope="module")
 def cloud(
     tmp_path_factory: pytest.TempPathFactory, authority: tuple[TokenAuthority, str]
-) -> Iterator[tuple[BackgroundServer, IngestStore]]:
-    ingest = IngestStore(tmp_path_factory.mktemp("cloud") / "ingest.db")
-    with BackgroundServer(create_cloud_app(ingest=ingest, authority=authority[0])) as server:
-        yield server, ingest
-    ingest.close()
+) -> Iterator[tuple[EdgeCloud, IngestStore]]:
+    with _cloud(tmp_path_factory.mktemp("cloud"), authority[0]) as server:
+        yield server, server.ingest
+
+
+def _cloud(folder: Path, authority: TokenAuthority) -> EdgeCloud:
+    config = CloudConfig(
+        repository=folder / "repo", tokens=folder / "t.json", ingest=folder / "ingest.db", port=0
+    )
+    return EdgeCloud(config, authority=authority)
 
 
 def test_uplink_requires_token(
-    cloud: tuple[BackgroundServer, IngestStore], authority: tuple[TokenAuthority, str]
+    cloud: tuple[EdgeCloud, IngestStore], authority: tuple[TokenAuthority, str]
 ) -> None:
     server, _ = cloud
     token = authority[1]
@@ -54,7 +59,7 @@ def test_uplink_requires_token(
     assert denied.status_code == 403 and "error" in denied.json()  # only edge (and admin) tokens uplink
     too_big = httpx.post(
         server.url + "/v1/uplink",
-        content=b"x" * (8 * 1024 * 1024),
+        content=b"x" * (65 * 1024 * 1024),  # over the inference server's 64 MiB cap
         headers={"authorization": f"Bearer {token}"},
     )
     assert too_big.status_code == 413 and "error" in too_big.json()
@@ -73,7 +78,7 @@ def test_uplink_requires_token(
 )
 def test_exactly_once_under_outages_and_lost_acks(
     ops: list[str],
-    cloud: tuple[BackgroundServer, IngestStore],
+    cloud: tuple[EdgeCloud, IngestStore],
     authority: tuple[TokenAuthority, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -130,13 +135,13 @@ def _spawn(store: Path, url: str, token: str, records: int) -> subprocess.Popen[
 
 @pytest.mark.slow
 def test_sigkilled_agent_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
-    ingest = IngestStore(tmp_path / "cloud.db")
     records, rng = 300, random.Random(7)
     authority, token = edge_authority(tmp_path / "tokens.json")
     with (
-        BackgroundServer(create_cloud_app(ingest=ingest, authority=authority)) as server,
+        _cloud(tmp_path / "cloud", authority) as server,
         LinkProxy(server.port, LinkConditions(latency_ms=2, bandwidth_mbps=20)) as link,
     ):
+        ingest = server.ingest
         kills = 0
         for round_index in range(12):
             worker = _spawn(tmp_path / "edge.db", link.url, token, records)
@@ -154,8 +159,7 @@ def test_sigkilled_agent_loses_nothing_and_duplicates_nothing(tmp_path: Path) ->
         else:
             worker = _spawn(tmp_path / "edge.db", link.url, token, records)
             assert worker.wait(timeout=60) == 0, (tmp_path / "worker.log").read_text()
+        assert sorted(ingest.ids()) == sorted(f"rec-{i}" for i in range(records))
     assert kills >= 1
-    assert sorted(ingest.ids()) == sorted(f"rec-{i}" for i in range(records))
     with UplinkStore(tmp_path / "edge.db") as store:
         assert len(store) == 0 and store.integrity_ok()
-    ingest.close()

@@ -1,13 +1,15 @@
-"""Neurosurgeon's partition choice against brute force; int8 activations; split == whole model."""
+"""Neurosurgeon's partition choice against brute force; int8 activations; where an ONNX graph can be cut,
+and its segments chained == the whole model."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skyline.edge.cloud_app import decode_activation
 from skyline.edge.partition import (
     LayerProfile,
     NetworkProfile,
@@ -15,15 +17,9 @@ from skyline.edge.partition import (
     choose_partition,
     partition_latency_ms,
 )
-from skyline.edge.split import (
-    SPLIT_NETWORKS,
-    encode_activation,
-    layer_names,
-    run_layers,
-    split_network,
-    tail_runner,
-)
+from skyline.edge.split import SplitModel, decode_activation, encode_activation
 from skyline.errors import ConfigError
+from skyline.serving.split_artifact import cut_points, write_split
 
 pytestmark = pytest.mark.unit
 
@@ -80,38 +76,64 @@ def test_int8_activation_round_trip_is_within_one_step() -> None:
     np.testing.assert_array_equal(exact, activation)
 
 
-@pytest.mark.parametrize("name", sorted(SPLIT_NETWORKS))
-def test_every_cut_gives_the_whole_models_answer(name: str) -> None:
-    network = SPLIT_NETWORKS[name]
-    model = network.build(seed=1)
-    x = np.random.default_rng(1).normal(size=(1, *network.input_shape)).astype(np.float32)
-    tail = tail_runner(model)
-    whole = tail(0, x)
-    for k in range(1, len(model)):
-        np.testing.assert_allclose(tail(k, run_layers(model, 0, k, x)), whole, rtol=1e-5, atol=1e-6)
+def _graph(nodes: list[tuple[str, list[str], str]], width: int = 4) -> object:
+    """An ONNX model over input ``x`` (batch, width) whose nodes are (op, inputs, output); the last is ``y``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.eye(width, dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node(op, inputs, [out]) for op, inputs, out in nodes], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])], initializer=[weight],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.checker.check_model(model)
+    return model
 
 
-def test_split_executor_matches_the_whole_model_at_every_cut() -> None:
-    from skyline.edge.split import SplitExecutor
+def test_a_chain_can_be_cut_between_every_two_nodes() -> None:
+    chain = _graph([("MatMul", ["x", "w"], "a"), ("Relu", ["a"], "b"), ("MatMul", ["b", "w"], "y")])
+    assert cut_points(chain) == ["a", "b"]
 
-    model = split_network(seed=2)
-    tail = tail_runner(model)
-    x = np.random.default_rng(2).normal(size=(1, 3, 64, 64)).astype(np.float32)
-    whole = tail(0, x)
-    for int8 in (False, True):
-        executor = SplitExecutor(
-            model,
-            lambda k, sent: tail(k, decode_activation(sent.payload, sent.headers)),
-            edge_ms=[0.0] * len(model),
-            int8=int8,
-        )
-        for k in range(len(model) + 1):
-            executor.partition = k
-            probs = executor.infer(x)
-            if int8 and k < len(model):
-                np.testing.assert_allclose(probs, whole, atol=0.05)  # quantized activations: close, not equal
-            else:
-                np.testing.assert_allclose(probs, whole, rtol=1e-5, atol=1e-6)
+
+def test_a_residual_block_is_cut_only_around_it() -> None:
+    # a → (b = relu a) → c = a + b: inside the block both a and b are alive, so no cut between them.
+    residual = _graph([
+        ("MatMul", ["x", "w"], "a"), ("Relu", ["a"], "b"), ("Add", ["a", "b"], "c"), ("MatMul", ["c", "w"], "y"),
+    ])  # fmt: skip
+    assert cut_points(residual) == ["a", "c"]
+
+
+def test_the_segments_chained_give_the_whole_models_answer(tmp_path: Path) -> None:
+    import onnx
+
+    from skyline.edge.local_model import LocalModel
+    from skyline.serving.repository import ModelRepository
+
+    residual = _graph([
+        ("MatMul", ["x", "w"], "a"), ("Relu", ["a"], "b"), ("Add", ["a", "b"], "c"), ("Sigmoid", ["c"], "y"),
+    ])  # fmt: skip
+    onnx.save(residual, str(tmp_path / "m.onnx"))
+    ModelRepository(tmp_path).add(tmp_path / "m.onnx", name="m", version=1, split=True)
+    folder = tmp_path / "m" / "1"
+    model = SplitModel(folder)
+    assert [s.input.name for s in model.spec.segments] == ["x", "a", "c"]
+    assert model.spec.cut_bytes(0) == 16 and model.spec.cut_bytes(3) == 0
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    whole = LocalModel(folder, 1).predict(x)
+    for k in range(len(model)):
+        np.testing.assert_allclose(model.tail(k, model.run(0, k, x)), whole, rtol=1e-6)
+    with pytest.raises(ConfigError, match="cut 1 must have shape"):
+        model.tail(1, x[:, :2])
+
+
+def test_a_graph_with_no_cut_is_refused(tmp_path: Path) -> None:
+    import onnx
+
+    onnx.save(_graph([("MatMul", ["x", "w"], "y")]), str(tmp_path / "one.onnx"))
+    with pytest.raises(ConfigError, match="cannot be split"):
+        write_split(tmp_path / "one.onnx", tmp_path / "out")
 
 
 def test_controller_rechooses_when_the_network_changes() -> None:
@@ -150,11 +172,3 @@ def test_tail_overhead_and_cloud_factor_enter_every_cloud_cut() -> None:
     )
     with pytest.raises(ConfigError):
         NetworkProfile(bandwidth_mbps=1.0, rtt_ms=1.0, cloud_factor=0.0)
-
-
-def test_patchify_network_cuts_between_blocks() -> None:
-    model = SPLIT_NETWORKS["split-patchify"].build(seed=0)
-    names = layer_names(model)
-    assert names[0] == "0:conv2d+relu" and names[3] == "3:maxpool2d" and names[-1] == "8:linear"
-    x = np.zeros((1, 3, 128, 128), dtype=np.float32)
-    assert run_layers(model, 0, 1, x).size * 3 == x.size  # the stem shrinks the input 3×

@@ -1,4 +1,5 @@
-"""`skyline fl`: federated learning with Flower across (simulated) edge agents."""
+"""`skyline fl`: federated learning with Flower — simulated (`run`), on local processes (`deploy`), or run
+by the edge agents themselves (`start`)."""
 
 from __future__ import annotations
 
@@ -142,4 +143,62 @@ def deploy(
     console.print(
         f"rounds: {result['rounds']}  final accuracy: {result['final_accuracy']:.4f}  "
         f"centralized: {result['centralized_accuracy']:.4f}  ε: {result['epsilon']}  ({result['deployment']})"
+    )
+
+
+@fl_app.command("start")
+def start(
+    model: str = typer.Option(..., help="The repository model to train on the agents and publish."),
+    repo: Path = typer.Option(..., help="The edge cloud's model repository."),
+    superlink: str = typer.Option(
+        ..., help="The cloud's SuperLink HOST:PORT (skyline edge cloud --superlink-port)."
+    ),
+    sign_key: Path = typer.Option(..., help="Ed25519 private key that signs the published version."),
+    eval_data: Path = typer.Option(
+        ..., help="Held-out rows (.npz shards) the aggregated model is evaluated on."
+    ),
+    agents: int = typer.Option(2, help="Agents (SuperNodes) that take part in every round."),
+    rounds: int = typer.Option(3, help="Federated rounds."),
+    strategy: str = STRATEGY,
+    proximal_mu: float = PROXIMAL_MU,
+    local_epochs: int = LOCAL_EPOCHS,
+    batch_size: int = BATCH_SIZE,
+    lr: float = LR,
+    dp_epsilon: float | None = typer.Option(
+        None, "--dp-epsilon", help="Record-level DP: the ε the run may spend."
+    ),
+    secagg: bool = typer.Option(False, "--secagg", help="Secure aggregation (SecAgg+)."),
+    arch: str | None = typer.Option(
+        None, help="Architecture to train from scratch (no weights to continue)."
+    ),
+    min_accuracy: float | None = typer.Option(None, help="Publish only when this accurate on --eval-data."),
+    ca: Path | None = typer.Option(None, "--ca", help="Certificate the SuperLink's TLS must chain to."),
+    workdir: Path = typer.Option(Path("runs/fl-start"), help="Where the run's app, logs and weights go."),
+    seed: int = SEED,
+    json_path: Path | None = JSON_PATH,
+) -> None:
+    """Federated rounds run by the edge agents (`skyline edge run --fl`) on the data they hold; the aggregated
+    model is evaluated, signed and published as the next version (held until `skyline edge rollout`)."""
+    from skyline.edge.fleet_training import FleetTrainingConfig, train_on_fleet
+    from skyline.federated.local_training import LocalTraining
+
+    config = FleetTrainingConfig(
+        repository=repo, model=model, superlink=superlink, private_key=sign_key, eval_data=eval_data,
+        workdir=workdir, agents=agents, rounds=rounds, strategy=strategy, proximal_mu=proximal_mu,
+        local=LocalTraining(epochs=local_epochs, batch_size=batch_size, lr=lr), dp_epsilon=dp_epsilon,
+        secagg=secagg, seed=seed, arch=arch, min_accuracy=min_accuracy, ca=ca,
+    )  # fmt: skip
+    result = train_on_fleet(config)
+    if json_path is not None:
+        write_json(json_path, result)
+        return
+    published = result["published_version"]
+    console.print(
+        f"rounds: {result['rounds']}  accuracy: {result['accuracy']:.4f}  ε: {result['epsilon']}  "
+        f"{result['round_seconds']:.1f} s per round; "
+        + (
+            f"published {model} v{published} (held: roll it out with skyline edge rollout {model}:{published})"
+            if published is not None
+            else f"not published: {result['not_published']}"
+        )
     )

@@ -138,6 +138,7 @@ def pack(
         None, help="Size for dynamic non-batch dimensions (sequence length)."
     ),
     sign_key: Path | None = typer.Option(None, help="Ed25519 private key: also write a signed manifest."),
+    split: bool = typer.Option(False, "--split", help="Also cut the ONNX graph into segments (split inference)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the manifest here."),
 ) -> None:
     """Add MODEL to the repository as NAME/VERSION with its manifest (sha256, inputs, outputs, batching)."""
@@ -160,7 +161,7 @@ def pack(
     repository = ModelRepository(repo)
     manifest = repository.add(
         model, name=name, version=version, inputs=specs[0], outputs=specs[1], batching=batching,
-        dynamic_size=dynamic_size,
+        dynamic_size=dynamic_size, split=split,
     )  # fmt: skip
     if sign_key is not None:
         from skyline.security.signing import sign_directory

@@ -1,6 +1,6 @@
 """`skyline edge eval --strategy cascade`: edge model, cloud model and the cascade, over a real HTTP link.
 
-The cloud model is served by the cloud app on 127.0.0.1 behind the emulated link; each test input is
+The cloud model is published (signed) and served by the edge cloud on 127.0.0.1 behind the emulated link; each test input is
 answered by a `CascadeRouter` one at a time, so ``latency_p50_ms`` includes the real round trips of the
 offloaded inputs. The threshold is calibrated on the validation split only.
 """
@@ -16,14 +16,13 @@ from typing import Any
 import numpy as np
 
 from skyline.edge.cascade import CascadeRouter
-from skyline.edge.cloud_app import create_cloud_app, edge_authority
+from skyline.edge.cloud import EdgeCloud, serving_cloud
+from skyline.edge.cloud_app import edge_authority
 from skyline.edge.cloud_client import CloudClient
 from skyline.edge.detector import HardExampleDetector, hardness, threshold_for_accuracy, threshold_for_offload
 from skyline.edge.digit_models import DigitModels, predict_proba, train_digit_models
-from skyline.edge.ingest import IngestStore
 from skyline.edge.link import LinkConditions, LinkProxy
 from skyline.errors import ConfigError
-from skyline.serving.server import BackgroundServer
 
 CLOUD_MODEL = "cloud-classifier"
 
@@ -80,14 +79,12 @@ def evaluate_cascade(
     detector = calibrate(models, config)
     test_x, test_y = models.splits.test.x.numpy(), models.splits.test.y.numpy()
     with tempfile.TemporaryDirectory() as tmp:
-        authority, token = edge_authority(Path(tmp) / "tokens.json")
-        ingest = IngestStore(Path(tmp) / "ingest.db")
-        app = create_cloud_app(
-            ingest=ingest,
-            authority=authority,
-            models={CLOUD_MODEL: lambda x: predict_proba(models.cloud, x)},
-        )
-        with BackgroundServer(app) as server, LinkProxy(server.port, config.link) as link:
+        cloud_config = serving_cloud(Path(tmp), {CLOUD_MODEL: models.cloud}, models.splits.input_shape)
+        authority, token = edge_authority(cloud_config.tokens)
+        with (
+            EdgeCloud(cloud_config, authority=authority) as cloud,
+            LinkProxy(cloud.port, config.link) as link,
+        ):
             client = CloudClient(link.url, token=token, timeout_s=config.cloud_timeout_s)
             router = CascadeRouter(
                 edge=lambda x: predict_proba(models.edge, x),
@@ -100,7 +97,6 @@ def evaluate_cascade(
                 if advance is not None:
                     advance(1)
             client.close()
-        ingest.close()
     labels = np.array([a.label for a in answers])
     return {
         "edge_accuracy": float((predict_proba(models.edge, test_x).argmax(axis=1) == test_y).mean()),

@@ -1,7 +1,8 @@
 """The edge/cloud model pair used by cascade evaluation, the demo and federated learning: digits, trained here.
 
 The edge model is small (``mlp``: 64-128-64-10, ~17k parameters), the cloud model big
-(``cnn``: two conv blocks, ~170k parameters); both come from `skyline.training`'s registry and data splits.
+(``cnn``: two conv blocks, ~170k parameters); both come from `skyline.training`'s registry, data splits and
+fit loop.
 """
 
 from __future__ import annotations
@@ -13,43 +14,21 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from skyline.errors import ConfigError
 from skyline.training.data import DatasetSplits, Split, load_dataset
+from skyline.training.fit import FitConfig, fit
 from skyline.training.models import build_model
 
 FloatArray = npt.NDArray[np.float32]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FitSettings:
-    """Plain mini-batch Adam; enough for digits in a few seconds on one core."""
-
-    epochs: int = 30
-    lr: float = 3e-3
-    batch_size: int = 64
-    weight_decay: float = 1e-4
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError(
-                f"epochs, batch_size and lr must be positive, got {self.epochs}, {self.batch_size}, {self.lr}"
-            )
+def fit_settings(*, epochs: int = 30, seed: int = 0) -> FitConfig:
+    """Plain mini-batch Adam (lr 3e-3, batches of 64, weight decay 1e-4); enough for digits in seconds."""
+    return FitConfig(epochs=epochs, lr=3e-3, batch_size=64, weight_decay=1e-4, seed=seed, optimizer="adam")
 
 
-def fit(model: nn.Module, split: Split, settings: FitSettings) -> nn.Module:
-    """Train ``model`` on ``split`` with cross-entropy; returns it in eval mode."""
-    generator = torch.Generator().manual_seed(settings.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    for _ in range(settings.epochs):
-        order = torch.randperm(len(split), generator=generator)
-        for start in range(0, len(split), settings.batch_size):
-            rows = order[start : start + settings.batch_size]
-            optimizer.zero_grad()
-            loss_fn(model(split.x[rows]), split.y[rows]).backward()
-            optimizer.step()
+def fit_model(model: nn.Module, split: Split, settings: FitConfig) -> nn.Module:
+    """Train ``model`` on ``split`` with `skyline.training.fit` (cross-entropy); returns it in eval mode."""
+    fit(model, split.x, split.y, settings)
     return model.eval()
 
 
@@ -84,7 +63,9 @@ def train_digit_models(
     torch.manual_seed(seed)
     edge = build_model(edge_model, splits.input_shape, splits.num_classes)
     cloud = build_model(cloud_model, splits.input_shape, splits.num_classes)
-    settings = FitSettings(epochs=epochs, seed=seed)
+    settings = fit_settings(epochs=epochs, seed=seed)
     return DigitModels(
-        splits=splits, edge=fit(edge, splits.train, settings), cloud=fit(cloud, splits.train, settings)
+        splits=splits,
+        edge=fit_model(edge, splits.train, settings),
+        cloud=fit_model(cloud, splits.train, settings),
     )

@@ -103,3 +103,18 @@ class IngestStore:
         with self._lock:
             found = dict(self._db.execute("SELECT name, value FROM ingest_counters").fetchall())
         return {"accepted": int(found.get("accepted", 0)), "duplicates": int(found.get("duplicates", 0))}
+
+    def labelled_accuracy(self, model: str, version: int, agents: Sequence[str]) -> tuple[int, int]:
+        """(answered right, answered) over the ``labelled`` records that ``agents`` uplinked for ``model``
+        ``version``: each record carries the agent, the model version, the label and the prediction."""
+        if not agents:
+            return 0, 0
+        marks = ",".join("?" * len(agents))
+        query = (
+            "SELECT COALESCE(SUM(json_extract(payload, '$.label') = json_extract(payload, '$.predicted')), 0), "
+            "COUNT(*) FROM ingested WHERE kind = 'labelled' AND json_extract(payload, '$.model') = ? "
+            f"AND json_extract(payload, '$.model_version') = ? AND json_extract(payload, '$.agent') IN ({marks})"
+        )
+        with self._lock:
+            correct, total = self._db.execute(query, (model, version, *agents)).fetchone()
+        return int(correct), int(total)

@@ -1,9 +1,13 @@
-"""Pull model versions from the cloud's repository; verify before an atomic swap.
+"""Keep the agent on the version of its model the fleet wants; verify before an atomic swap.
 
-A new version is downloaded into a private staging folder, its Ed25519-signed manifest is verified
-(signature, every file's sha256, version newer than the one in use: no rollback), and only then is the
-folder renamed into place and the ``current`` pointer replaced with ``os.replace`` — atomic on POSIX. A
-failed or tampered download is deleted and counted; the model in use is never touched by it.
+The agent asks the cloud which version it should run (`skyline.edge.fleet`: a rollout wave's, the
+fleet's pinned one, or the newest). A version it has not installed yet is downloaded into a private
+staging folder, its Ed25519-signed manifest is verified (signature, every file's sha256, and — TUF's
+rule — a version above every one accepted before), and only then is the folder renamed into place and the
+``current`` pointer replaced with ``os.replace`` — atomic on POSIX. A failed or tampered download is
+deleted and counted; the model in use is never touched by it. Going back to an older version (a rollout
+rolled back) is allowed only to a version this agent verified and ran before, and it is verified again
+from disk first; an older version it never had is refused.
 
 Layout under the agent's store::
 
@@ -38,9 +42,9 @@ class SyncCounts:
 class ModelSync:
     """Keeps ``store/models/<model>`` at the newest verified version the cloud offers."""
 
-    def __init__(self, *, store: Path, model: str, http: httpx.Client, public_key: Path | None) -> None:
-        """``public_key`` None (a split agent, whose network is built in) refuses every download."""
+    def __init__(self, *, store: Path, model: str, http: httpx.Client, public_key: Path, agent: str) -> None:
         self.store, self.model, self.http, self.public_key = Path(store), model, http, public_key
+        self.agent = agent
         self.counts = SyncCounts()
         self.model_root.mkdir(parents=True, exist_ok=True)
         (self.store / "staging").mkdir(parents=True, exist_ok=True)
@@ -70,35 +74,62 @@ class ModelSync:
             )
         return response
 
-    def check(self) -> int | None:
-        """Install the newest version if it is newer than the current one; returns the installed version or None.
+    def installed(self) -> list[int]:
+        """Versions verified and installed here before, oldest first."""
+        return sorted(int(p.name) for p in self.model_root.iterdir() if p.is_dir() and p.name.isdigit())
 
-        Raises `IntegrityError` (download refused, current model kept) or `UnavailableError` (cloud away).
-        """
-        self.counts.checks += 1
+    def desired(self) -> int | None:
+        """The version the fleet wants this agent to run (None: nothing published yet)."""
         try:
-            versions: list[int] = self._get(f"/v1/repository/{self.model}").json()["versions"]
+            answer = self._get(f"/v1/fleet/agents/{self.agent}/models/{self.model}").json()
+            return None if answer["version"] is None else int(answer["version"])
         except UnavailableError as exc:
             self.counts.unreachable += 1
             self.counts.last_error = str(exc)
             raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UnavailableError(f"the cloud sent a malformed desired version: {exc}") from exc
+
+    def check(self) -> int | None:
+        """Switch to the desired version if it is not the current one; returns it, or None when nothing changed.
+
+        Raises `IntegrityError` (refused: the current model is kept) or `UnavailableError` (cloud away).
+        """
+        self.counts.checks += 1
+        version = self.desired()
         current = self.current_version()
-        newer = [v for v in versions if current is None or v > current]
-        if not newer:
+        if version is None or version == current:
             return None
-        return self._install(max(newer), current)
+        installed = self.installed()
+        if version in installed:
+            try:
+                verify_directory(self.model_root / str(version), self.public_key)
+            except IntegrityError as exc:
+                self.counts.refused += 1
+                self.counts.last_error = str(exc)
+                raise
+            self._point_to(version)
+            self.counts.installed += 1
+            return version
+        if installed and version < max(installed):
+            self.counts.refused += 1
+            raise IntegrityError(
+                f"the cloud asks for version {version} of {self.model!r}, older than version {max(installed)} "
+                "accepted here and never installed: rollback refused"
+            )
+        return self._install(version, max(installed) if installed else None)
 
     def _install(self, version: int, current: int | None) -> int:
-        if self.public_key is None:
-            raise IntegrityError(
-                f"no public key to verify version {version} of {self.model!r}; pass --public-key"
-            )
         staging = Path(tempfile.mkdtemp(prefix=f"{self.model}-{version}-", dir=self.store / "staging"))
         try:
             for name in self._get(f"/v1/repository/{self.model}/{version}").json()["files"]:
-                (staging / name).write_bytes(
-                    self._get(f"/v1/repository/{self.model}/{version}/{name}").content
-                )
+                target = (staging / name).resolve()
+                if staging.resolve() not in target.parents:
+                    raise IntegrityError(
+                        f"the repository lists {name!r}, a path outside the version: refused"
+                    )
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(self._get(f"/v1/repository/{self.model}/{version}/{name}").content)
             manifest = verify_directory(
                 staging, self.public_key, min_version=None if current is None else current + 1
             )

@@ -1,133 +1,98 @@
-"""Split inference: profile a sequential network layer by layer, run its head on the edge, its tail in the cloud.
+"""Split inference of a signed, splittable model version: run segments ``[start, stop)`` of it, profile them.
 
-The edge device is emulated on this host: its per-layer latency is the cloud's profiled latency times
-``edge_slowdown``, and `SplitExecutor` computes the head for real and waits out the rest of that time.
-Activations cross the link as raw float32 bytes, or int8 (per-tensor affine quantization, 4× fewer bytes).
+Edge and cloud load the SAME verified version folder (`skyline.serving.split_artifact` wrote its
+segments; `skyline.security.signing` verified them) with the serving runtime family, each side profiles
+the segments on its own hardware, and Neurosurgeon's cut comes from both profiles and the measured link
+(`skyline.edge.partition`). Activations cross the link as raw float32 bytes, or int8 (per-tensor affine
+quantization, 4× fewer bytes).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import torch
-from torch import nn
 
-from skyline.edge.partition import LayerProfile
+from skyline.edge.local_model import as_probabilities
 from skyline.errors import ConfigError
+from skyline.serving.runtime import Runtime, load_runtime
+from skyline.serving.split_artifact import SplitSpec, read_split
 
 FloatArray = npt.NDArray[np.float32]
-SPLIT_INPUT_SHAPE = (3, 64, 64)
 
 
-def split_network(*, num_classes: int = 10, seed: int = 0) -> nn.Sequential:
-    """A VGG-style stack for 3×64×64 images whose activations first grow, then shrink (Neurosurgeon's case)."""
-    torch.manual_seed(seed)
-    layers: list[nn.Module] = []
-    channels = 3
-    for width in (32, 64, 128, 128):
-        layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-        channels = width
-    layers += [nn.Flatten(), nn.Linear(128 * 4 * 4, 256), nn.ReLU(), nn.Linear(256, num_classes)]
-    return nn.Sequential(*layers).eval()
+class SplitModel:
+    """The segments of one verified version, each an ONNX Runtime session (``threads`` intra-op threads)."""
 
+    def __init__(self, folder: Path, *, threads: int = 1) -> None:
+        self.folder = Path(folder)
+        self.spec: SplitSpec = read_split(self.folder)
+        self._runtimes: list[Runtime] = [
+            load_runtime("onnx", self.folder / s.file, (s.input,), (s.output,), threads)
+            for s in self.spec.segments
+        ]
 
-PATCHIFY_INPUT_SHAPE = (3, 128, 128)
+    def __len__(self) -> int:
+        return len(self._runtimes)
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One input's shape (no batch axis)."""
+        return self.spec.segments[0].input.shape[1:]
 
-def patchify_network(*, num_classes: int = 10, seed: int = 0) -> nn.Sequential:
-    """A CNN for 3×128×128 images with a cheap patchify stem (4×4 stride-4 convolution, as in ConvNeXt) that
-    shrinks the input 3× before the heavy convolutions: the case where cutting after the stem pays off.
+    def names(self) -> list[str]:
+        """``index:tensor`` of each segment's output: where the cut after it falls."""
+        return [f"{i}:{s.output.name}" for i, s in enumerate(self.spec.segments)]
 
-    Its units are blocks (convolution + ReLU, flatten + linear + ReLU), as a deployment fuses them: a cut
-    between a convolution and its ReLU sends the same bytes as one after it, a tie no measurement resolves."""
-    torch.manual_seed(seed)
-    blocks: list[nn.Module] = [nn.Sequential(nn.Conv2d(3, 16, 4, stride=4), nn.ReLU())]
-    channels = 16
-    for width in (128, 256):
-        blocks += [nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.ReLU())]
-        blocks += [nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU()), nn.MaxPool2d(2)]
-        channels = width
-    blocks += [
-        nn.Sequential(nn.Flatten(), nn.Linear(256 * 8 * 8, 256), nn.ReLU()),
-        nn.Linear(256, num_classes),
-    ]
-    return nn.Sequential(*blocks).eval()
+    def check_input(self, x: FloatArray) -> None:
+        """Raise `ConfigError` (HTTP 422) unless ``x`` is a non-empty batch of the model's input shape."""
+        if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape or x.shape[0] == 0:
+            raise ConfigError(
+                f"input shape {list(x.shape)} does not fit the split model's input "
+                f"{['batch', *self.input_shape]}; send a batch"
+            )
 
+    def run(self, start: int, stop: int, x: FloatArray) -> FloatArray:
+        """Segments ``[start, stop)`` on the batch ``x`` (the activation at cut ``start``); identity if empty."""
+        if not 0 <= start <= stop <= len(self):
+            raise ConfigError(f"segments must satisfy 0 <= start <= stop <= {len(self)}, got {start}, {stop}")
+        tensor = np.ascontiguousarray(x, dtype=np.float32)
+        for k in range(start, stop):
+            segment = self.spec.segments[k]
+            tensor = self._runtimes[k].infer({segment.input.name: tensor})[segment.output.name]
+        return np.asarray(tensor, dtype=np.float32)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SplitNetwork:
-    """A network that edge and cloud can split: how to build it (weights from the seed) and its input."""
+    def tail(self, start: int, activation: FloatArray) -> FloatArray:
+        """Class probabilities from the activation at cut ``start`` (0..len-1): the cloud's part of a split."""
+        if not 0 <= start < len(self):
+            raise ConfigError(f"a tail starts at a cut in 0..{len(self) - 1}, got {start}")
+        expected = self.spec.segments[start].input.shape[1:]
+        if activation.shape[1:] != expected or activation.shape[0] == 0:
+            raise ConfigError(
+                f"the activation at cut {start} must have shape {['batch', *expected]}, "
+                f"got {list(activation.shape)}"
+            )
+        return as_probabilities(self.run(start, len(self), activation))
 
-    build: Callable[..., nn.Sequential]
-    input_shape: tuple[int, ...]
-
-
-SPLIT_NETWORKS: dict[str, SplitNetwork] = {
-    "split-vgg": SplitNetwork(build=split_network, input_shape=SPLIT_INPUT_SHAPE),
-    "split-patchify": SplitNetwork(build=patchify_network, input_shape=PATCHIFY_INPUT_SHAPE),
-}
-"""Networks that edge and cloud can split, by name; both sides build the same weights from the seed."""
-
-
-def layer_names(model: nn.Sequential) -> list[str]:
-    """``index:kind`` of each unit; a block's kind lists its layers (``1:conv2d+relu``)."""
-
-    def kind(layer: nn.Module) -> str:
-        if isinstance(layer, nn.Sequential):
-            return "+".join(kind(inner) for inner in layer)
-        return type(layer).__name__.lower()
-
-    return [f"{i}:{kind(layer)}" for i, layer in enumerate(model)]
-
-
-def run_layers(model: nn.Sequential, start: int, stop: int, x: FloatArray) -> FloatArray:
-    """Layers ``[start, stop)`` on ``x`` (a batch); the identity when the range is empty."""
-    with torch.inference_mode():
-        tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        for layer in list(model)[start:stop]:
-            tensor = layer(tensor)
-        return tensor.numpy()
-
-
-def profile_layers(
-    model: nn.Sequential,
-    input_shape: tuple[int, ...],
-    *,
-    edge_slowdown: float,
-    repeats: int = 20,
-    int8: bool = False,
-) -> list[LayerProfile]:
-    """Per-layer latency on this host (the cloud), × ``edge_slowdown`` for the edge, and output bytes.
-
-    Each layer's latency is its fastest of ``repeats`` runs: on a shared machine the slow runs measure the
-    neighbours, not the layer."""
-    if edge_slowdown < 1:
-        raise ConfigError(
-            f"edge_slowdown must be >= 1 (the edge is not faster than the cloud), got {edge_slowdown}"
-        )
-    layers = list(model)
-    x = torch.zeros((1, *input_shape))
-    timings: list[list[float]] = [[] for _ in layers]
-    with torch.inference_mode():
-        for _ in range(repeats + 2):  # two warm-up passes
-            tensor = x
-            for i, layer in enumerate(layers):
+    def profile_ms(self, *, repeats: int = 20) -> list[float]:
+        """Milliseconds per input of each segment on THIS host (batch 1): the fastest of ``repeats`` runs
+        after two warm-ups (on a shared machine the slow runs measure the neighbours, not the segment)."""
+        timings: list[list[float]] = [[] for _ in self._runtimes]
+        for _ in range(repeats + 2):
+            tensor = np.zeros((1, *self.input_shape), dtype=np.float32)
+            for k in range(len(self)):
                 started = time.perf_counter()
-                tensor = layer(tensor)
-                timings[i].append((time.perf_counter() - started) * 1e3)
-        sizes, tensor = [], x
-        for layer in layers:
-            tensor = layer(tensor)
-            sizes.append(tensor.numel() * (1 if int8 else 4))
-    medians = [float(np.min(t[2:])) for t in timings]
-    return [
-        LayerProfile(name=name, edge_ms=ms * edge_slowdown, cloud_ms=ms, output_bytes=size)
-        for name, ms, size in zip(layer_names(model), medians, sizes, strict=True)
-    ]
+                tensor = self.run(k, k + 1, tensor)
+                timings[k].append((time.perf_counter() - started) * 1e3)
+        return [min(t[2:]) for t in timings]
+
+    def close(self) -> None:
+        for runtime in self._runtimes:
+            runtime.close()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,7 +102,7 @@ class EncodedActivation:
 
 
 def encode_activation(activation: FloatArray, *, int8: bool) -> EncodedActivation:
-    """Raw bytes plus the headers the cloud needs to decode them (`skyline.edge.cloud_app.decode_activation`)."""
+    """Raw bytes plus the headers the cloud needs to decode them (`decode_activation`)."""
     shape = ",".join(str(d) for d in activation.shape)
     if not int8:
         return EncodedActivation(
@@ -160,66 +125,17 @@ def encode_activation(activation: FloatArray, *, int8: bool) -> EncodedActivatio
     )
 
 
-def tail_runner(model: nn.Sequential) -> Callable[[int, FloatArray], FloatArray]:
-    """The cloud side: run layers ``[partition, n)`` and return class probabilities."""
-    n = len(model)
-
-    def run(partition: int, activation: FloatArray) -> FloatArray:
-        if not 0 <= partition < n:
-            raise ConfigError(f"partition must be in 0..{n - 1} for a cloud tail, got {partition}")
-        logits = run_layers(model, partition, n, activation)
-        return np.asarray(torch.softmax(torch.from_numpy(logits), dim=1).numpy(), dtype=np.float32)
-
-    return run
-
-
-class SplitExecutor:
-    """The edge side: run the head at the edge's profiled speed, send the activation, get the cloud's answer.
-
-    The emulated edge device takes ``edge_ms[:k].sum()`` per input for the head of cut ``k``: it computes the head for
-    real and then waits out the rest of that time (a dedicated device does not slow down when this shared
-    host is busy; if the real computation took longer, nothing is added).
-    """
-
-    def __init__(
-        self,
-        model: nn.Sequential,
-        send_tail: Callable[[int, EncodedActivation], FloatArray],
-        *,
-        edge_ms: Sequence[float],
-        int8: bool = False,
-    ) -> None:
-        if len(edge_ms) != len(model):
-            raise ConfigError(f"edge_ms needs one latency per layer ({len(model)}), got {len(edge_ms)}")
-        self.model, self.send_tail, self.edge_ms, self.int8 = model, send_tail, list(edge_ms), int8
-        self.partition = len(model)
-
-    def infer(self, x: FloatArray, partition: int | None = None) -> FloatArray:
-        """Class probabilities for a batch ``x`` with ``partition`` (default: the current one)."""
-        n = len(self.model)
-        cut = self.partition if partition is None else partition
-        if not 0 <= cut <= n:
-            raise ConfigError(f"partition must be in 0..{n}, got {cut}")
-        head = self.run_on_edge(x, 0, cut)
-        if cut == n:
-            return _softmax(head)
-        return self.send_tail(cut, encode_activation(head, int8=self.int8))
-
-    def finish_on_edge(self, head: FloatArray, partition: int) -> FloatArray:
-        """Class probabilities from the head's activation at ``partition``, the rest run on the edge (the
-        fallback when the cloud cannot take the tail: the head is not computed twice)."""
-        return _softmax(self.run_on_edge(head, partition, len(self.model)))
-
-    def run_on_edge(self, x: FloatArray, start: int, stop: int) -> FloatArray:
-        """Layers ``[start, stop)`` at the emulated edge's speed."""
-        started = time.perf_counter()
-        out = run_layers(self.model, start, stop, x)
-        # The profile is per input: a batch of N takes the emulated edge N times as long.
-        remaining_s = len(x) * sum(self.edge_ms[start:stop]) / 1e3 - (time.perf_counter() - started)
-        if remaining_s > 0:
-            time.sleep(remaining_s)
-        return out
-
-
-def _softmax(logits: FloatArray) -> FloatArray:
-    return np.asarray(torch.softmax(torch.from_numpy(logits), dim=1).numpy(), dtype=np.float32)
+def decode_activation(body: bytes, headers: Mapping[str, str]) -> FloatArray:
+    """Raw activation bytes + x-shape/x-dtype (+ x-scale/x-zero-point for int8) as float32 (422 if wrong)."""
+    try:
+        shape = tuple(int(v) for v in headers["x-shape"].split(","))
+        dtype = headers.get("x-dtype", "float32")
+        if dtype == "float32":
+            return np.frombuffer(body, dtype=np.float32).reshape(shape).copy()
+        if dtype == "int8":
+            raw = np.frombuffer(body, dtype=np.int8).reshape(shape).astype(np.float32)
+            scale, zero = float(headers["x-scale"]), float(headers["x-zero-point"])
+            return ((raw - zero) * scale).astype(np.float32)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"bad activation: {exc}; send x-shape, x-dtype and the raw bytes") from exc
+    raise ConfigError(f"x-dtype must be float32 or int8, got {dtype!r}")

@@ -1,9 +1,15 @@
-"""`skyline edge eval --strategy split`: profile, choose the cut (Neurosurgeon), and check it by brute force.
+"""`skyline edge eval --strategy split`: a signed, splittable version of the repository, split between an
+EMULATED slower edge device and the cloud over an emulated link — the cut chosen, checked against every
+cut measured end to end.
 
-The cloud serves the network's tails on 127.0.0.1 behind the emulated link (bandwidth, RTT). The edge
-measures the link with echo probes and two real tail requests (`skyline.edge.split_probe`), picks the cut from the layer profile and the measured link, and then
-every cut is run end to end through the link: the brute-force best is the one with the lowest measured
-median latency.
+The cloud is the real edge cloud (`skyline.edge.cloud.EdgeCloud`, on 127.0.0.1 behind `LinkProxy`'s
+bandwidth and RTT): it verifies the version, profiles its segments on this host and runs the tails. The
+edge is emulated on the same host: it verifies the same version and runs its head for real, and because
+this host is not an edge device, each segment is made ``emulated_edge_slowdown`` times slower than
+measured — the head is computed and then the emulated device's remaining time is waited out. That wait
+exists only here; the real agent (`skyline edge run --strategy split`) never sleeps. With ``test_data``
+(a folder of shards) the test rows are answered at the chosen cut and by the unsplit model: split
+inference must not change an answer.
 """
 
 from __future__ import annotations
@@ -16,118 +22,190 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from skyline.edge.cloud_app import create_cloud_app, edge_authority
+from skyline.edge.cloud import CloudConfig, EdgeCloud
+from skyline.edge.cloud_app import edge_authority
 from skyline.edge.cloud_client import CloudClient
-from skyline.edge.ingest import IngestStore
 from skyline.edge.link import LinkConditions, LinkProxy
-from skyline.edge.partition import choose_partition, predicted_latencies_ms
-from skyline.edge.split import SPLIT_NETWORKS, SplitExecutor, profile_layers, tail_runner
+from skyline.edge.local_model import LocalModel, as_probabilities
+from skyline.edge.partition import LayerProfile, choose_partition, predicted_latencies_ms
+from skyline.edge.split import SplitModel, encode_activation
 from skyline.edge.split_probe import SplitProbe
 from skyline.errors import ConfigError
-from skyline.serving.server import BackgroundServer
+from skyline.security.signing import verify_directory
+from skyline.serving.repository import ModelRepository
 
-SPLIT_MODEL = "split-vgg"  # the default network
+FloatArray = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SplitEvalConfig:
+    repository: Path
+    model: str
+    public_key: Path
     bandwidth_mbps: float
-    network: str = SPLIT_MODEL
+    version: int | None = None  # None: the newest
     rtt_ms: float = 10.0
     int8: bool = False
-    edge_slowdown: float = 10.0
+    emulated_edge_slowdown: float = 10.0
     repeats: int = 5
-    seed: int = 0
+    brute_force: bool = True  # measure every cut (else only the chosen one, edge-only and cloud-only)
+    test_data: Path | None = None
 
     def __post_init__(self) -> None:
-        if self.network not in SPLIT_NETWORKS:
-            raise ConfigError(f"--network must be one of {', '.join(SPLIT_NETWORKS)}, got {self.network!r}")
         if self.bandwidth_mbps <= 0 or self.rtt_ms < 0:
             raise ConfigError(
                 f"--bandwidth-mbps must be > 0 and --rtt-ms >= 0, got {self.bandwidth_mbps}, {self.rtt_ms}"
             )
-        if self.edge_slowdown < 1 or self.repeats < 1:
+        if self.emulated_edge_slowdown < 1 or self.repeats < 1:
             raise ConfigError(
-                f"edge_slowdown must be >= 1 and repeats >= 1, got {self.edge_slowdown}, {self.repeats}"
+                f"--emulated-edge-slowdown must be >= 1 and repeats >= 1, got {self.emulated_edge_slowdown}, "
+                f"{self.repeats}"
             )
 
 
-def _time_ms(executor: SplitExecutor, partition: int, x: np.ndarray[Any, Any]) -> float:
-    executor.partition = partition
-    started = time.perf_counter()
-    executor.infer(x)
-    return (time.perf_counter() - started) * 1e3
+class EmulatedEdge:
+    """Runs segments at the emulated device's speed: computes them, then waits out the rest of
+    ``edge_ms[start:stop]`` per input (a dedicated device does not slow down when this shared host is busy;
+    when the computation itself took longer, nothing is added)."""
+
+    def __init__(self, model: SplitModel, edge_ms: list[float]) -> None:
+        self.model, self.edge_ms = model, edge_ms
+
+    def run(self, start: int, stop: int, x: FloatArray) -> FloatArray:
+        started = time.perf_counter()
+        out = self.model.run(start, stop, x)
+        remaining_s = len(x) * sum(self.edge_ms[start:stop]) / 1e3 - (time.perf_counter() - started)
+        if remaining_s > 0:
+            time.sleep(remaining_s)
+        return out
 
 
-def brute_force_measure(
-    executor: SplitExecutor,
-    partitions: int,
-    x: np.ndarray[Any, Any],
-    repeats: int,
-    advance: Callable[[int], None] | None,
-) -> list[float]:
-    """Median measured latency of every cut. After one pass over all cuts, only cuts within 2× of the best
+@dataclass(slots=True)
+class _Split:
+    edge: EmulatedEdge
+    client: CloudClient
+    model: str
+    version: int
+    int8: bool
+
+    def answer(self, x: FloatArray, cut: int) -> FloatArray:
+        n = len(self.edge.model)
+        head = self.edge.run(0, cut, x)
+        if cut == n:
+            return as_probabilities(head)
+        sent = encode_activation(head, int8=self.int8)
+        return self.client.split_tail(self.model, self.version, cut, sent.payload, sent.headers)
+
+    def time_ms(self, x: FloatArray, cut: int) -> float:
+        started = time.perf_counter()
+        self.answer(x, cut)
+        return (time.perf_counter() - started) * 1e3
+
+
+def measure_cuts(
+    split: _Split, cuts: list[int], x: FloatArray, repeats: int, advance: Callable[[int], None] | None
+) -> dict[int, float]:
+    """Median measured latency of each cut. After one pass over all cuts, only cuts within 2× of the best
     are measured again (a cut 2× slower than another in one pass is not a contender), interleaved."""
-    samples: list[list[float]] = [[_time_ms(executor, k, x)] for k in range(partitions)]
-    best = min(s[0] for s in samples)
-    contenders = [k for k in range(partitions) if samples[k][0] <= 2 * best]
+    samples: dict[int, list[float]] = {k: [split.time_ms(x, k)] for k in cuts}
+    best = min(s[0] for s in samples.values())
+    contenders = [k for k in cuts if samples[k][0] <= 2 * best]
     for _ in range(repeats - 1):
         for k in contenders:
-            samples[k].append(_time_ms(executor, k, x))
+            samples[k].append(split.time_ms(x, k))
         if advance is not None:
             advance(1)
-    return [float(np.median(s)) for s in samples]
+    return {k: float(np.median(s)) for k, s in samples.items()}
+
+
+def _agreement(split: _Split, folder: Path, cut: int, test: Path) -> dict[str, float]:
+    from skyline.federated.data_folder import read_rows
+
+    x, y = read_rows(test)
+    whole = LocalModel(folder, split.version)
+    unsplit = np.concatenate([whole.predict(x[i : i + 256]) for i in range(0, len(x), 256)]).argmax(axis=1)
+    answered = np.concatenate([split.answer(x[i : i + 256], cut) for i in range(0, len(x), 256)]).argmax(
+        axis=1
+    )
+    whole.close()
+    return {
+        "accuracy_split": float((answered == y).mean()),
+        "accuracy_unsplit": float((unsplit == y).mean()),
+        "same_predictions": float((answered == unsplit).mean()),
+    }
 
 
 def evaluate_split(
     config: SplitEvalConfig, *, advance: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
-    """Run the whole evaluation; returns the JSON contract plus ``details`` (profiles, predictions)."""
-    network = SPLIT_NETWORKS[config.network]
-    shape = network.input_shape
-    model = network.build(seed=config.seed)
-    layers = profile_layers(model, shape, edge_slowdown=config.edge_slowdown, int8=config.int8)
-    input_bytes = int(np.prod(shape)) * (1 if config.int8 else 4)
-    x = np.random.default_rng(config.seed).standard_normal((1, *shape)).astype(np.float32)
-    link_conditions = LinkConditions(latency_ms=config.rtt_ms / 2, bandwidth_mbps=config.bandwidth_mbps)
+    """Run the evaluation; returns the JSON contract plus ``details`` (profiles, predictions, measurements)."""
+    repository = ModelRepository(config.repository)
+    version = config.version or repository.manifest(config.model).version
+    folder = repository.version_dir(config.model, version)
+    verify_directory(folder, config.public_key)  # the edge refuses a tampered version, as the cloud does
+    model = SplitModel(folder)
+    conditions = LinkConditions(latency_ms=config.rtt_ms / 2, bandwidth_mbps=config.bandwidth_mbps)
     with tempfile.TemporaryDirectory() as tmp:
         authority, token = edge_authority(Path(tmp) / "tokens.json")
-        ingest = IngestStore(Path(tmp) / "ingest.db")
-        app = create_cloud_app(ingest=ingest, authority=authority, tails={config.network: tail_runner(model)})
-        try:
-            with BackgroundServer(app) as server, LinkProxy(server.port, link_conditions) as link:
-                client = CloudClient(link.url, token=token, timeout_s=120.0)
-                try:
-                    link_profile = SplitProbe(
-                        client, config.network, model, layers, shape, int8=config.int8
-                    )()
-                    chosen = choose_partition(layers, input_bytes, link_profile)
-                    executor = SplitExecutor(
-                        model,
-                        lambda k, a: client.split_tail(config.network, k, a.payload, a.headers),
-                        edge_ms=[layer.edge_ms for layer in layers],
-                        int8=config.int8,
-                    )
-                    measured = brute_force_measure(executor, len(layers) + 1, x, config.repeats, advance)
-                finally:
-                    client.close()
-        finally:
-            ingest.close()
-    best = int(np.argmin(measured))
-    return {
+        cloud_config = CloudConfig(
+            repository=config.repository, tokens=Path(tmp) / "tokens.json", ingest=Path(tmp) / "ingest.db",
+            public_key=config.public_key, port=0,
+        )  # fmt: skip
+        with EdgeCloud(cloud_config, authority=authority) as cloud, LinkProxy(cloud.port, conditions) as link:
+            client = CloudClient(link.url, token=token, timeout_s=120.0)
+            try:
+                return _run(config, model, folder, version, client, advance)
+            finally:
+                client.close()
+                model.close()
+
+
+def _run(
+    config: SplitEvalConfig,
+    model: SplitModel,
+    folder: Path,
+    version: int,
+    client: CloudClient,
+    advance: Callable[[int], None] | None,
+) -> dict[str, Any]:
+    scale = 1 if not config.int8 else 4
+    edge_ms = [ms * config.emulated_edge_slowdown for ms in model.profile_ms()]
+    cloud_ms = client.split_profile(config.model, version)
+    layers = [
+        LayerProfile(name=name, edge_ms=e, cloud_ms=c, output_bytes=model.spec.cut_bytes(k + 1) // scale)
+        for k, (name, e, c) in enumerate(zip(model.names(), edge_ms, cloud_ms, strict=True))
+    ]
+    link = SplitProbe(client, config.model, version, model, layers, int8=config.int8)()
+    input_bytes = model.spec.cut_bytes(0) // scale
+    chosen = choose_partition(layers, input_bytes, link)
+    n = len(layers)
+    split = _Split(EmulatedEdge(model, edge_ms), client, config.model, version, config.int8)
+    x = np.random.default_rng(0).standard_normal((1, *model.input_shape)).astype(np.float32)
+    cuts = list(range(n + 1)) if config.brute_force else sorted({0, chosen, n})
+    measured = measure_cuts(split, cuts, x, config.repeats, advance)
+    result: dict[str, Any] = {
         "chosen_partition": chosen,
-        "best_partition_bruteforce": best,
         "latency_ms": measured[chosen],
-        "edge_only_ms": measured[len(layers)],
+        "edge_only_ms": measured[n],
         "cloud_only_ms": measured[0],
-        "details": {
-            "measured_bandwidth_mbps": link_profile.bandwidth_mbps,
-            "measured_rtt_ms": link_profile.rtt_ms,
-            "measured_overhead_ms": link_profile.overhead_ms,
-            "measured_cloud_factor": link_profile.cloud_factor,
-            "layers": [layer.name for layer in layers],
-            "predicted_ms": predicted_latencies_ms(layers, input_bytes, link_profile),
-            "measured_ms": measured,
-        },
+        "emulated_edge_slowdown": config.emulated_edge_slowdown,
     }
+    if config.brute_force:
+        result["best_partition_bruteforce"] = min(measured, key=lambda k: (measured[k], k))
+    if config.test_data is not None:
+        result |= _agreement(split, folder, chosen, config.test_data)
+    result["details"] = {
+        "version": version,
+        "measured_bandwidth_mbps": link.bandwidth_mbps,
+        "measured_rtt_ms": link.rtt_ms,
+        "measured_overhead_ms": link.overhead_ms,
+        "measured_cloud_factor": link.cloud_factor,
+        "layers": [layer.name for layer in layers],
+        "edge_ms_emulated": edge_ms,
+        "cloud_ms": cloud_ms,
+        "predicted_ms": predicted_latencies_ms(layers, input_bytes, link),
+        "measured_ms": {str(k): v for k, v in measured.items()},
+    }
+    return result

@@ -18,8 +18,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from skyline.federated.apps import FederatedConfig, _dataset, local_update, new_model
+from skyline.federated.apps import (
+    FederatedConfig,
+    RoundsResult,
+    evaluation_rows,
+    initial_model,
+    local_update,
+    new_model,
+)
 from skyline.federated.local_training import accuracy
+from skyline.federated.strategies import FEDERATED_STRATEGIES
 
 
 def _weights(model: torch.nn.Module) -> list[np.ndarray[Any, Any]]:
@@ -33,77 +41,99 @@ def _load(model: torch.nn.Module, weights: list[np.ndarray[Any, Any]]) -> None:
     )
 
 
-def make_secagg_client_app(config: FederatedConfig) -> Any:
-    """A ClientApp whose updates leave the node only masked (``secaggplus_mod``)."""
+def make_secagg_client_app(config: FederatedConfig | None) -> Any:
+    """A ClientApp whose updates leave the node only masked (``secaggplus_mod``); with ``config`` None it
+    reads each run's configuration from Flower's run config (the deployment engine)."""
     from flwr.client import NumPyClient
     from flwr.client.mod import secaggplus_mod
     from flwr.clientapp import ClientApp
     from flwr.common import Context
 
-    class DigitsClient(NumPyClient):
-        def __init__(self, partition_id: int) -> None:
-            self.partition_id = partition_id
+    class EdgeClient(NumPyClient):
+        def __init__(self, run: FederatedConfig, node: dict[str, Any]) -> None:
+            self.run, self.node = run, node
 
         def fit(
             self, parameters: list[Any], fit_config: dict[str, Any]
         ) -> tuple[list[Any], int, dict[str, Any]]:
-            model = new_model(config)
+            model = new_model(self.run)
             _load(model, parameters)
             mu = float(fit_config.get("proximal_mu", 0.0))
-            loss, rows = local_update(config, self.partition_id, model, mu)
-            return _weights(model), rows, {"train_loss": loss}
+            loss, rows, epsilon = local_update(self.run, self.node, model, mu)
+            metrics = {"train_loss": loss, **({} if epsilon is None else {"epsilon": epsilon})}
+            return _weights(model), rows, metrics
 
     def client_fn(context: Context) -> Any:
-        return DigitsClient(int(context.node_config["partition-id"])).to_client()
+        from skyline.federated.deployment import config_from_run
+
+        run = config if config is not None else config_from_run(dict(context.run_config))
+        return EdgeClient(run, dict(context.node_config)).to_client()
 
     return ClientApp(client_fn=client_fn, mods=[secaggplus_mod])
 
 
-def make_secagg_server_app(config: FederatedConfig, accuracies: list[float]) -> Any:
-    """A ServerApp running FedAvg/FedProx rounds whose fit stage is the SecAgg+ protocol."""
-    from flwr.common import Context, ndarrays_to_parameters
-    from flwr.server import Grid, LegacyContext, ServerApp, ServerConfig
-    from flwr.server.strategy import FedAvg, FedProx
+def _largest_epsilon(metrics: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    spent = [float(m["epsilon"]) for _, m in metrics if "epsilon" in m]
+    return {"epsilon": max(spent)} if spent else {}
+
+
+def run_secagg_rounds(
+    config: FederatedConfig, grid: Any, context: Any, accuracies: list[float]
+) -> RoundsResult:
+    """A SecAgg+ ServerApp's work: FedAvg/FedProx rounds whose fit stage is the SecAgg+ protocol, the
+    global model evaluated after each on `evaluation_rows` (appended to ``accuracies``)."""
+    from flwr.common import ndarrays_to_parameters
+    from flwr.server import LegacyContext, ServerConfig
     from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 
-    splits = _dataset(config.dataset, config.seed)
+    x, y = evaluation_rows(config)
+    latest: list[list[Any]] = []
+    epsilons: list[float] = []
 
     def evaluate(
         server_round: int, parameters: list[Any], _: dict[str, Any]
     ) -> tuple[float, dict[str, float]]:
         model = new_model(config)
         _load(model, parameters)
-        value = accuracy(model, splits.test.x, splits.test.y)
+        value = accuracy(model, x, y)
+        latest[:] = [parameters]  # the global model after the last round is the run's result
         if server_round > 0:
             accuracies.append(value)
         return 1.0 - value, {"accuracy": value}
+
+    def fit_metrics(metrics: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+        found = _largest_epsilon(metrics)
+        epsilons.extend(found.values())
+        return found
+
+    common: dict[str, Any] = {
+        "fraction_fit": 1.0, "fraction_evaluate": 0.0, "min_fit_clients": config.clients,
+        "min_available_clients": config.clients, "evaluate_fn": evaluate, "fit_metrics_aggregation_fn": fit_metrics,
+        "initial_parameters": ndarrays_to_parameters(_weights(initial_model(config))),
+    }  # fmt: skip
+    strategy = FEDERATED_STRATEGIES[config.strategy].legacy(config, common)
+    legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=config.rounds), strategy=strategy)
+    shares = (
+        config.clients
+    )  # every client holds a share of every other's secret (SecAgg); threshold: majority
+    workflow = DefaultWorkflow(
+        fit_workflow=SecAggPlusWorkflow(num_shares=shares, reconstruction_threshold=shares // 2 + 1)
+    )
+    workflow(grid, legacy)
+    model = new_model(config)
+    _load(model, latest[0])
+    return RoundsResult(state_dict=model.state_dict(), epsilon=max(epsilons) if epsilons else None)
+
+
+def make_secagg_server_app(config: FederatedConfig, accuracies: list[float]) -> Any:
+    """A ServerApp running FedAvg/FedProx rounds whose fit stage is the SecAgg+ protocol."""
+    from flwr.common import Context
+    from flwr.server import Grid, ServerApp
 
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        common: dict[str, Any] = {
-            "fraction_fit": 1.0,
-            "fraction_evaluate": 0.0,
-            "min_fit_clients": config.clients,
-            "min_available_clients": config.clients,
-            "initial_parameters": ndarrays_to_parameters(_weights(new_model(config))),
-            "evaluate_fn": evaluate,
-        }
-        strategy = (
-            FedProx(proximal_mu=config.proximal_mu, **common)
-            if config.strategy == "fedprox"
-            else FedAvg(**common)
-        )
-        legacy = LegacyContext(
-            context=context, config=ServerConfig(num_rounds=config.rounds), strategy=strategy
-        )
-        shares = (
-            config.clients
-        )  # every client holds a share of every other's secret (SecAgg); threshold: majority
-        workflow = DefaultWorkflow(
-            fit_workflow=SecAggPlusWorkflow(num_shares=shares, reconstruction_threshold=shares // 2 + 1)
-        )
-        workflow(grid, legacy)
+        run_secagg_rounds(config, grid, context, accuracies)
 
     return app

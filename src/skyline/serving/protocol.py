@@ -116,8 +116,10 @@ def encode_response(
     request: InferenceRequest,
     outputs: Mapping[str, np.ndarray[Any, Any]],
     order: Sequence[str],
+    parameters: Mapping[str, Any] | None = None,
 ) -> tuple[bytes, int | None]:
-    """The response body, and the JSON header length when binary tensors follow it (else None)."""
+    """The response body, and the JSON header length when binary tensors follow it (else None);
+    ``parameters`` become the response's OIP ``parameters`` object (e.g. the edge agent's sources)."""
     described, blobs = [], []
     for name in order:
         array = np.ascontiguousarray(outputs[name])
@@ -136,6 +138,8 @@ def encode_response(
     head: dict[str, Any] = {"model_name": model, "model_version": str(version), "outputs": described}
     if request.id is not None:
         head["id"] = request.id
+    if parameters:
+        head["parameters"] = dict(parameters)
     try:
         text = orjson.dumps(head, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError:  # a dtype orjson cannot write directly (float16): fall back to lists

@@ -169,11 +169,17 @@ class ModelRepository:
         outputs: Sequence[TensorSpec] | None = None,
         batching: BatchingConfig | None = None,
         dynamic_size: int | None = None,
+        split: bool = False,
     ) -> ModelManifest:
-        """Copy a model file in as ``name``/``version`` and write its manifest (ONNX specs are read from it)."""
+        """Copy a model file in as ``name``/``version`` and write its manifest (ONNX specs are read from it).
+
+        With ``split`` an ONNX model is also cut into segments for split inference
+        (`skyline.serving.split_artifact`); a graph with no cut point is refused and nothing is added."""
         fmt = "onnx" if source.suffix == ".onnx" else "torch-export"
         if not source.is_file():
             raise NotFoundError(f"model file {source} does not exist")
+        if split and fmt != "onnx":
+            raise ConfigError(f"--split needs an ONNX model; {source} is not one")
         if fmt == "onnx" and (inputs is None or outputs is None):
             found_inputs, found_outputs = onnx_signature(source, dynamic_size=dynamic_size)
             inputs, outputs = inputs or found_inputs, outputs or found_outputs
@@ -187,6 +193,14 @@ class ModelRepository:
         target.mkdir(parents=True)
         file = MODEL_FILES[fmt]
         shutil.copyfile(source, target / file)
+        if split:
+            from skyline.serving.split_artifact import write_split
+
+            try:
+                write_split(target / file, target)
+            except ConfigError:
+                shutil.rmtree(target)
+                raise
         manifest = ModelManifest(
             name=name,
             version=version,

@@ -149,68 +149,65 @@ def serving_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarg
 
 
 EDGE_RULES: dict[str, Rule | None] = {
+    **SERVING_RULES,  # the edge cloud IS the inference server, plus the edge's routers
     "GET /health": None,
     "POST /v1/uplink": Rule("create", "uplink"),
-    "POST /v2/models/{name}/infer": Rule("invoke", "models"),
-    "POST /v1/split/{name}/{partition}": Rule("invoke", "models"),
     "POST /v1/echo": Rule("read", "uplink"),
     "POST /v1/telemetry": Rule("create", "metrics"),
     "GET /v1/telemetry": Rule("read", "metrics"),
     "GET /v1/repository/{model}": Rule("read", "repository"),
     "GET /v1/repository/{model}/{version}": Rule("read", "repository"),
     "GET /v1/repository/{model}/{version}/{filename}": Rule("read", "repository"),
+    "GET /v1/split/{name}/{version}/profile": Rule("invoke", "models"),
+    "POST /v1/split/{name}/{version}/{partition}": Rule("invoke", "models"),
+    "GET /v1/fleet/agents/{agent}/models/{model}": Rule("read", "repository"),
+    "GET /v1/fleet": Rule("read", "metrics"),
+    "POST /v1/rollouts": Rule("update", "repository"),
+    "GET /v1/rollouts": Rule("read", "metrics"),
+    "GET /v1/rollouts/{rollout_id}": Rule("read", "metrics"),
 }
 
 
 @contextmanager
 def edge_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
-    """The cloud side of the edge (skyline.edge.cloud_app): uplink ingestion, inference, repository."""
+    """The edge cloud (skyline.edge.cloud: the inference server + uplink, repository, split, fleet routes)
+    over a repository with one signed, splittable model."""
     try:
-        import numpy as np
-
-        from skyline.edge.cloud_app import create_cloud_app
-        from skyline.edge.ingest import IngestStore
-        from skyline.security.http import DEFAULT_MAX_BODY_BYTES
+        from skyline.edge.cloud import CloudConfig, EdgeCloud
+        from skyline.edge.publish import publish_model
+        from skyline.security.signing import generate_signing_keys
         from skyline.security.tokens import TokenAuthority
+        from skyline.serving.app import MAX_BODY_BYTES
+        from skyline.testing.edge import constant_classifier
     except ImportError as exc:
-        raise TargetUnavailableError(f"skyline.edge has no cloud app yet ({exc})") from exc
+        raise TargetUnavailableError(f"skyline.edge has no cloud yet ({exc})") from exc
+    private, public = generate_signing_keys(folder / "edge" / "k.key", folder / "edge" / "k.pub")
+    publish_model(
+        constant_classifier((8,), label=1), (8,), root=folder / "edge" / "repo", name="digits", version=1,
+        private_key=private, split=True,
+    )  # fmt: skip
     authority = TokenAuthority(folder / "edge" / "tokens.json")
-    repository = folder / "edge" / "repo"
-    (repository / "digits" / "1").mkdir(parents=True, exist_ok=True)
-    (repository / "digits" / "1" / "model.onnx").write_bytes(b"\x00" * 64)
-
-    def classify(x: Any) -> Any:
-        return np.full((x.shape[0] if x.ndim else 1, 10), 0.1, dtype=np.float32)
-
-    def tail(partition: int, x: Any) -> Any:
-        return np.full((1, 10), 0.1, dtype=np.float32)
-
-    ingest = IngestStore(folder / "edge" / "ingest.db")
-    app = create_cloud_app(
-        ingest=ingest,
-        authority=authority,
-        models={"digits": classify},
-        tails={"digits": tail},
-        repository=repository,
-    )
-    try:
-        with serve_app(app, tls=tls) as url:
-            yield ApiTarget(
-                name="edge",
-                url=url,
-                tokens=_role_tokens(authority),
-                rules=EDGE_RULES,
-                path_values={
-                    "name": "digits",
-                    "model": "digits",
-                    "version": "1",
-                    "filename": "model.onnx",
-                    "partition": "1",
-                },
-                body_limit_bytes=DEFAULT_MAX_BODY_BYTES,
-            )
-    finally:
-        ingest.close()
+    config = CloudConfig(
+        repository=folder / "edge" / "repo", tokens=folder / "edge" / "tokens.json",
+        ingest=folder / "edge" / "ingest.db", public_key=public, port=0, tls=tls,
+    )  # fmt: skip
+    with EdgeCloud(config, authority=authority) as cloud:
+        yield ApiTarget(
+            name="edge",
+            url=cloud.url,
+            tokens=_role_tokens(authority),
+            rules=EDGE_RULES,
+            path_values={
+                "name": "digits",
+                "model": "digits",
+                "version": "1",
+                "filename": "model.onnx",
+                "partition": "1",
+                "agent": "edge-1",
+                "rollout_id": "1",
+            },
+            body_limit_bytes=MAX_BODY_BYTES,
+        )
 
 
 class TargetFactory(Protocol):
@@ -221,33 +218,27 @@ EDGE_AGENT_RULES: dict[str, Rule | None] = {
     "GET /health": None,
     "GET /v1/status": Rule("read", "metrics"),
     "POST /v2/models/{name}/infer": Rule("invoke", "models"),
+    "POST /v1/labels": Rule("invoke", "models"),
 }
 
 
 @contextmanager
 def edge_agent_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
-    """The edge agent's local API (skyline.edge.agent_app), its model synced (signed) from a cloud app."""
+    """The edge agent's local API (skyline.edge.agent_app), its model synced (signed) from an edge cloud."""
     try:
         from skyline.edge.agent import AgentConfig, EdgeAgent
         from skyline.edge.agent_app import create_agent_app
         from skyline.security.http import DEFAULT_MAX_BODY_BYTES
-        from skyline.security.signing import generate_signing_keys, sign_directory
         from skyline.security.tokens import TokenAuthority
-        from skyline.serving.samples import write_mlp_onnx
     except ImportError as exc:
         raise TargetUnavailableError(f"skyline.edge has no agent app yet ({exc})") from exc
-    private, public = generate_signing_keys(folder / "agent-keys" / "k.key", folder / "agent-keys" / "k.pub")
     with edge_target(folder / "cloud") as cloud:
-        version = folder / "cloud" / "edge" / "repo" / "mlp" / "1"
-        version.mkdir(parents=True)
-        write_mlp_onnx(version / "model.onnx", in_features=16, out_features=10)
-        sign_directory(version, private, version=1)
         config = AgentConfig(
             cloud_url=cloud.url,
             token=cloud.tokens["edge"],
-            model="mlp",
+            model="digits",
             store=folder / "agent",
-            public_key=public,
+            public_key=folder / "cloud" / "edge" / "k.pub",
         )
         agent = EdgeAgent(config)  # its loops are not started: stop() only closes its clients and store
         try:
@@ -259,7 +250,7 @@ def edge_agent_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiT
                     url=url,
                     tokens=_role_tokens(authority),
                     rules=EDGE_AGENT_RULES,
-                    path_values={"name": "mlp"},
+                    path_values={"name": "digits"},
                     body_limit_bytes=DEFAULT_MAX_BODY_BYTES,
                 )
         finally:

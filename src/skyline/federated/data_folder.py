@@ -1,0 +1,59 @@
+"""A node's own training data: a folder of ``*.npz`` shards, each with ``x`` (rows, *input_shape) float32
+and ``y`` (rows,) integer labels — what an edge agent holds (a dataset put there, plus the labelled records
+it collected) and what its SuperNode trains on (``--node-config data-path=FOLDER``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from skyline.errors import ConfigError, NotFoundError
+
+
+def write_rows(folder: Path, x: npt.ArrayLike, y: npt.ArrayLike, *, name: str | None = None) -> Path:
+    """Add a shard of rows to ``folder`` (atomically: a reader never sees half a shard); returns its path."""
+    features, labels = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
+    if features.ndim < 2 or labels.shape != (len(features),) or len(features) == 0:
+        raise ConfigError(
+            f"need x of shape (rows, ...) and y of shape (rows,), got {features.shape}, {labels.shape}"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = name or f"rows-{time.time_ns()}-{os.getpid()}"
+    final = folder / f"{stem}.npz"
+    partial = folder / f".{stem}.partial.npz"
+    np.savez(partial, x=features, y=labels)
+    os.replace(partial, final)
+    return final
+
+
+def read_rows(folder: Path) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Every row of every shard in ``folder``, in file-name order (`NotFoundError` if there are none)."""
+    shards = sorted(p for p in Path(folder).glob("*.npz") if not p.name.startswith("."))
+    if not shards:
+        raise NotFoundError(f"no training data in {folder}: put .npz shards (x, y) there or label records")
+    xs: list[npt.NDArray[Any]] = []
+    ys: list[npt.NDArray[Any]] = []
+    for shard in shards:
+        try:
+            with np.load(shard) as data:
+                xs.append(np.asarray(data["x"], dtype=np.float32))
+                ys.append(np.asarray(data["y"], dtype=np.int64))
+        except (OSError, KeyError, ValueError) as exc:
+            raise ConfigError(f"{shard} is not a shard with arrays x and y ({exc})") from exc
+    shapes = {x.shape[1:] for x in xs}
+    if len(shapes) != 1:
+        raise ConfigError(f"the shards in {folder} disagree on the input shape: {sorted(shapes)}")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def count_rows(folder: Path) -> int:
+    """How many rows ``folder`` holds (0 when it is empty or missing)."""
+    try:
+        return len(read_rows(folder)[1])
+    except NotFoundError:
+        return 0
