@@ -44,7 +44,7 @@ from skyline.core.net import free_port  # noqa: E402
 from skyline.security.tokens import TokenAuthority  # noqa: E402
 from skyline.serving.batching import BatchingConfig  # noqa: E402
 from skyline.serving.repository import ModelRepository  # noqa: E402
-from skyline.serving.samples import write_identity_onnx, write_minilm_onnx, write_mlp_onnx  # noqa: E402
+from skyline.serving.samples import write_identity_onnx, write_mlp_onnx  # noqa: E402
 
 ROUNDS = 3
 THREADS = 2
@@ -61,6 +61,16 @@ BATCHING = {
 # (model, concurrency, seconds)
 SCENARIOS = (("minilm", 1, 4.0), ("minilm", 32, 6.0), ("mlp", 32, 4.0), ("mlp", 1, 3.0))
 NOOP_SCENARIOS = (("noop", 1, 3.0), ("noop", 32, 4.0), ("minilm-2x1", 32, 6.0))
+
+
+def write_minilm_onnx(path: Path, *, seq_len: int = 32) -> Path:
+    """compression's MiniLM encoder (mean pooling, L2 norm) through the project's exporter, batch axis dynamic."""
+    from skyline.compression.minilm import INPUT_NAMES, load_minilm
+    from skyline.training.export import export_onnx
+
+    encoder, _ = load_minilm()
+    ids = np.ones((2, seq_len), np.int64)
+    return export_onnx(encoder, dict.fromkeys(INPUT_NAMES, ids), path)
 
 
 def request_body(model: str) -> bytes:
@@ -243,7 +253,10 @@ def main() -> None:
     repo = ModelRepository(work / "repo")
     extra = {"noop": write_identity_onnx(work / "noop.onnx"), "minilm-2x1": paths["minilm"]}
     for name, path in {**paths, **extra}.items():
-        repo.add(path, name=name, version=1, batching=BATCHING[name])
+        # The exporter leaves MiniLM's embedding width symbolic: the repository runs the model to fix it.
+        repo.add(
+            path, name=name, version=1, batching=BATCHING[name], dynamic_size=32 if "minilm" in name else None
+        )
     bodies = {m: work / f"{m}.request" for m in ("minilm", "mlp", "noop", "minilm-2x1")}
     for model, file in bodies.items():
         file.write_bytes(request_body({"noop": "mlp", "minilm-2x1": "minilm"}.get(model, model)))

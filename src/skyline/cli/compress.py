@@ -83,7 +83,7 @@ def run(
     """Compress MODEL with each recipe and measure every variant against the original (fp32)."""
     from skyline.compression.measure import MeasureConfig
     from skyline.compression.pipeline import compress
-    from skyline.compression.report import MetricDropError, gate_failures
+    from skyline.compression.report import refuse_drops
     from skyline.compression.subjects import resolve_subject
 
     if max_metric_drop is not None and max_metric_drop < 0:
@@ -96,32 +96,15 @@ def run(
         threads=threads, latency_runs=50 if quick else 200, throughput_runs=5 if quick else 10
     )
     report = compress(
-        subject.module,
-        subject.task,
-        recipes,
-        out,
-        model_name=subject.name,
-        measure=measure,
-        max_metric_drop=max_metric_drop,
-        on_progress=say,
-    )
+        subject.module, subject.task, recipes, out, model_name=subject.name, measure=measure,
+        max_metric_drop=max_metric_drop, on_progress=say,
+    )  # fmt: skip
     if json_path is not None:
         write_json(json_path, report.as_json())
     else:
         _print_table(report)
         console.print(f"report: {out / 'report.json'}  plot: {out / 'pareto.png'}")
-    if max_metric_drop is not None:
-        failures = gate_failures(report.measurements, max_metric_drop)
-        if failures:
-            base = report.measurements["fp32"].metric
-            detail = "; ".join(
-                f"{name}: {base:.2f} → {report.measurements[name].metric:.2f} (−{drop:.2f})"
-                for name, drop in failures.items()
-            )
-            raise MetricDropError(
-                f"{len(failures)} variant(s) lose more than --max-metric-drop {max_metric_drop} of {report.metric_name}: "
-                f"{detail}; their files were removed from {out / 'variants'}"
-            )
+    refuse_drops(report, max_metric_drop, out / "variants")
 
 
 @compress_app.command("infer")

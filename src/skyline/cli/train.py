@@ -14,15 +14,11 @@ import typer
 from skyline.cli.output import console, err_console, progress, write_json
 
 
-def _overrides(**flags: Any) -> dict[str, Any]:
-    """The flags the user actually gave (typer passes None for the others)."""
-    return {name: value for name, value in flags.items() if value is not None}
-
-
 def train(
+    ctx: typer.Context,
     dataset: str | None = typer.Option(None, help="digits, fashion-mnist, csv or synthetic-linear."),
     model: str | None = typer.Option(None, help="linear, mlp, cnn or cnn-bn."),
-    out: Path | None = typer.Option(None, "--out", help="Where model.pt, model.onnx, metrics.json go."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Where model.pt, model.onnx, metrics.json go."),
     config: Path | None = typer.Option(None, "--config", help="A YAML file of TrainConfig options."),
     epochs: int | None = typer.Option(None, help="Training epochs (default 20)."),
     batch_size: int | None = typer.Option(None, help="Global batch size, split over workers (default 64)."),
@@ -38,9 +34,11 @@ def train(
     dp_delta: float | None = typer.Option(None, help="δ of (ε, δ)-DP (default 1e-5)."),
     max_grad_norm: float | None = typer.Option(None, help="DP per-sample clipping bound C (default 1.0)."),
     seed: int | None = typer.Option(None, help="Seed of the split, the initial weights and the batches."),
-    data: Path | None = typer.Option(None, "--data", help="The CSV file for --dataset csv."),
+    data_path: Path | None = typer.Option(None, "--data", help="The CSV file for --dataset csv."),
     label_column: str | None = typer.Option(None, help="The label column of the CSV (default: last)."),
-    checkpoint_every: int | None = typer.Option(None, help="Checkpoint every N steps (default: each epoch)."),
+    checkpoint_every_steps: int | None = typer.Option(
+        None, "--checkpoint-every", help="Checkpoint every N steps (default: each epoch)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint under --out."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write metrics.json's content here."),
 ) -> None:
@@ -48,30 +46,9 @@ def train(
     from skyline.training.config import TrainConfig
     from skyline.training.trainer import train as run_training
 
-    values = _overrides(
-        dataset=dataset,
-        model=model,
-        out_dir=out,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=optimizer,
-        lr_schedule=lr_schedule,
-        patience=patience,
-        workers=workers,
-        launcher=launcher,
-        prune=prune,
-        prune_kind=prune_kind,
-        dp_epsilon=dp_epsilon,
-        dp_delta=dp_delta,
-        max_grad_norm=max_grad_norm,
-        seed=seed,
-        data_path=data,
-        label_column=label_column,
-        checkpoint_every_steps=checkpoint_every,
-    )
-    if resume:
-        values["resume"] = True
+    # The options are TrainConfig's fields; one the user gave (typer: not None/False) wins over the file.
+    values = {k: v for k, v in ctx.params.items() if v is not None and v is not False}
+    values = {k: v for k, v in values.items() if k not in ("config", "json_path")}
     settings = TrainConfig.from_yaml(config, **values) if config else TrainConfig.from_mapping(values)
     quiet = json_path is not None
 

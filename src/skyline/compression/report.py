@@ -79,6 +79,22 @@ def gate_failures(measurements: Mapping[str, Measurement], max_metric_drop: floa
     }
 
 
+def refuse_drops(report: CompressionReport, max_metric_drop: float | None, variants: Path) -> None:
+    """Raise `MetricDropError` naming every variant that lost more than ``max_metric_drop`` (None: no gate)."""
+    failures = {} if max_metric_drop is None else gate_failures(report.measurements, max_metric_drop)
+    if not failures:
+        return
+    base = report.measurements["fp32"].metric
+    detail = "; ".join(
+        f"{name}: {base:.2f} → {report.measurements[name].metric:.2f} (−{drop:.2f})"
+        for name, drop in failures.items()
+    )
+    raise MetricDropError(
+        f"{len(failures)} variant(s) lose more than --max-metric-drop {max_metric_drop} of {report.metric_name}: "
+        f"{detail}; their files were removed from {variants}"
+    )
+
+
 def _pareto_front(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats on both lower latency and higher metric."""
     order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))

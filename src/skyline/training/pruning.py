@@ -192,24 +192,8 @@ class ChannelPruner:
             bias.mul_(keep.to(bias.dtype))
 
     def sparsity(self, model: nn.Module) -> float:
-        alive = 0
-        kept_inputs: int | None = None
-        spatial = 1
-        for name, module in _weighted_layers(model):
-            weight = module.weight
-            outputs = int(self.keep[name].sum()) if name in self.keep else int(weight.shape[0])
-            inputs = int(weight.shape[1])
-            if kept_inputs is not None:
-                spatial = max(1, inputs // self._previous_units(model, name))
-                inputs = kept_inputs * spatial
-            alive += outputs * inputs * int(weight[0, 0].numel())
-            kept_inputs = outputs
-        return 1.0 - alive / self.total
-
-    def _previous_units(self, model: nn.Module, name: str) -> int:
-        names = [n for n, _ in _weighted_layers(model)]
-        previous = names[names.index(name) - 1]
-        return int(self.keep[previous].numel())
+        """The fraction of the dense weights the cut removes: what `finalize` keeps is the rest."""
+        return 1.0 - dense_weight_count(remove_units(model, self.keep)) / self.total
 
     def finalize(self, model: nn.Module) -> nn.Module:
         self.apply(model)
