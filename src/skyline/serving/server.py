@@ -167,15 +167,16 @@ class BackgroundServer:
         self.stop()
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` (0: a free port), ready for uvicorn; `ConfigError` if taken."""
+def bind_socket(host: str, port: int, *, flag: str = "--port") -> socket.socket:
+    """A TCP socket bound to ``host:port`` (0: a free port), not yet listening; a taken port is a
+    `ConfigError` that names the option (``flag``) to change."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port") from exc
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; pick another {flag}") from exc
     return sock
 
 
