@@ -253,15 +253,13 @@ def onnx_signature(
 
 def _observed_outputs(path: Path, inputs: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
     import numpy as np
-    import onnxruntime as ort
 
+    from skyline.serving.runtime import OnnxRuntime
     from skyline.serving.tensors import datatype_of
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feeds = {s.name: np.zeros((1, *s.shape[1:]), dtype=s.dtype) for s in inputs}
-    names = [o.name for o in session.get_outputs()]
-    results = session.run(names, feeds)
+    runtime = OnnxRuntime(path, intra_op_threads=1)
+    results = runtime.infer({s.name: np.zeros((1, *s.shape[1:]), dtype=s.dtype) for s in inputs})
     return tuple(
         TensorSpec(name=n, datatype=datatype_of(r.dtype), shape=(-1, *r.shape[1:]))
-        for n, r in zip(names, results, strict=True)
+        for n, r in results.items()
     )
