@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 from skyline.errors import ConfigError
 
-__all__ = ["BlockPool", "KVCacheManager", "hash_block_tokens"]
+__all__ = ["ROOT_HASH", "BlockPool", "KVCacheManager", "hash_block_tokens"]
 
-_ROOT_HASH = 0x5C7_11E  # the parent hash of a sequence's first block
+ROOT_HASH = 0x5C7_11E  # the parent hash of a sequence's first block
 
 
 def hash_block_tokens(parent_hash: int, tokens: Sequence[int]) -> int:
@@ -148,7 +148,7 @@ class KVCacheManager:
             return [], []
         blocks: list[int] = []
         hashes: list[int] = []
-        parent = _ROOT_HASH
+        parent = ROOT_HASH
         bs = self.block_size
         for i in range((len(token_ids) - 1) // bs):
             parent = hash_block_tokens(parent, token_ids[i * bs : (i + 1) * bs])
@@ -195,7 +195,7 @@ class KVCacheManager:
         holding = self._held[seq_id]
         bs = self.block_size
         full = min(num_computed // bs, len(holding.blocks))
-        parent = holding.hashes[-1] if holding.hashes else _ROOT_HASH
+        parent = holding.hashes[-1] if holding.hashes else ROOT_HASH
         for i in range(len(holding.hashes), full):
             parent = hash_block_tokens(parent, token_ids[i * bs : (i + 1) * bs])
             holding.hashes.append(parent)

@@ -96,13 +96,15 @@ class SamplingParams:
 class TokenConstraint(Protocol):
     """A per-request grammar (JSON, a JSON schema, ...): which tokens may come next. Stateful.
 
-    The engine calls ``allowed`` before sampling each token and ``advance`` with the token it chose. If
-    ``is_complete`` turns true after an ``advance``, the request finishes with ``'stop'``. Any exception
-    raised by these methods finishes that request with ``'error'`` (never the engine).
+    The engine calls ``allowed`` before sampling each token and ``advance`` with the token it chose
+    (unless that token ends the request by itself: an EOS or stop token). If ``is_complete`` turns true
+    after an ``advance``, the request finishes with ``'stop'``. Any exception raised by these methods
+    finishes that request with ``'error'`` (never the engine).
     """
 
     def allowed(self) -> torch.Tensor | None:
-        """A bool mask of shape ``[vocab]`` of the tokens allowed next, or None when any token is."""
+        """A bool mask ``[n]`` of the tokens allowed next (None: any). Ids ≥ n (a mask as long as the
+        tokenizer, logits wider than it) are disallowed."""
 
     def advance(self, token_id: int) -> None:
         """Consume the token the engine chose."""
@@ -198,6 +200,7 @@ class Engine(Protocol):
     tokenizer: Any  # a Hugging Face tokenizer: encode, decode, apply_chat_template, eos_token_id
     model_name: str
     max_model_len: int  # prompt + generated tokens one request may hold
+    eos_token_ids: tuple[int, ...]  # tokens that end a request (unless ignore_eos)
 
     def add_request(self, request: GenerationRequest) -> None:
         """Queue a request. Raises ConfigError for one that can never run (too long, duplicate id, ...)."""

@@ -124,6 +124,8 @@ class NativeEngine:
         for seq, n in batch.scheduled:
             seq.num_computed += n
             self.kv.cache_full_blocks(seq.request_id, seq.token_ids, seq.num_computed)
+        if not result.sampling:  # only prompt chunks that do not end their prompt ran
+            return outputs
         samples = self.sampler.sample(result.logits, result.sampling)
         outputs.extend(
             self._advance(seq, sample) for seq, sample in zip(result.sampling, samples, strict=True)

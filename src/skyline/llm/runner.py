@@ -66,7 +66,7 @@ class ModelRunner:
             slots=slots,
             decode=self._decode_group(ordered[:num_decode], table[:num_decode]) if num_decode else None,
             prefills=self._prefill_chunks(ordered, table, num_decode),
-            logits_rows=torch.tensor(logits_rows),
+            logits_rows=torch.tensor(logits_rows, dtype=torch.long),
         )
         return inputs, sampling
 

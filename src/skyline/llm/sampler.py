@@ -29,6 +29,7 @@ class Sampler:
         self.vocab_size = vocab_size
         self.generator = torch.Generator().manual_seed(torch.seed())  # for requests without a seed
 
+    @torch.inference_mode()
     def sample(self, logits: torch.Tensor, seqs: Seq[Sequence]) -> list[SampleResult]:
         """One token (or an error) per row of ``logits`` ``[S, vocab]``, row ``i`` belonging to ``seqs[i]``."""
         logits = logits[:, : self.vocab_size].float()
@@ -54,9 +55,12 @@ class Sampler:
             try:
                 allowed = seq.constraint.allowed()
                 if allowed is not None:
-                    if not bool(allowed[: self.vocab_size].any()):
+                    allowed = allowed[: self.vocab_size]
+                    if not bool(allowed.any()):
                         raise ValueError("the constraint allows no next token")
+                    # A mask shorter than the logits (tokenizer smaller than the embedding) disallows the rest.
                     logits[i, : allowed.shape[0]].masked_fill_(~allowed, -torch.inf)
+                    logits[i, allowed.shape[0] :] = -torch.inf
             except Exception as exc:  # a faulty constraint fails its own request, never the batch
                 failed[i] = exc
 
