@@ -130,7 +130,10 @@ def test_readiness_gates_traffic(env: Env) -> None:
     # Version 2 is not in the repository: the replica runs and answers its health check, but its
     # readiness probe (the version's ready route) fails, so the gateway never sends it a request.
     env.services.deploy(env.spec("gated", model="mlp:2", routing={"hold_s": 1.0}))
-    wait_until(lambda: env.services.status("gated")["replicas"][0]["job_status"] == "running", timeout_s=60)
+    wait_until(
+        lambda: [r["job_status"] for r in env.services.status("gated")["replicas"]] == ["running"],
+        timeout_s=60,
+    )
     (replica,) = env.services.status("gated")["replicas"]
     wait_until(lambda: _status(f"http://127.0.0.1:{replica['port']}/v2/health/ready") == 200, timeout_s=30)
     answer = httpx.post(env.url("gated"), content=BODY, timeout=10)

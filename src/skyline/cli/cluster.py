@@ -81,6 +81,10 @@ RATE = typer.Option(
 MASTER_PORTS = typer.Option(
     "29500-29999", help="Ports a gang's MASTER_PORT is picked from (per job and attempt)."
 )
+GATEWAY_PORT = typer.Option(8480, help="The services' gateway port (/services/<name>/...; 0: any).")
+SERVICE_PORTS = typer.Option(
+    "30000-32767", help="Ports service replicas are given (in --port-env), FIRST-LAST."
+)
 
 
 @cluster_app.command("up")
@@ -92,7 +96,7 @@ def cluster_up(
     agent: bool | None = AGENT, ray_address: str | None = RAY_ADDRESS, tick_s: float = TICK,
     lost_after_s: float = LOST_AFTER, heartbeat_s: float | None = HEARTBEAT, tls_cert: Path | None = TLS_CERT,
     tls_key: Path | None = TLS_KEY, audit_log: Path | None = AUDIT, rate_limit: float | None = RATE,
-    master_ports: str = MASTER_PORTS,
+    master_ports: str = MASTER_PORTS, gateway_port: int = GATEWAY_PORT, service_ports: str = SERVICE_PORTS,
 ) -> None:  # fmt: skip
     """Start the control plane in the foreground (Ctrl-C stops it); print the first admin token once.
 
@@ -102,6 +106,7 @@ def cluster_up(
     from skyline.cluster.control import ControlConfig
     from skyline.cluster.local_agent import LocalAgentConfig
     from skyline.cluster.server import ServerConfig, serve_forever
+    from skyline.cluster.services import ServicesConfig
     from skyline.core.net import PortRange
 
     if not (agent if agent is not None else executor == "local") and heartbeat_s is not None:
@@ -111,7 +116,8 @@ def cluster_up(
         state_dir=state_dir, db_url=db, executor=executor, policy=policy, throughputs=throughputs, host=host,
         port=port, ray_address=ray_address, control=ControlConfig(tick_s=tick_s, lost_after_s=lost_after_s),
         tls_cert=tls_cert, tls_key=tls_key, audit_log=audit_log, rate_limit_per_s=rate_limit,
-        master_ports=PortRange.parse(master_ports),
+        master_ports=PortRange.parse(master_ports), gateway_port=gateway_port,
+        services=ServicesConfig(ports=PortRange.parse(service_ports)),
         local_agent=LocalAgentConfig(heartbeat_s=heartbeat_s or 1.0) if with_agent else None,
     )  # fmt: skip
     serve_forever(config, announce=lambda s: _announce(s, executor=executor, policy=policy))
@@ -120,7 +126,7 @@ def cluster_up(
 def _announce(serving: Serving, *, executor: str, policy: str) -> None:
     console.print(
         f"skyline control plane on {serving.url} (db {serving.database}, executor {executor}, "
-        f"policy {policy})"
+        f"policy {policy}); services gateway on {serving.gateway_url}"
     )
     if serving.admin_token is not None:
         console.print(f"admin token (shown once, keep it): {serving.admin_token}", soft_wrap=True)

@@ -14,11 +14,14 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Response
 from fastapi.responses import PlainTextResponse
+from prometheus_client.registry import Collector
 
 from skyline.cluster.api_models import HeartbeatIn, JobIn, LogsIn, NodeIn, TokenIn
 from skyline.cluster.control import ControlPlane
 from skyline.cluster.node_store import UsageSample
 from skyline.cluster.prometheus import render_metrics
+from skyline.cluster.service_api import service_router
+from skyline.cluster.service_plane import ServicePlane
 from skyline.core import JobEvent, Resources, Tier
 from skyline.errors import NotFoundError, SkylineError
 from skyline.security.audit import AuditLog
@@ -36,8 +39,11 @@ def create_app(
     *,
     audit_log: Path | None = None,
     rate_limit_per_s: float | None = None,
+    services: ServicePlane | None = None,
 ) -> FastAPI:
     """The API over ``control`` (its store, executor and loop), authenticating with ``authority``.
+
+    With ``services``, the services' routes (``/v1/services``) and metrics are part of it.
 
     With ``audit_log``, every state-changing call (POST: submits, cancels, tokens, agents' registrations,
     heartbeats and reports), refused ones included, is appended to that hash-chained log. With
@@ -62,8 +68,10 @@ def create_app(
         return {"status": "ok"}
 
     _job_routes(app, control, who)
-    _node_routes(app, control, who)
+    _node_routes(app, control, who, [services.collector()] if services is not None else [])
     _token_routes(app, authority, who)
+    if services is not None:
+        app.include_router(service_router(services, who))
     return app
 
 
@@ -131,7 +139,7 @@ def _job_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
         }
 
 
-def _node_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
+def _node_routes(app: FastAPI, control: ControlPlane, who: Any, collectors: list[Collector]) -> None:
     store = control.store
 
     @app.post("/v1/nodes", status_code=201, tags=["nodes"])
@@ -195,7 +203,7 @@ def _node_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
     @app.get("/metrics", response_class=PlainTextResponse, tags=["metrics"])
     def prometheus(principal: Annotated[Principal, who("read", "metrics")]) -> str:
         """Prometheus exposition: node utilization and job counts by status."""
-        return render_metrics(store)
+        return render_metrics(store, collectors)
 
 
 def _outcome(outcome: JobEvent | SkylineError | None) -> dict[str, Any]:

@@ -93,7 +93,8 @@ class AutoscaleLoop:
     """Stores telemetry and runs every autoscaled service's decisions; ``forecasts`` for the scheduler.
 
     ``ready_counts()`` gives each service's ready replicas (stored with its telemetry); ``wake()`` tells
-    the reconciler that a service's desired count changed.
+    the reconciler that a service's desired count changed; ``publish(forecasts)`` hands every
+    predictive service's latest forecast to the scheduler after each pass that changed one.
     """
 
     def __init__(
@@ -104,9 +105,10 @@ class AutoscaleLoop:
         *,
         ready_counts: Callable[[], Mapping[str, int]] = dict,
         wake: Callable[[], None] = lambda: None,
+        publish: Callable[[Mapping[str, DemandForecast]], None] = lambda _forecasts: None,
     ) -> None:
         self.store, self.gateway, self.config = store, gateway, config
-        self.ready_counts, self.wake = ready_counts, wake
+        self.ready_counts, self.wake, self.publish = ready_counts, wake, publish
         self.forecasts: dict[str, DemandForecast] = {}
         self._scalers: dict[str, _Scaler] = {}
         self._stop = threading.Event()
@@ -147,6 +149,7 @@ class AutoscaleLoop:
         for name in [n for n in self._scalers if n not in records]:
             del self._scalers[name]
             self.forecasts.pop(f"service:{name}", None)
+        before = dict(self.forecasts)
         for record in records.values():
             if record.status != "active" or record.spec.autoscale.mode == "off":
                 self._scalers.pop(record.name, None)
@@ -155,6 +158,8 @@ class AutoscaleLoop:
             scaler = self._scaler(record, now_s)
             self._sync(record, scaler, now_s)
             self._decide_due(record, scaler, now_s)
+        if self.forecasts != before:
+            self.publish(dict(self.forecasts))
         if now_s - self._pruned_at > 3600:
             self.store.services.prune_metrics(before_s=now_s - self.config.retention_s)
             self._pruned_at = now_s

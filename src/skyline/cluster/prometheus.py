@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -34,7 +36,10 @@ class _StoreCollector(Collector):
         return [cpu, mem, gpu, alive, jobs]
 
 
-def render_metrics(store: Store) -> str:
+def render_metrics(store: Store, extra: Sequence[Collector] = ()) -> str:
+    """The store's families and ``extra`` collectors' (the services', when the control plane runs them)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_StoreCollector(store))
+    for collector in extra:
+        registry.register(collector)
     return generate_latest(registry).decode()

@@ -1,4 +1,4 @@
-"""Assembling and running a control plane: store + executor + policy + loop + API.
+"""Assembling and running a control plane: store + executor + policy + loop + API (+ services).
 
 `ServerConfig` says what to run; `build` wires it; `ServerThread` runs it inside this process (tests,
 the demo, benchmarks); `serve_forever` runs it in the foreground until SIGTERM or Ctrl-C, supervising
@@ -19,6 +19,8 @@ from skyline.cluster.clock import WallClock
 from skyline.cluster.control import ControlConfig, ControlPlane
 from skyline.cluster.executors import ExecutorConfig, executor_kind
 from skyline.cluster.local_agent import LocalAgent, LocalAgentConfig
+from skyline.cluster.service_plane import ServicePlane
+from skyline.cluster.services import ServicesConfig
 from skyline.cluster.store import Store
 from skyline.core.net import PortRange
 from skyline.errors import ConfigError
@@ -58,6 +60,8 @@ class ServerConfig:
     audit_log: Path | None = None  # a hash-chained record of every state-changing call
     rate_limit_per_s: float | None = None  # per token; None: no limit
     master_ports: PortRange = field(default_factory=PortRange)  # gangs' MASTER_PORT, per job and attempt
+    gateway_port: int = 0  # the services' gateway (0: any free port); on ``host``
+    services: ServicesConfig = field(default_factory=ServicesConfig)
     local_agent: LocalAgentConfig | None = None
 
     def __post_init__(self) -> None:
@@ -69,8 +73,10 @@ class ServerConfig:
         cls = policy_class(self.policy)
         if self.policy_options is not None and type(self.policy_options) is not cls.Options:
             raise ConfigError(f"policy {self.policy} takes {cls.Options.__name__} options")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"--port must be 0..65535, got {self.port}")
+        if not 0 <= self.port <= 65535 or not 0 <= self.gateway_port <= 65535:
+            raise ConfigError(
+                f"--port and --gateway-port must be 0..65535, got {self.port}, {self.gateway_port}"
+            )
         object.__setattr__(self, "state_dir", Path(self.state_dir))
         uvicorn_ssl_kwargs(self.tls_cert, self.tls_key)  # both or neither; the files exist, key private
         if self.rate_limit_per_s is not None and not self.rate_limit_per_s > 0:
@@ -99,6 +105,7 @@ class Built:
     control: ControlPlane
     authority: TokenAuthority
     store: Store
+    services: ServicePlane
 
 
 def build(config: ServerConfig) -> Built:
@@ -117,9 +124,18 @@ def build(config: ServerConfig) -> Built:
     )
     policy = policy_class(config.policy)(config.policy_options)
     control = ControlPlane(store, executor, policy, WallClock(), config.control, throughput=throughput)
+    services = ServicePlane(
+        store, control, config.services, gateway_host=config.host, gateway_port=config.gateway_port
+    )
     authority = TokenAuthority(config.tokens_path)
-    app = create_app(control, authority, audit_log=config.audit_log, rate_limit_per_s=config.rate_limit_per_s)
-    return Built(app, control, authority, store)
+    app = create_app(
+        control,
+        authority,
+        audit_log=config.audit_log,
+        rate_limit_per_s=config.rate_limit_per_s,
+        services=services,
+    )
+    return Built(app, control, authority, store, services)
 
 
 class ServerThread:
@@ -135,11 +151,13 @@ class ServerThread:
 
     def start(self) -> ServerThread:
         self.built.control.start()
+        self.built.services.start()
         self._server.start()
         return self
 
     def stop(self) -> None:
         self._server.stop()
+        self.built.services.stop()
         self.built.control.stop()
         self.built.store.close()
 
@@ -156,6 +174,7 @@ class Serving:
 
     url: str
     database: str
+    gateway_url: str
     admin_token: str | None  # the first admin token, issued once ever (None on later starts)
     agent_pid: int | None
     agent_adopted: bool  # the local agent an earlier instance started (after a SIGKILL) was adopted
@@ -166,7 +185,7 @@ def serve_forever(
 ) -> None:
     """Run the control plane in the foreground until SIGTERM or SIGINT (or ``stop_after_s``).
 
-    On a clean stop everything ends in order: the API, the loop, the store, and the
+    On a clean stop everything ends in order: the API, the services, the loop, the store, and the
     local agent, whichever instance started it. After a SIGKILL the agent lives on (its jobs keep
     running); the next start adopts it.
     """
@@ -184,7 +203,7 @@ def serve_forever(
             )
         announce(
             Serving(
-                url=thread.url, database=thread.built.store.url,
+                url=thread.url, database=thread.built.store.url, gateway_url=thread.built.services.gateway.url,
                 admin_token=admin, agent_pid=agent.pid if agent else None,
                 agent_adopted=bool(agent and agent.adopted),
             )

@@ -41,7 +41,7 @@ class ServicePlane:
         self.gateway.on_demand = self.controller.demand
         self.autoscale = AutoscaleLoop(
             store, self.gateway, self.config, ready_counts=lambda: self.controller.ready_counts,
-            wake=self.controller.wake,
+            wake=self.controller.wake, publish=control.set_forecasts,
         )  # fmt: skip
         self.controller.on_scale_from_zero = self.autoscale.record_scale_from_zero
 

@@ -180,7 +180,8 @@ class ServiceSpec:
         if self.model is not None:
             name, version = model_version(self.model)
             env.update({"SKYLINE_MODEL_NAME": name, "SKYLINE_MODEL_VERSION": str(version)})
-        return replace(self.replica, name=f"{self.name}-g{generation}", env=env)
+        labels = {**self.replica.labels, "service": self.name}  # policies tell service replicas by it
+        return replace(self.replica, name=f"{self.name}-g{generation}", env=env, labels=labels)
 
     def to_json(self) -> dict[str, Any]:
         r = self.replica

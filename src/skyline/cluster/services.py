@@ -278,9 +278,12 @@ class ServiceController:
             port = self._free_port(used)
             used.add(port)
             request = record.spec.replica_request(port=port, generation=record.generation)
-            job, _ = self.store.jobs.submit(request, owner=record.owner)
+            try:
+                job, _ = self.control.submit(request, owner=record.owner)  # admitted like any job
+            except ConfigError as exc:  # no node could ever hold a replica: say so, retry with backoff
+                self._count_failure(record, str(exc))
+                return
             self.store.services.add_replica(record.id, job.id, generation=record.generation, port=port)
-        self.control.wake()
 
     def _free_port(self, used: set[int]) -> int:
         ports = self.config.ports
