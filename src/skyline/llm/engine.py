@@ -218,6 +218,9 @@ class Engine(Protocol):
     def stats(self) -> EngineStats:
         """The engine's current state and counters."""
 
+    def close(self) -> None:
+        """Release what the engine holds (threads, the KV cache); it must not be used afterwards."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineConfig:

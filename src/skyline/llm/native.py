@@ -210,3 +210,7 @@ class NativeEngine:
             requests_aborted=self._totals["aborted"],
             requests_failed=self._totals["failed"],
         )
+
+    def close(self) -> None:
+        """Free the KV cache (nothing runs in the background); the engine must not be used afterwards."""
+        self.runner.decoder.kv_cache = torch.empty(0)
