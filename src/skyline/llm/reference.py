@@ -60,7 +60,7 @@ class TransformersEngine:
         self._vocab_size = int(loaded.model.config.vocab_size)
         self._block_size = config.block_size
         # Processors exist only for parameters whose default is not neutral; every request passes its own.
-        generation = GenerationConfig(
+        generation = GenerationConfig(  # type: ignore[no-untyped-call]
             do_sample=True, temperature=0.5, top_k=50, top_p=0.9, eos_token_id=list(self.eos_token_ids) or -1
         )
         cb_config = ContinuousBatchingConfig(
