@@ -40,3 +40,13 @@ def test_deterministic(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_simulates(name: str) -> None:
     contract.check_simulates(POLICIES[name]())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tiers(name: str) -> None:
+    contract.check_tiers(POLICIES[name]())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_simulated_tiers(name: str) -> None:
+    contract.check_simulated_tiers(POLICIES[name]())

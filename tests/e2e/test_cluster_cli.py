@@ -7,12 +7,13 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from skyline.cluster.client import ClusterClient
-from skyline.testing.cluster import ServerProcess, kill_local_agent, wait_until
+from skyline.testing.cluster import AgentProcess, ServerProcess, kill_local_agent, wait_until
 from skyline.testing.executors import process_alive
 
 pytestmark = pytest.mark.e2e
@@ -104,8 +105,47 @@ def test_a_sigkilled_server_restarts_from_its_database_and_loses_nothing(tmp_pat
         jobs = client.jobs()
         assert len(jobs) == 5 and sum(1 for j in jobs if j["idempotency_key"] == "retry-1") == 1
         client.close()
+        # The second server adopted the agent the first one started: its clean stop ends it too.
+        agent_pid = int((state / "agent.pid").read_text())
+        second.stop()
+        assert second.process.returncode == 0
+        assert wait_until(lambda: not process_alive(agent_pid), timeout_s=20)
+        assert not (state / "agent.pid").exists()
     finally:
         first.stop()
         if second is not None:
             second.stop()
         kill_local_agent(state)
+
+
+def test_attained_service_survives_a_sigkill_of_the_control_plane(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    extra = ("--no-agent", "--tick-s", "0.2")
+    first = ServerProcess(state, extra=extra)
+    second = agent = None
+    try:
+        assert first.admin_token is not None
+        client = ClusterClient(first.url, first.admin_token)
+        agent_token = client.create_token("gpu-node", "agent")
+        agent = AgentProcess(first.url, agent_token, "gpu-node", log_dir=tmp_path, gpus=2)
+        wait_until(lambda: client.nodes())
+        job = client.submit({"command": "sleep 60", "gpus": 1, "replicas": 2, "cpus": 0.1})
+        wait_until(lambda: client.job(job["id"])["status"] == "running")
+        time.sleep(1.5)
+        before = client.job(job["id"])["attained_gpu_s"]
+        assert before >= 2.0  # 2 GPUs for ~1 s and more
+        first.sigkill()
+        time.sleep(1.0)  # the job keeps running under its agent while no server is up
+        port = int(first.url.rsplit(":", 1)[1])
+        second = ServerProcess(state, port=port, extra=extra)
+        after = client.job(job["id"])
+        assert after["status"] == "running" and after["restarts"] == 0
+        assert after["attained_gpu_s"] >= before + 2 * 1.0  # it kept counting across the outage
+        client.cancel(job["id"])
+        client.close()
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        if agent is not None:
+            agent.stop()

@@ -204,6 +204,7 @@ class JobStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.finished = 0  # jobs this store saw finish (caches of finished jobs' history key on it)
 
     # ------------------------------------------------------------------ jobs
     def submit(self, request: JobRequest, *, owner: str) -> tuple[JobRecord, bool]:
@@ -459,6 +460,7 @@ class JobStore:
         values = {"b_id": job.id, "b_status": str(status), "b_now": now, "b_exit": exit_code}
         conn.execute(_FINISH_JOB, {**values, "b_message": message})
         conn.execute(_EVENT, _event(job.id, job.attempt, status, now, message))
+        self.finished += 1
 
     def cancel(self, job_id: str) -> JobRecord:
         with self.db.write() as conn:

@@ -58,6 +58,8 @@ class LiveViews:
         self._fit: Packer | None = None  # the alive nodes, empty: what could ever fit
         self._history: dict[tuple[str, str], float] = {}
         self._history_at = float("-inf")
+        self._looked_up: set[tuple[str, str]] = set()
+        self._finished_seen = -1
 
     def snapshot(self, *, incremental: bool) -> _Snapshot | None:
         """What the pass decides on; None when nothing waits (incremental) or nothing is unfinished.
@@ -145,9 +147,14 @@ class LiveViews:
     def _estimates(self, rows: list[QueueRow], now_s: float) -> dict[str, float]:
         """Each job's duration estimate: its own ``estimate_s``, else its owner's same command's median."""
         missing = {self._commands[r.id] for r in rows if self._estimated.get(r.id) is None}
-        if missing and time.monotonic() - self._history_at > ESTIMATES_TTL_S:
+        # Look again when jobs finished since, a command is new, or now and then (other writers).
+        fresh = (self.store.jobs.finished, missing <= self._looked_up)
+        if missing and (
+            fresh != (self._finished_seen, True) or time.monotonic() - self._history_at > ESTIMATES_TTL_S
+        ):
             self._history = self.store.jobs.history_estimates(missing)
-            self._history_at = time.monotonic()
+            self._history_at, self._looked_up = time.monotonic(), missing
+            self._finished_seen = self.store.jobs.finished
         out: dict[str, float] = {}
         for row in rows:
             own = self._estimated.get(row.id)

@@ -150,7 +150,9 @@ def commit_running(packer: Packer, request: Request, placements: Iterable[Placem
 def view_of(state: ClusterState, *, oracle: bool) -> RoundView:
     """A `RoundView` of ``state``: running jobs committed in a fresh packer, jobs in state order.
 
-    Oracle policies are told ``spec.duration_s`` (the truth in a simulation, the estimate live).
+    Oracle policies are told ``spec.duration_s`` (the truth in a simulation, the estimate live). A
+    pending job no node of the state could hold (its tiers, GPU models or size) is left out, as both
+    worlds do: it must not block a queue it can never leave.
     """
     packer = packer_for(state.cluster)
     jobs: list[JobView] = []
@@ -177,6 +179,8 @@ def view_of(state: ClusterState, *, oracle: bool) -> RoundView:
         running = state.running.placements.get(spec.id)
         if running:
             view.placing = commit_running(packer, request, running)
+        elif not packer.could_ever_fit(request):
+            continue
         jobs.append(view)
     waiting = [j for j in jobs if j.placing is None]
     return RoundView(
