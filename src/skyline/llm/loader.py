@@ -147,6 +147,7 @@ def _unshared_state(model: Any) -> dict[str, torch.Tensor]:
 def load_model(model: str, *, cache_dir: Path | None = None, dtype: str = "float32") -> LoadedModel:
     """Load a known model or a local Hugging Face folder with its tokenizer, offline, in eval mode."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     name, path = resolve_model_dir(model, cache_dir)
@@ -154,7 +155,7 @@ def load_model(model: str, *, cache_dir: Path | None = None, dtype: str = "float
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
         raise ConfigError(
             f"cannot load model folder {path}: {exc}; check its config.json and weights"
         ) from exc
