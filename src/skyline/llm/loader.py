@@ -157,7 +157,8 @@ def load_model(model: str, *, cache_dir: Path | None = None, dtype: str = "float
         hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     except (OSError, ValueError, KeyError, SafetensorError) as exc:
         raise ConfigError(
-            f"cannot load model folder {path}: {exc}; check its config.json and weights"
+            f"cannot load model folder {path}: {exc}; check its config.json and weights "
+            "(a model converted into skyline's cache: delete its folder and it is converted again)"
         ) from exc
     hf_model.requires_grad_(False).train(False)  # inference only
     return LoadedModel(name=name, path=path, model=hf_model, tokenizer=tokenizer)
