@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,3 +159,28 @@ def test_the_deployment_run_config_carries_every_training_setting() -> None:
     assert config_from_run(json.loads(json.dumps(run_config_of(tuned)))) == tuned
     plain = FederatedConfig(clients=2)
     assert config_from_run(run_config_of(plain)) == plain
+
+
+def test_a_fleet_run_config_carries_the_shape_data_and_weights(tmp_path: Path) -> None:
+    from skyline.federated.deployment import COMPONENTS, config_from_run, run_config_of
+
+    fleet = FederatedConfig(
+        clients=3, rounds=2, model="mlp", input_shape=(1, 8, 8), num_classes=10, secagg=True,
+        eval_data=tmp_path / "eval", initial_weights=tmp_path / "weights.pt", dp_epsilon=8.0,
+    )  # fmt: skip
+    assert config_from_run(json.loads(json.dumps(run_config_of(fleet)))) == fleet
+    assert COMPONENTS[fleet.secagg][1].endswith(":secagg_client_app")
+    with pytest.raises(ConfigError, match="input_shape and num_classes"):
+        FederatedConfig(input_shape=(4,))
+
+
+def test_a_node_trains_on_the_rows_of_its_own_folder(tmp_path: Path) -> None:
+    from skyline.federated.data_folder import read_rows, write_rows
+
+    write_rows(tmp_path / "data", np.ones((3, 4)), [0, 1, 1])
+    write_rows(tmp_path / "data", np.zeros((2, 4)), [2, 2])
+    x, y = client_rows(FederatedConfig(), {"data-path": str(tmp_path / "data")})
+    assert tuple(x.shape) == (5, 4) and sorted(y.tolist()) == [0, 1, 1, 2, 2]
+    write_rows(tmp_path / "data", np.zeros((1, 5)), [0])
+    with pytest.raises(ConfigError, match="disagree on the input shape"):
+        read_rows(tmp_path / "data")

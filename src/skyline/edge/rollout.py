@@ -10,8 +10,9 @@ records they uplink:
   version's by more than ``max_error_increase``, its accuracy on labelled records is below
   ``min_accuracy``, or its median latency grew by more than ``max_latency_increase_ms``: every agent the
   rollout reached goes back to the previous version, and the version is rejected;
-- healthy — after ``bake_s`` with ``min_samples`` answers (and labelled records, when accuracy is checked)
-  and no regression: the next wave starts; after the last one the version becomes the fleet's pinned one;
+- healthy — after ``bake_s``, once every online agent of the wave serves the new version, with
+  ``min_samples`` answers (and labelled records, when accuracy is checked) and no regression: the next wave
+  starts; after the last one the version becomes the fleet's pinned one;
 - no verdict within ``wave_timeout_s`` (agents offline, no traffic): rolled back, as an unconfirmed
   version must not spread.
 
@@ -153,7 +154,7 @@ def judge(
     ):
         return Verdict("regressed", f"median latency {latency:.1f} ms vs {base_latency:.1f} ms")
     enough = answered >= spec.min_samples and (spec.min_accuracy is None or labelled >= spec.min_samples)
-    if elapsed_s < spec.bake_s or not enough:
+    if elapsed_s < spec.bake_s or not enough or len(serving) < len(wave):
         return Verdict("waiting", f"{answered} answers, {labelled} labelled records after {elapsed_s:.0f} s")
     accuracy_text = f", accuracy {correct / labelled:.1%}" if labelled else ""
     return Verdict("healthy", f"{answered} answers, error rate {errors / answered:.1%}{accuracy_text}")

@@ -139,19 +139,33 @@ def _evenly(cuts: Sequence[str], most: int) -> list[str]:
     return [cuts[math.floor(i * step)] for i in range(most)]
 
 
+def _folded(source: Path, target: Path) -> Path:
+    """``source`` with ONNX Runtime's basic (hardware-independent, semantics-preserving) rewrites applied:
+    constant folding removes the shape arithmetic that exporters emit for padding (``Shape`` of the input
+    feeding every ``Pad``), which would otherwise keep the input alive across the whole graph."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(target)
+    try:
+        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ONNX Runtime raises its own types for a model it cannot load
+        raise ConfigError(f"ONNX Runtime cannot load {source} to split it: {exc}") from exc
+    return target
+
+
 def write_split(source: Path, folder: Path, *, max_segments: int = MAX_SEGMENTS) -> SplitSpec:
     """Cut the ONNX model ``source`` into segments under ``folder/split/``; returns what was written.
 
     Raises `ConfigError` when the graph has no cut point (one input and output are needed, and at least
     one place where a single tensor of known shape crosses)."""
     import onnx
-    from onnx import utils
-
-    from skyline.serving.repository import onnx_signature
 
     if max_segments < 2:
         raise ConfigError(f"max_segments must be >= 2, got {max_segments}")
-    model = onnx.load(str(source))
+    with tempfile.TemporaryDirectory() as scratch:
+        model = onnx.load(str(_folded(source, Path(scratch) / "folded.onnx")))
     weights = {i.name for i in model.graph.initializer}
     inputs = [i.name for i in model.graph.input if i.name not in weights]
     if len(inputs) != 1 or len(model.graph.output) != 1:
@@ -163,7 +177,18 @@ def write_split(source: Path, folder: Path, *, max_segments: int = MAX_SEGMENTS)
     cuts = _evenly([c for c in cut_points(model) if c in shapes], max_segments - 1)
     if not cuts:
         raise ConfigError(f"{source} has no point where one tensor crosses: it cannot be split")
-    bounds = [inputs[0], *cuts, model.graph.output[0].name]
+    spec = SplitSpec(segments=_extract(model, [inputs[0], *cuts, model.graph.output[0].name], folder))
+    (folder / SPLIT_DIR / SPLIT_SPEC).write_text(json.dumps(spec.to_json(), indent=1) + "\n")
+    return spec
+
+
+def _extract(model: Any, bounds: list[str], folder: Path) -> tuple[SplitSegment, ...]:
+    """One segment file per pair of consecutive ``bounds`` (ONNX's own sub-model extraction)."""
+    import onnx
+    from onnx import utils
+
+    from skyline.serving.repository import onnx_signature
+
     (folder / SPLIT_DIR).mkdir(parents=True, exist_ok=True)
     segments = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -174,9 +199,7 @@ def write_split(source: Path, folder: Path, *, max_segments: int = MAX_SEGMENTS)
             utils.extract_model(str(full), str(folder / name), [start], [stop])
             (spec_in,), (spec_out,) = onnx_signature(folder / name)
             segments.append(SplitSegment(file=name, input=spec_in, output=spec_out))
-    spec = SplitSpec(segments=tuple(segments))
-    (folder / SPLIT_DIR / SPLIT_SPEC).write_text(json.dumps(spec.to_json(), indent=1) + "\n")
-    return spec
+    return tuple(segments)
 
 
 def read_split(folder: Path) -> SplitSpec:
