@@ -26,7 +26,7 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CONTRACT = {"rounds", "final_accuracy", "centralized_accuracy", "accuracy_per_round", "epsilon"}
-EXTRAS = {"dp_unit", "dp_delta", "dp_clipping_norm", "secagg"}
+EXTRAS = {"dp_unit", "dp_delta", "dp_clipping_norm", "secagg", "privacy"}
 DP_ARGS = (
     "--clients",
     "2",
@@ -111,6 +111,13 @@ def test_fedprox_with_record_level_dp_learns_and_reports_epsilon(runs: dict[str,
     assert result["final_accuracy"] > 0.3  # from 0.1 (chance) after two rounds, even with the DP noise
     assert 19.0 < result["epsilon"] <= 20.0  # the worst client spends (almost) the whole budget
     assert result["dp_unit"] == "record" and result["dp_delta"] == 1e-5
+    privacy = result["privacy"]  # the guarantee as every private run in skyline reports it
+    assert privacy["epsilon"] == result["epsilon"] and (privacy["unit"], privacy["accountant"]) == (
+        "record",
+        "rdp",
+    )
+    assert privacy["delta"] == 1e-5 and privacy["clipping_norm"] == result["dp_clipping_norm"]
+    assert privacy["noise_multiplier"] > 0
     assert result["centralized_accuracy"] > 0.8
 
 

@@ -21,12 +21,13 @@ import torch
 
 from skyline.errors import ConfigError
 from skyline.federated.data_folder import read_rows
-from skyline.federated.dp_sgd import RecordPrivacy, plan_for, train_private
+from skyline.federated.dp_sgd import RecordPrivacy, plan_for, record_level_report, train_private
 from skyline.federated.local_training import LocalTraining, accuracy, train_local
 from skyline.federated.partition import dirichlet_partition
 from skyline.federated.strategies import FEDERATED_STRATEGIES
 from skyline.training.data import DatasetSplits, load_dataset
 from skyline.training.models import build_model
+from skyline.training.privacy import PrivacyReport
 
 NodeConfig = Mapping[str, Any]
 DP_UNITS = ("record", "client")
@@ -183,20 +184,20 @@ def local_update(
     return train_local(model, x, y, settings, seed=seed), len(y), None
 
 
-def record_level_epsilon(config: FederatedConfig) -> float | None:
-    """The largest ε any client's DP-SGD spends over a partitioned run (each row lives on one client)."""
+def record_level_privacy(config: FederatedConfig) -> PrivacyReport | None:
+    """The record-level guarantee of a partitioned run: its worst client's (each row lives on one client)."""
     privacy = config.record_privacy()
     if privacy is None:
         return None
-    return max(
-        plan_for(
-            privacy,
-            rows=len(client_rows(config, {"partition-id": i})[1]),
-            epochs=config.local.epochs,
-            batch_size=config.local.batch_size,
-        ).epsilon
-        for i in range(config.clients)
-    )
+    rows = [len(client_rows(config, {"partition-id": i})[1]) for i in range(config.clients)]
+    local = config.local
+    return record_level_report(privacy, client_rows=rows, epochs=local.epochs, batch_size=local.batch_size)
+
+
+def record_level_epsilon(config: FederatedConfig) -> float | None:
+    """The largest ε any client's DP-SGD spends over a partitioned run."""
+    report = record_level_privacy(config)
+    return None if report is None else report.epsilon
 
 
 def train_reply(config: FederatedConfig, msg: Any, context: Any) -> Any:

@@ -13,7 +13,7 @@ from skyline.federated.apps import (
     make_client_app,
     make_server_app,
     new_model,
-    record_level_epsilon,
+    record_level_privacy,
 )
 from skyline.federated.dp_sgd import client_level_plan
 from skyline.federated.local_training import LocalTraining, accuracy, train_local
@@ -108,17 +108,18 @@ def run_federated(config: FederatedConfig, *, num_cpus: int = 2, quiet: bool = F
                 ) from exc
     if len(accuracies) != config.rounds:
         raise UnavailableError(f"the federated run ended after {len(accuracies)} of {config.rounds} rounds")
-    epsilon = record_level_epsilon(config) if client_dp is None else client_dp.epsilon
+    report = record_level_privacy(config) if client_dp is None else client_dp
     private = config.dp_epsilon is not None
     return {
         "rounds": config.rounds,
         "final_accuracy": accuracies[-1] if accuracies else None,
         "centralized_accuracy": centralized_accuracy(config),
         "accuracy_per_round": accuracies,
-        "epsilon": epsilon,
+        "epsilon": None if report is None else report.epsilon,
         # Which neighbouring datasets ε is about: one training row ("record") or one client's whole data.
         "dp_unit": config.dp_unit if private else None,
         "dp_delta": config.delta if private else None,
         "dp_clipping_norm": config.clipping if private else None,
         "secagg": config.secagg,
+        "privacy": None if report is None else report.as_dict(),  # as every private run reports it
     }
