@@ -141,11 +141,19 @@ def run(
     ca: Path | None = CA,
     tls_cert: Path | None = typer.Option(None, help="Serve the local API over HTTPS with this certificate."),
     tls_key: Path | None = typer.Option(None, help="The certificate's key (PEM, 0600)."),
+    llm_cloud: str | None = typer.Option(
+        None, help="Also serve an LLM here, routed against this cloud LLM URL."
+    ),
+    llm_cloud_model: str = typer.Option("smollm2-135m", help="With --llm-cloud: the cloud's LLM model name."),
+    llm_cloud_token: str | None = typer.Option(None, envvar="SKYLINE_LLM_TOKEN", help="Its token."),
+    llm_model: str = typer.Option("smollm2-135m", help="With --llm-cloud: the LLM served here."),
+    llm_quant: str = typer.Option("int8", help="With --llm-cloud: its quantization (none, int8, int4)."),
 ) -> None:
     """Run an edge agent: the fleet's version of its model (verified), a local inference API, a strategy
-    with the cloud, labelled records, uplink, telemetry, and with --fl federated learning."""
+    with the cloud, labelled records, uplink, telemetry, with --fl federated learning, and with --llm-cloud
+    an LLM answered here or in the cloud (OpenAI API)."""
     from skyline.edge.agent import AgentConfig, FederatedNode
-    from skyline.edge.agent_app import serve_forever
+    from skyline.edge.agent_app import EdgeLLM, serve_forever
     from skyline.security.tls import uvicorn_ssl_kwargs
 
     uvicorn_ssl_kwargs(tls_cert, tls_key)  # both or neither, key 0600: fail before starting
@@ -162,9 +170,15 @@ def run(
         federated=FederatedNode(superlink=superlink, ca=ca) if superlink is not None else None,
     )  # fmt: skip
     tls = (tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
+    llm = None
+    if llm_cloud is not None:
+        llm = EdgeLLM(
+            cloud_url=llm_cloud, cloud_model=llm_cloud_model, cloud_token=llm_cloud_token, model=llm_model,
+            quant=llm_quant,
+        )  # fmt: skip
     serve_forever(
         config, tokens=tokens or store / "local-tokens.json", port=port, tls=tls, duration_s=duration_s,
-        announce=console.print,
+        announce=console.print, llm=llm,
     )  # fmt: skip
 
 
