@@ -137,6 +137,8 @@ class LiveViews:
             job_type=spec.job_type,
             priority=spec.priority,
             restarts=row.restarts,
+            kind=str(spec.kind),
+            group=spec.labels.get("service", ""),
             progress_at_s=progress_at,
         )
         if estimate_s is not None:  # oracle policies: the estimate, and what is left of it

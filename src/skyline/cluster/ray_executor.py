@@ -14,12 +14,15 @@ psutil (and NVML) and its answer is the node's heartbeat, as an agent's would be
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from skyline.cluster.node_store import UsageSample
@@ -34,25 +37,63 @@ log = logging.getLogger("skyline.cluster.ray")
 NODE_RESOURCE_PREFIX = "skyline_node_"
 _TAIL_LINES = 2000
 _SLIVER = 0.001  # of a node's skyline_node_<name> resource: pins a task there without using it up
+_STOP_GRACE_S = 5.0  # a cancelled replica's processes get this long after SIGTERM
 
 
-def run_replica(command: str, env: Mapping[str, str]) -> tuple[int, list[str]]:
-    """Run one replica in a shell on the Ray worker; its exit code and its last output lines."""
+def _pidfile(key: str) -> Path:
+    folder = Path(tempfile.gettempdir()) / "skyline-ray"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{key}.pid"
+
+
+def run_replica(key: str, command: str, env: Mapping[str, str]) -> tuple[int, list[str]]:
+    """Run one replica in a shell on the Ray worker; its exit code and its last output lines.
+
+    The command runs in its own session, its process group recorded under ``key`` on the node, so
+    that `stop_replica` (a task sent to the same node) can stop all of it, children included.
+    """
     import os
 
     problem = rendezvous_problem(env)
     if problem is not None:
         return PORT_TAKEN_EXIT_CODE, [problem]
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         ["/bin/sh", "-c", command],
         env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        check=False,
+        start_new_session=True,
     )
-    lines = proc.stdout.decode(errors="replace").splitlines()
+    pidfile = _pidfile(key)
+    pidfile.write_text(str(proc.pid))
+    try:
+        out, _ = proc.communicate()
+    finally:
+        pidfile.unlink(missing_ok=True)
+    lines = out.decode(errors="replace").splitlines()
     return proc.returncode, lines[-_TAIL_LINES:]
+
+
+def stop_replica(key: str) -> None:
+    """Stop the process group of replica ``key`` on this node: SIGTERM, then SIGKILL after a grace."""
+    import os
+    import signal
+
+    try:
+        pgid = int(_pidfile(key).read_text())
+    except (FileNotFoundError, ValueError):
+        return  # not started, or already ended
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, sig)
+        deadline = time.monotonic() + _STOP_GRACE_S
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
 
 
 def sample_node() -> tuple[float, float, float | None]:
@@ -106,9 +147,12 @@ class RayExecutor:
             except ConnectionError as exc:
                 raise UnavailableError(f"no Ray cluster at {address or 'auto'}: {exc}") from exc
         self._remote = ray.remote(run_replica)
+        self._stopper = ray.remote(stop_replica)
         self._probe = ray.remote(sample_node)
         self._probes: dict[str, Any] = {}  # node name → its sampling task in flight
         self._gangs: dict[str, _Gang] = {}
+        # stopped gangs: their stop tasks, and when to free their groups anyway
+        self._stopping: list[tuple[_Gang, list[Any], float]] = []
         self._events: list[JobEvent] = []
         self._lock = threading.Lock()
         self._addresses: dict[str, str] = {}
@@ -128,6 +172,7 @@ class RayExecutor:
                 if key.startswith(NODE_RESOURCE_PREFIX):
                     self._keep(key[len(NODE_RESOURCE_PREFIX) :], node, resources)
         self._collect_probes()
+        self._reap()
 
     def _keep(self, name: str, node: Mapping[str, Any], resources: Mapping[str, float]) -> None:
         address = str(node.get("NodeManagerAddress", "127.0.0.1"))
@@ -210,7 +255,9 @@ class RayExecutor:
             if spec.resources.gpu_milli:
                 options["num_gpus"] = spec.resources.gpus
             options["resources"] = {f"{NODE_RESOURCE_PREFIX}{p.node_id}": _SLIVER}
-            gang.refs.append(self._remote.options(**options).remote(record.command, env))
+            gang.refs.append(
+                self._remote.options(**options).remote(self._key(gang, rank), record.command, env)
+            )
 
     @staticmethod
     def _bundle(resources: Resources, node_id: str) -> dict[str, float]:
@@ -219,17 +266,40 @@ class RayExecutor:
             bundle["GPU"] = resources.gpus
         return bundle
 
-    def _kill(self, job_id: str) -> None:
-        import ray
-        from ray.util.placement_group import remove_placement_group
-
+    def _kill(self, job_id: str, *, ended: bool = False) -> None:
+        """Stop the gang's replicas on their nodes (children included), then cancel its tasks and free
+        its placement group (`_reap`, once the stops are done). ``ended``: every replica has exited."""
         with self._lock:
             gang = self._gangs.pop(job_id, None)
         if gang is None:
             return
-        for ref in gang.refs:
-            ray.cancel(ref, force=True)
-        remove_placement_group(gang.group)
+        stops = []
+        if gang.refs and not ended:
+            for rank, p in enumerate(gang.placements):
+                options = {"num_cpus": 0, "resources": {f"{NODE_RESOURCE_PREFIX}{p.node_id}": _SLIVER}}
+                stops.append(self._stopper.options(**options).remote(self._key(gang, rank)))
+        self._stopping.append((gang, stops, time.monotonic() + 2 * _STOP_GRACE_S + 5.0))
+        self._reap()
+
+    @staticmethod
+    def _key(gang: _Gang, rank: int) -> str:
+        return f"{gang.spec.id}-{gang.record.attempt}-{rank}"
+
+    def _reap(self) -> None:
+        """Cancel the tasks and remove the groups of stopped gangs whose stops are done (or overdue)."""
+        import ray
+        from ray.util.placement_group import remove_placement_group
+
+        keep = []
+        for gang, stops, deadline in self._stopping:
+            done, _ = ray.wait(stops, num_returns=len(stops), timeout=0) if stops else ([], [])
+            if len(done) == len(stops) or time.monotonic() > deadline:
+                for ref in gang.refs:
+                    ray.cancel(ref, force=True)
+                remove_placement_group(gang.group)
+            else:
+                keep.append((gang, stops, deadline))
+        self._stopping = keep
 
     def stop(self, job_id: str) -> None:
         self.store.jobs.requeue(job_id, "preempted by the scheduling policy")
@@ -308,8 +378,13 @@ class RayExecutor:
             self.notify(JobEvent(job_id=job_id, status=JobStatus.SUCCEEDED, at_s=now, exit_code=0))
         else:
             return
-        self._kill(job_id)
+        self._kill(job_id, ended=not failed)
 
     def close(self) -> None:
+        """Stop every gang and wait (bounded) until their processes are gone and groups freed."""
         for job_id in list(self._gangs):
             self._kill(job_id)
+        deadline = time.monotonic() + 2 * _STOP_GRACE_S + 6.0
+        while self._stopping and time.monotonic() < deadline:
+            time.sleep(0.1)
+            self._reap()

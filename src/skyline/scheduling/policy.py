@@ -174,6 +174,8 @@ def view_of(state: ClusterState, *, oracle: bool) -> RoundView:
             job_type=spec.job_type,
             priority=spec.priority,
             restarts=job.restarts,
+            kind=str(spec.kind),
+            group=spec.labels.get("service", ""),
             progress_at_s=state.now_s,
         )
         running = state.running.placements.get(spec.id)

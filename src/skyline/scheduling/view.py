@@ -39,6 +39,8 @@ class JobView:
     job_type: str = ""
     priority: int = 0
     restarts: int = 0
+    kind: str = "training"  # JobKind: training, inference, batch, service
+    group: str = ""  # the jobs of one group (a service's replicas: its name), "" for none
     placing: Placing | None = None
     progress_at_s: float = 0.0
     rate: float = 1.0

@@ -128,7 +128,7 @@ def check_simulated_tiers(policy: Policy) -> None:
         NodeSpec(id="edge-0", gpus=8, tier="edge"),
     )
     trace = synthetic_trace(jobs=24, jobs_per_hour=30, seed=5)
-    tiers = (frozenset({"edge"}), frozenset({"datacenter"}), frozenset())
+    tiers: tuple[frozenset[str], ...] = (frozenset({"edge"}), frozenset({"datacenter"}), frozenset())
     jobs = tuple(
         replace(j, tiers=tiers[k % 3], replicas=min(j.replicas, 8)) for k, j in enumerate(trace.jobs)
     )
