@@ -9,6 +9,7 @@ so that OpenAI clients raise their usual exception classes. Bad input is a 400, 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,10 +21,22 @@ from starlette.types import Receive, Scope, Send
 from skyline.errors import ConfigError, SkylineError
 from skyline.security.http import BodySizeLimitMiddleware, error_response
 
-__all__ = ["OpenAIBodySizeLimit", "install_openai_errors", "openai_error", "validation_error"]
+__all__ = [
+    "GenerationFailedError",
+    "OpenAIBodySizeLimit",
+    "install_openai_errors",
+    "openai_error",
+    "validation_error",
+]
 
 log = logging.getLogger(__name__)
 
+
+class GenerationFailedError(Exception):
+    """The engine failed while generating (a bug, not the client's mistake): HTTP 500 with the reason."""
+
+
+_UNION_TAG = re.compile(r"[\[\]-]|^(str|int|float|bool)$")
 _TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -70,7 +83,8 @@ def validation_error(errors: list[Any]) -> JSONResponse:
     """400 for a body that does not validate: the first problem, its field as ``param``; the input is never
     echoed (it may be huge or secret)."""
     first = errors[0] if errors else {}
-    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    # pydantic names the member of a union it tried ("stop.constrained-str"): not a field, so dropped
+    loc = [str(part) for part in first.get("loc", ()) if not _UNION_TAG.search(str(part))]
     param = ".".join(loc) or None
     if first.get("type") == "extra_forbidden":
         message = f"Unrecognized request argument supplied: {param}"
@@ -96,6 +110,10 @@ def install_openai_errors(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         return openai_error(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
+    async def on_generation_failed(request: Request, exc: Exception) -> JSONResponse:
+        log.error("generation failed answering %s: %s", request.url.path, exc)
+        return openai_error(500, str(exc))
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error answering %s %s", request.method, request.url.path, exc_info=exc)
         return openai_error(500, "internal server error")
@@ -103,6 +121,7 @@ def install_openai_errors(app: FastAPI) -> None:
     app.add_exception_handler(SkylineError, on_skyline)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(GenerationFailedError, on_generation_failed)
     app.add_exception_handler(Exception, on_unexpected)
 
 

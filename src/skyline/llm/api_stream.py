@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 
-from skyline.errors import SkylineError, UnavailableError
+from skyline.errors import SkylineError
+from skyline.llm.api_errors import GenerationFailedError
 from skyline.llm.api_prepare import Prepared
 from skyline.llm.async_engine import RequestStream
 from skyline.llm.engine import RequestOutput
@@ -61,7 +62,7 @@ def _raise_failed(output: RequestOutput, stream_error: SkylineError | None) -> N
     if output.finish_reason == "error":
         if stream_error is not None:
             raise stream_error  # the engine refused the request: the client's mistake (4xx)
-        raise UnavailableError(f"generation failed: {output.error or 'engine error'}")
+        raise GenerationFailedError(f"generation failed: {output.error or 'engine error'}")
 
 
 def _usage(prepared: Prepared, finals: dict[int, RequestOutput]) -> dict[str, Any]:
@@ -148,10 +149,10 @@ async def sse_events(prepared: Prepared, streams: list[RequestStream]) -> AsyncI
                 )
             elif output.text_delta:
                 yield _chunk(prepared, [_delta(prepared, index, output.text_delta, None)])
-    except SkylineError as exc:  # headers are gone: the error travels as an event, as OpenAI's does
-        status = 400 if exc.http_status == 422 else exc.http_status
-        yield _event({"error": {"message": str(exc), "type": "server_error" if status >= 500 else "invalid_request_error",
-                                "param": None, "code": status}})  # fmt: skip
+    except (SkylineError, GenerationFailedError) as exc:  # the headers are sent: the error is an event
+        status = 500 if isinstance(exc, GenerationFailedError) else exc.http_status
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        yield _event({"error": {"message": str(exc), "type": kind, "param": None, "code": status}})
         yield b"data: [DONE]\n\n"
         return
     if prepared.include_usage:
