@@ -61,9 +61,9 @@ def _run(subject_name: str, recipes: list[str], out: Path, **measure: Any) -> An
 
 
 def _digits_test_images() -> Any:
-    from skyline.compression.subjects import _training_data
+    from skyline.compression.subjects import training_data
 
-    return _training_data("digits").x_test.numpy()
+    return training_data("digits").x_test.numpy()
 
 
 def _section(report: Any, seconds: float) -> dict[str, Any]:

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from skyline.compression.artifact import Artifact, OnnxArtifact, TorchArtifact
-from skyline.compression.digits import classification_task, digits_data, small_cnn
 from skyline.compression.steps import STEPS, StepContext, build_step
-from skyline.compression.task import Task
+from skyline.compression.subjects import training_data
+from skyline.compression.task import Task, classification_task
 from skyline.errors import ConfigError
+from skyline.testing.compression import small_cnn
 from skyline.training.export import export_onnx
 
 pytestmark = pytest.mark.unit
@@ -23,7 +24,7 @@ FAST: dict[str, dict[str, Any]] = {"prune": {"finetune_epochs": 1}, "distill": {
 
 @pytest.fixture(scope="module")
 def task() -> Task:
-    return classification_task("digits", digits_data())
+    return classification_task("digits", training_data("digits"))
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from skyline.cli.app import main
-from skyline.compression.digits import classification_task, digits_data, small_cnn
+from skyline.compression.subjects import training_data
+from skyline.compression.task import classification_task
+from skyline.testing.compression import small_cnn
 from skyline.training.export import export_onnx
 from skyline.training.fit import FitConfig, fit
 
@@ -27,10 +29,10 @@ def skyline(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_gate_refuses_a_variant_that_loses_too_much(tmp_path: Path) -> None:
     # A model file as `skyline train` writes it: a whole module, trained on the same digits split.
-    from skyline.compression.subjects import _training_data
+    from skyline.compression.subjects import training_data
 
     torch.manual_seed(0)
-    model, data = small_cnn(width=8), _training_data("digits")
+    model, data = small_cnn(width=8), training_data("digits")
     fit(model, data.x_train, data.y_train, FitConfig(epochs=3, lr=3e-3))
     torch.save(model, tmp_path / "model.pt")
     wreck = tmp_path / "wreck.yaml"  # 90 % of the channels removed, no fine-tuning
@@ -78,7 +80,7 @@ def test_unknown_recipe_and_oversubscription_are_refused(
 
 
 def test_infer_shards_the_input_over_processes(tmp_path: Path) -> None:
-    data = digits_data()
+    data = training_data("digits")
     torch.manual_seed(0)
     model_path = export_onnx(
         small_cnn(width=4), classification_task("digits", data).sample(2), tmp_path / "m.onnx"

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from skyline.compression.digits import small_cnn
 from skyline.compression.distill import make_student
 from skyline.compression.pruning import hidden_sizes, prune_structured, schedule_targets
 from skyline.compression.recipe import builtin_recipes, load_recipe
 from skyline.errors import ConfigError, DataError, NotFoundError
+from skyline.testing.compression import small_cnn
 from skyline.training.models import count_parameters
 
 pytestmark = pytest.mark.unit
@@ -123,13 +123,16 @@ def test_builtin_recipes_and_yaml_recipes(tmp_path: Path) -> None:
 
 def test_unstructured_prune_step_keeps_exactly_its_zeros_through_fine_tuning(tmp_path: Path) -> None:
     from skyline.compression.artifact import TorchArtifact
-    from skyline.compression.digits import classification_task, digits_data
     from skyline.compression.steps import StepContext, build_step
+    from skyline.compression.subjects import training_data
+    from skyline.compression.task import classification_task
 
     torch.manual_seed(0)
     model = small_cnn(width=4)
     step = build_step("prune", {"kind": "unstructured", "amount": 0.3, "finetune_epochs": 1})
-    ctx = StepContext(task=classification_task("digits", digits_data()), work_dir=tmp_path, prefix="p")
+    ctx = StepContext(
+        task=classification_task("digits", training_data("digits")), work_dir=tmp_path, prefix="p"
+    )
     result = step.apply(TorchArtifact(model), ctx)
     assert isinstance(result, TorchArtifact)
     weights = [m.weight for m in result.module.modules() if isinstance(m, nn.Conv2d | nn.Linear)]

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from skyline.compression.artifact import OnnxArtifact, TorchArtifact
-from skyline.compression.digits import classification_task, digits_data, small_cnn
 from skyline.compression.measure import MeasureConfig, Measurement
 from skyline.compression.ort_quantize import optimize_graph, quantize_int8
 from skyline.compression.ort_session import OnnxPredictor
@@ -18,9 +17,10 @@ from skyline.compression.pipeline import compress
 from skyline.compression.recipe import load_recipe
 from skyline.compression.report import gate_failures
 from skyline.compression.steps import ExportStep, StepContext
-from skyline.compression.subjects import check_model_fits, load_model_file
-from skyline.compression.task import Task
+from skyline.compression.subjects import check_model_fits, load_model_file, training_data
+from skyline.compression.task import Task, classification_task
 from skyline.errors import ConfigError, DataError
+from skyline.testing.compression import small_cnn
 from skyline.training.export import export_onnx
 from skyline.training.fit import FitConfig, fit
 
@@ -34,7 +34,7 @@ def _relative_rms(approx: np.ndarray, exact: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def trained() -> tuple[nn.Module, Task]:
     """A narrow digits CNN trained for 3 epochs (a second or two): real data, a real accuracy."""
-    data = digits_data()
+    data = training_data("digits")
     torch.manual_seed(0)
     model = small_cnn(width=8)
     fit(model, data.x_train, data.y_train, FitConfig(epochs=3, lr=3e-3))
@@ -71,7 +71,7 @@ def test_static_int8_stays_within_bounds_and_shrinks(trained: tuple[nn.Module, T
 
 
 def test_dynamic_int8_per_channel_keeps_an_mlp_close(tmp_path: Path) -> None:
-    data = digits_data()
+    data = training_data("digits")
     torch.manual_seed(0)
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
     fit(mlp, data.x_train, data.y_train, FitConfig(epochs=3, lr=3e-3))

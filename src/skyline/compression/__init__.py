@@ -24,33 +24,7 @@ _HOMES = {
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
-__all__ = [
-    "BUILTIN_MODELS",
-    "STEPS",
-    "ClassificationData",
-    "CompressionReport",
-    "InferPlan",
-    "InferResult",
-    "MeasureConfig",
-    "Measurement",
-    "MetricDropError",
-    "OnnxArtifact",
-    "Predictor",
-    "Recipe",
-    "Step",
-    "StepContext",
-    "Subject",
-    "Task",
-    "TorchArtifact",
-    "build_step",
-    "builtin_recipes",
-    "compress",
-    "load_recipe",
-    "plan",
-    "refuse_drops",
-    "resolve_subject",
-    "run_batch_inference",
-]
+__all__ = sorted(_MODULE_OF)  # the public API: the names above, by the module that defines them
 
 
 def __getattr__(name: str) -> Any:

@@ -17,7 +17,6 @@ from skyline.compression.task import Inputs, Predictor, Task
 from skyline.errors import IntegrityError, NotFoundError
 
 SIDE = 224
-PALACE = 698
 
 
 def load_efficientnet_lite0() -> nn.Module:

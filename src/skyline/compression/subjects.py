@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from skyline.compression.task import ClassificationData, Task
+from skyline.compression.task import ClassificationData, Task, classification_task
 from skyline.errors import ConfigError, DataError, NotFoundError
 
 BUILTIN_MODELS = ("digits-cnn", "minilm", "efficientnet-lite0")
@@ -28,7 +28,6 @@ class Subject:
 
 def _digits_cnn(*, epochs: int) -> Subject:
     """The project's digits CNN, trained by `skyline.training` exactly as ``skyline train`` would."""
-    from skyline.compression.digits import classification_task
     from skyline.training.config import TrainConfig
     from skyline.training.trainer import train
 
@@ -39,11 +38,11 @@ def _digits_cnn(*, epochs: int) -> Subject:
         train(config)
         module = load_model_file(Path(folder) / "model.pt")
     return Subject(
-        name="digits-cnn", module=module, task=classification_task("digits", _training_data("digits"))
+        name="digits-cnn", module=module, task=classification_task("digits", training_data("digits"))
     )
 
 
-def _training_data(dataset: str) -> ClassificationData:
+def training_data(dataset: str) -> ClassificationData:
     """The dataset exactly as `skyline train` split and normalised it (same seed), train and test splits."""
     from skyline.training.data import load_dataset
 
@@ -127,9 +126,8 @@ def resolve_subject(model: str, *, dataset: str = "digits", quick: bool = False)
         raise NotFoundError(
             f"unknown model {model!r}; built-ins are {', '.join(BUILTIN_MODELS)}, or pass a model.pt path"
         )
-    from skyline.compression.digits import classification_task
 
     module = load_model_file(path)
-    task = classification_task(dataset, _training_data(dataset))
+    task = classification_task(dataset, training_data(dataset))
     check_model_fits(module, task, source=str(path))
     return Subject(name=path.parent.name or path.stem, module=module, task=task)

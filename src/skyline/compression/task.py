@@ -89,3 +89,31 @@ def evaluate_in_batches(
     """Accuracy in percent of a single-input classifier over ``x`` in batches of ``batch``."""
     outputs = [predictor({input_name: x[i : i + batch]}) for i in range(0, len(x), batch)]
     return accuracy_percent(np.concatenate(outputs), y)
+
+
+def classification_task(name: str, data: ClassificationData, *, input_name: str = "input") -> Task:
+    """A Task for an image classifier judged by test accuracy, calibrated on 256 training images."""
+    x_test, y_test = data.x_test.numpy(), data.y_test.numpy()
+    x_train = data.x_train.numpy()
+
+    def sample(n: int) -> Inputs:
+        index = np.arange(n) % len(x_test)
+        return {input_name: np.ascontiguousarray(x_test[index])}
+
+    def calibration() -> list[Inputs]:
+        return [{input_name: x_train[i : i + 32]} for i in range(0, min(256, len(x_train)), 32)]
+
+    def evaluate(predictor: Predictor) -> float:
+        return evaluate_in_batches(predictor, x_test, y_test, input_name)
+
+    return Task(
+        name=name,
+        kind="cnn",
+        metric_name="test accuracy (%)",
+        input_names=(input_name,),
+        dynamic_axes={input_name: {0: "batch"}},
+        sample=sample,
+        calibration=calibration,
+        evaluate=evaluate,
+        data=data,
+    )

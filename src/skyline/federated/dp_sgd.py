@@ -22,7 +22,7 @@ from torch import nn
 
 from skyline.errors import ConfigError
 from skyline.federated.local_training import LocalTraining, proximal_gradient
-from skyline.training.fit import fit, make_optimizer
+from skyline.training.fit import FitConfig, fit, make_optimizer
 from skyline.training.privacy import DPSGD, Accountant, PrivacyReport, epsilon_for, noise_multiplier_for
 
 ACCOUNTANT: Accountant = "rdp"
@@ -56,16 +56,12 @@ class PrivacyPlan:
     epsilon: float
 
 
+@functools.lru_cache(maxsize=256)
 def plan_for(privacy: RecordPrivacy, *, rows: int, epochs: int, batch_size: int) -> PrivacyPlan:
     """The noise multiplier a client with ``rows`` rows needs, and the ε its whole participation costs."""
-    return _plan(privacy, rows, epochs, batch_size)
-
-
-@functools.lru_cache(maxsize=256)
-def _plan(privacy: RecordPrivacy, rows: int, epochs: int, batch_size: int) -> PrivacyPlan:
     if rows < 1:
         raise ConfigError("a client needs at least one training row for DP-SGD")
-    steps_per_epoch = LocalTraining(batch_size=batch_size).fit_config(seed=0).steps_per_epoch(rows)
+    steps_per_epoch = FitConfig(batch_size=batch_size).steps_per_epoch(rows)  # as `fit` will take them
     sample_rate = 1.0 / steps_per_epoch  # about batch_size / rows, and 1 for a client smaller than a batch
     steps = privacy.rounds * epochs * steps_per_epoch
     sigma = noise_multiplier_for(

@@ -30,33 +30,7 @@ _HOMES = {
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
-__all__ = [
-    "RUNTIMES",
-    "BackgroundServer",
-    "BatchingConfig",
-    "DynamicBatcher",
-    "InferenceRequest",
-    "InvalidRequestError",
-    "LoadedModel",
-    "ModelManager",
-    "ModelManifest",
-    "ModelRepository",
-    "OnnxRuntime",
-    "Runtime",
-    "TensorSpec",
-    "TorchRuntime",
-    "bind_socket",
-    "check_inputs",
-    "create_app",
-    "encode_response",
-    "load_runtime",
-    "onnx_session",
-    "onnx_signature",
-    "parse_request",
-    "plan_threads",
-    "serve_forever",
-    "wait_for_stop_signal",
-]
+__all__ = sorted(_MODULE_OF)  # the public API: the names above, by the module that defines them
 
 
 def __getattr__(name: str) -> Any:

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -66,15 +66,7 @@ class BatchingConfig:
             )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "max_batch_size": self.max_batch_size,
-            "max_queue_delay_ms": self.max_queue_delay_ms,
-            "preferred_batch_sizes": list(self.preferred_batch_sizes),
-            "max_queue_size": self.max_queue_size,
-            "timeout_s": self.timeout_s,
-            "instances": self.instances,
-            "adaptive": self.adaptive,
-        }
+        return {**asdict(self), "preferred_batch_sizes": list(self.preferred_batch_sizes)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BatchingConfig:

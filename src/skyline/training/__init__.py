@@ -1,7 +1,7 @@
 """Training, and the model primitives every other package calls instead of writing its own.
 
 - a run: `TrainConfig` → `train` → `TrainResult` (one process, local DDP, Ray, or a launcher's rank);
-- the one training loop: `fit` (in-memory data) over `run_epoch`/`train_step`, with `StepHooks`;
+- the one training loop: `fit` (in-memory data) over `run_epoch`, with `StepHooks`;
 - the one DP-SGD: `DPSGD` (secret noise and sampling), its accounting (`noise_multiplier_for`,
   `epsilon_for`) and `PrivacyReport`, the same for record- and client-level privacy;
 - ONNX export with a parity check: `export_onnx`, `check_parity`, `export_checked`;
@@ -12,19 +12,17 @@ Nothing here imports torch until it is used.
 """
 
 from skyline.training.config import TrainConfig
-from skyline.training.data import DatasetSplits, Split, load_dataset
+from skyline.training.data import DatasetSplits, load_dataset
 from skyline.training.export import check_parity, export_checked, export_onnx
 from skyline.training.fit import (
     FitConfig,
     LossFn,
     Step,
     StepHooks,
-    cross_entropy,
     evaluate,
     fit,
     make_optimizer,
     run_epoch,
-    train_step,
 )
 from skyline.training.models import MODELS, build_model, count_parameters
 from skyline.training.privacy import (
@@ -36,7 +34,7 @@ from skyline.training.privacy import (
 )
 from skyline.training.pruning import PRUNERS, Pruner, cubic_sparsity, make_pruner
 from skyline.training.result import EpochMetrics, TrainResult
-from skyline.training.surgery import chain_layers, hidden_layers, remove_units, strongest_units
+from skyline.training.surgery import hidden_layers, remove_units, strongest_units
 from skyline.training.trainer import read_result, train
 
 __all__ = [
@@ -49,16 +47,13 @@ __all__ = [
     "LossFn",
     "PrivacyReport",
     "Pruner",
-    "Split",
     "Step",
     "StepHooks",
     "TrainConfig",
     "TrainResult",
     "build_model",
-    "chain_layers",
     "check_parity",
     "count_parameters",
-    "cross_entropy",
     "cubic_sparsity",
     "epsilon_for",
     "evaluate",
@@ -76,5 +71,4 @@ __all__ = [
     "run_epoch",
     "strongest_units",
     "train",
-    "train_step",
 ]

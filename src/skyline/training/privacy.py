@@ -1,17 +1,12 @@
 """Differential privacy: the one DP-SGD (Abadi et al. 2016, with Opacus) and its accounting.
 
-`DPSGD` wraps a model and an optimizer: per-example gradients (``GradSampleModule``), each clipped to L2
-norm C, Gaussian noise of standard deviation σ·C added to their sum (``DPOptimizer``), steps on Poisson
-batches (every row joins with probability q, the sampling the accountant's guarantee assumes), and an
-accountant (PRV or RDP) that counts the steps taken. The noise and the Poisson sampling come from a
-generator seeded from the operating system's entropy, never from the run's seed: noise that anyone who
-knows the seed could regenerate protects nothing, and a batch anyone can recompute gives no
-amplification by sampling. Private runs are therefore not bit-reproducible; checkpoints hold the
-accountant, never a generator state.
-
-The same accounting serves both units of privacy: ``record`` (one training row: DP-SGD on every step)
-and ``client`` (one federated client's whole data: its clipped update, noised by the server once a round,
-sampling rate 1). A run reports its guarantee as a `PrivacyReport`, the same fields everywhere.
+`DPSGD` wraps a model and an optimizer: per-example gradients clipped to L2 norm C, Gaussian noise σ·C
+added to their sum, steps on Poisson batches (each row with probability q, as the accountant assumes), and
+a PRV or RDP accountant counting the steps. Noise and sampling come from the operating system's entropy,
+never from the run's seed: noise anyone could regenerate protects nothing, and a batch anyone can recompute
+gives no amplification by sampling. Private runs are not bit-reproducible; checkpoints hold the accountant,
+never a generator state. The same accounting serves ``record``-level (a training row) and ``client``-level
+(a federated client's data: rate 1, a step a round) privacy, reported alike as a `PrivacyReport`.
 """
 
 from __future__ import annotations
@@ -31,7 +26,6 @@ if TYPE_CHECKING:
 Accountant = Literal["prv", "rdp"]
 PrivacyUnit = Literal["record", "client"]
 ACCOUNTANTS = ("prv", "rdp")
-PRIVACY_UNITS = ("record", "client")
 # Opacus notes when the best Rényi order sits at the edge of its grid; ε is then a valid upper bound.
 _EDGE_ORDER = "Optimal order is the (smallest|largest) alpha"
 
