@@ -97,17 +97,11 @@ def serve_forever(
 
 
 class BackgroundServer:
-    """An ASGI app served by uvicorn on a thread of this process: ``url`` and ``port`` are known at once.
+    """An ASGI app served by uvicorn on a thread of this process, the one way skyline runs a server in the
+    background: ``with BackgroundServer(app) as server: httpx.get(server.url + "/v2/health/ready")``.
 
-    The one way skyline runs a server in the background (tests, the demo, benchmarks, the edge agent's
-    local API, an in-process control plane)::
-
-        with BackgroundServer(app) as server:
-            httpx.get(server.url + "/v2/health/ready")
-
-    ``port=0`` (the default) binds a free port, so parallel runs never collide; a port that cannot be
-    bound is a `ConfigError`. With ``tls`` (certificate, key) it serves HTTPS only and ``url`` starts
-    with ``https://``. The app's lifespan (model loading, ...) runs before `start` returns.
+    ``url`` and ``port`` are known at once (``port=0``: a free port; a taken one is a `ConfigError`). With
+    ``tls`` (certificate, key) it serves HTTPS only. The app's lifespan has run when `start` returns.
     """
 
     def __init__(

@@ -1,15 +1,6 @@
-"""Training, and the model primitives every other package calls instead of writing its own.
-
-- a run: `TrainConfig` → `train` → `TrainResult` (one process, local DDP, Ray, or a launcher's rank);
-- the one training loop: `fit` (in-memory data) over `run_epoch`, with `StepHooks`;
-- the one DP-SGD: `DPSGD` (secret noise and sampling), its accounting (`noise_multiplier_for`,
-  `epsilon_for`) and `PrivacyReport`, the same for record- and client-level privacy;
-- ONNX export with a parity check: `export_onnx`, `check_parity`, `export_checked`;
-- pruning: one `Pruner` interface and registry (`PRUNERS`, `make_pruner`), and the one structured channel
-  removal (`remove_units`, `strongest_units`, `hidden_layers`).
-
-Nothing here imports torch until it is used.
-"""
+"""Training (`TrainConfig` → `train` → `TrainResult`) and the model primitives every other package calls:
+the one loop (`fit`), DP-SGD and its accounting, ONNX export with a parity check, pruners and channel
+removal. Nothing here imports torch until it is used."""
 
 from skyline.training.config import TrainConfig
 from skyline.training.data import DatasetSplits, load_dataset

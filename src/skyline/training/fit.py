@@ -1,17 +1,11 @@
-"""The one training loop: an optimizer step per batch, an epoch of steps, and `fit` for in-memory data.
+"""The one training loop: `train_step`, `run_epoch` and `fit` (in-memory data).
 
-Every trainer in skyline goes through `run_epoch`: a `skyline train` run (`skyline.training.session`, one
-rank of a data-parallel group, with checkpoints and early stopping around it), compression's fine-tuning
-and distillation, and a federated client's local round. What differs between them comes in as hooks:
-
-- ``loss(net, x, y)``: cross-entropy by default; distillation adds its teacher's soft targets;
-- ``before_update``: the gradients are final (clipped and noised under DP-SGD), the weights not yet
-  updated: FedProx's proximal gradient goes in here;
-- ``after_update``: the weights were updated: a pruner zeroes the masked ones again;
-- ``after_step(Step)``: bookkeeping outside the timed region (progress, checkpoints).
-
-An empty batch (Poisson sampling under DP-SGD can draw one) still takes its step: the accountant counts
-every step, and the noise added in it is what keeps the batch's emptiness private.
+`skyline train`'s session, compression's fine-tuning and distillation and a federated client's round all
+go through `run_epoch`; what differs comes in as hooks: ``loss(net, x, y)`` (distillation's soft targets),
+``before_update`` (the gradients are final, clipped and noised under DP-SGD: FedProx's proximal gradient),
+``after_update`` (a pruner zeroes its weights again) and ``after_step(Step)`` (progress, checkpoints,
+outside the timed region). An empty Poisson batch still takes its step: the accountant counts it, and its
+noise keeps the batch's emptiness private.
 """
 
 from __future__ import annotations
@@ -65,14 +59,12 @@ def output_loss(task: str, output: torch.Tensor, target: torch.Tensor) -> torch.
     return functional.cross_entropy(output, target)
 
 
-def cross_entropy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The classification loss: mean cross-entropy of the logits ``net(x)`` against integer labels."""
-    return output_loss("classification", net(x), y)
-
-
 def task_loss(task: str) -> LossFn:
     """The loss of a dataset's task, ``classification`` or ``regression``."""
     return lambda net, x, y: output_loss(task, net(x), y)
+
+
+cross_entropy = task_loss("classification")
 
 
 def make_optimizer(
