@@ -95,6 +95,7 @@ class ClientConnection(asyncio.Protocol):
         self.chunked = False
         self.on_drain: Callable[[bool], None] | None = None  # upstream flow control while writing is paused
         self._queue: deque[Request] = deque()
+        self._out: list[bytes] = []
         self._reset()
 
     def _reset(self) -> None:
@@ -179,6 +180,7 @@ class ClientConnection(asyncio.Protocol):
         """The current response is complete: go on with the next request, or close."""
         self.busy = False
         self.on_drain = None
+        self.flush()
         if self.transport is None:
             return
         if not keep_alive:
@@ -189,8 +191,19 @@ class ClientConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
+        """Queue ``data``; `flush` sends what is queued in one system call (a response's head and body
+        usually arrive in one read from the replica and leave in one write)."""
+        self._out.append(data)
+
+    def flush(self) -> None:
+        if self._out and self.transport is not None:
+            self.transport.write(b"".join(self._out) if len(self._out) > 1 else self._out[0])
+        self._out.clear()
+
+    def send(self, data: bytes) -> None:
+        """Write and flush (the gateway's own answers)."""
+        self.write(data)
+        self.flush()
 
     def respond_head(self, status: int, headers: Headers, *, chunk: bool, keep_alive: bool) -> None:
         """Status line and headers; ``chunk``: the body's length is unknown, send it in chunks (HTTP/1.1)."""
@@ -242,6 +255,8 @@ class Sink:
 
     def upstream_failed(self, exc: BaseException | None) -> None: ...
 
+    def flush(self) -> None: ...
+
 
 class UpstreamConnection(asyncio.Protocol):
     """A kept-alive connection to one replica, carrying one request at a time to a `Sink`."""
@@ -277,13 +292,16 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        sink = self.sink
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            sink, self.sink = self.sink, None
+            self.sink = None
             if sink is not None:
                 sink.upstream_failed(exc)
             self.close()
+        if sink is not None:
+            sink.flush()  # what this read brought goes to the client in one write
 
     def on_message_begin(self) -> None:
         self._headers, self._framed = [], False

@@ -54,14 +54,21 @@ class Endpoint:
 
     async def connection(self, loop: asyncio.AbstractEventLoop) -> UpstreamConnection:
         """An idle kept-alive connection, or a new one (`OSError` when the replica refuses it)."""
+        idle = self.idle()
+        if idle is not None:
+            return idle
+        _, conn = await loop.create_connection(lambda: UpstreamConnection(self._lost), self.host, self.port)
+        self._open.add(conn)
+        return conn
+
+    def idle(self) -> UpstreamConnection | None:
+        """An idle kept-alive connection, if one is open."""
         while self._idle:
             conn = self._idle.pop()
             if conn.transport is not None:
                 conn.reused = True
                 return conn
-        _, conn = await loop.create_connection(lambda: UpstreamConnection(self._lost), self.host, self.port)
-        self._open.add(conn)
-        return conn
+        return None
 
     def give_back(self, conn: UpstreamConnection) -> None:
         if self._closed or len(self._idle) >= MAX_IDLE_PER_REPLICA:

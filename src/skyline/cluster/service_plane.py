@@ -95,6 +95,10 @@ class ServicePlane:
                 "replicas_p90": list(forecast.quantiles[0.9]),
             },
             "decisions": services.decisions(record.id, limit=10),
+            # what the service has held so far: each replica from its creation to its retirement
+            "replica_seconds": services.replica_seconds(
+                record.id, since_s=record.created_at, until_s=self.store.now()
+            ),
         }
 
 
