@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +82,12 @@ RATE = typer.Option(
 MASTER_PORTS = typer.Option(
     "29500-29999", help="Ports a gang's MASTER_PORT is picked from (per job and attempt)."
 )
+MODEL_REPOSITORY = typer.Option(
+    None, help="Model repository the console's Models view shows (and the edge fleet recorded in it)."
+)
+TRUSTED_KEY = typer.Option(
+    [], "--trusted-key", help="Public key (PEM) the repository's signatures are verified with (repeatable)."
+)
 GATEWAY_PORT = typer.Option(8480, help="The services' gateway port (/services/<name>/...; 0: any).")
 SERVICE_PORTS = typer.Option(
     "30000-32767", help="Ports service replicas are given (in --port-env), FIRST-LAST."
@@ -97,6 +104,7 @@ def cluster_up(
     lost_after_s: float = LOST_AFTER, heartbeat_s: float | None = HEARTBEAT, tls_cert: Path | None = TLS_CERT,
     tls_key: Path | None = TLS_KEY, audit_log: Path | None = AUDIT, rate_limit: float | None = RATE,
     master_ports: str = MASTER_PORTS, gateway_port: int = GATEWAY_PORT, service_ports: str = SERVICE_PORTS,
+    model_repository: Path | None = MODEL_REPOSITORY, trusted_key: list[Path] = TRUSTED_KEY,
 ) -> None:  # fmt: skip
     """Start the control plane in the foreground (Ctrl-C stops it); print the first admin token once.
 
@@ -118,9 +126,35 @@ def cluster_up(
         tls_cert=tls_cert, tls_key=tls_key, audit_log=audit_log, rate_limit_per_s=rate_limit,
         master_ports=PortRange.parse(master_ports), gateway_port=gateway_port,
         services=ServicesConfig(ports=PortRange.parse(service_ports)),
+        model_repository=model_repository, trusted_keys=tuple(trusted_key),
+        edge_fleet=_edge_fleet(model_repository) if model_repository is not None else None,
         local_agent=LocalAgentConfig(heartbeat_s=heartbeat_s or 1.0) if with_agent else None,
     )  # fmt: skip
     serve_forever(config, announce=lambda s: _announce(s, executor=executor, policy=policy))
+
+
+def _edge_fleet(repository: Path) -> Callable[[], list[dict[str, Any]]]:
+    """The edge agents the edge cloud serving ``repository`` recorded (its fleet store), as `skyline edge
+    fleet` lists them: for the console, which cannot import skyline.edge (a sibling layer)."""
+
+    def rows() -> list[dict[str, Any]]:
+        from skyline.edge.cloud import fleet_path
+        from skyline.edge.fleet import FleetStore
+        from skyline.edge.fleet_api import agent_view
+        from skyline.serving.repository import ModelRepository
+
+        if not fleet_path(repository).is_file():
+            return []
+        fleet = FleetStore(fleet_path(repository))
+        try:
+            agents, now = fleet.agents(), time.time()
+            models = ModelRepository(repository)
+            versions = {m: models.versions(m) for a in agents for m in a.models}
+            return [agent_view(a, fleet, versions, now) for a in agents]
+        finally:
+            fleet.close()
+
+    return rows
 
 
 def _announce(serving: Serving, *, executor: str, policy: str) -> None:
@@ -128,6 +162,7 @@ def _announce(serving: Serving, *, executor: str, policy: str) -> None:
         f"skyline control plane on {serving.url} (db {serving.database}, executor {executor}, "
         f"policy {policy}); services gateway on {serving.gateway_url}"
     )
+    console.print(f"web console on {serving.url}/ui/ (sign in with a token)")
     if serving.admin_token is not None:
         console.print(f"admin token (shown once, keep it): {serving.admin_token}", soft_wrap=True)
     if serving.agent_adopted:

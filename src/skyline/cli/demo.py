@@ -28,6 +28,7 @@ STEPS: tuple[str, ...] = (
     "serve",
     "security",
     "cluster",
+    "console",
     "sim",
     "forecast",
     "edge",

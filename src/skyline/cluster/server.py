@@ -11,11 +11,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
 from skyline.cluster.api import create_app
 from skyline.cluster.clock import WallClock
+from skyline.cluster.console import Console, ConsoleConfig, mount_console
 from skyline.cluster.control import ControlConfig, ControlPlane
 from skyline.cluster.executors import ExecutorConfig, executor_kind
 from skyline.cluster.local_agent import LocalAgent, LocalAgentConfig
@@ -62,6 +64,9 @@ class ServerConfig:
     master_ports: PortRange = field(default_factory=PortRange)  # gangs' MASTER_PORT, per job and attempt
     gateway_port: int = 0  # the services' gateway (0: any free port); on ``host``
     services: ServicesConfig = field(default_factory=ServicesConfig)
+    model_repository: Path | None = None  # shown by the console's Models view
+    trusted_keys: tuple[Path, ...] = ()  # public keys that may have signed the repository's versions
+    edge_fleet: Callable[[], list[dict[str, Any]]] | None = None  # the edge agents the cloud knows
     local_agent: LocalAgentConfig | None = None
 
     def __post_init__(self) -> None:
@@ -106,6 +111,7 @@ class Built:
     authority: TokenAuthority
     store: Store
     services: ServicePlane
+    console: Console  # the web console at /ui (`skyline.cluster.console`)
 
 
 def build(config: ServerConfig) -> Built:
@@ -135,7 +141,11 @@ def build(config: ServerConfig) -> Built:
         rate_limit_per_s=config.rate_limit_per_s,
         services=services,
     )
-    return Built(app, control, authority, store, services)
+    console = mount_console(app, control, authority, services=services, config=ConsoleConfig(
+        policy=config.policy, audit_log=config.audit_log, model_repository=config.model_repository,
+        trusted_keys=config.trusted_keys, edge_fleet=config.edge_fleet,
+    ))  # fmt: skip
+    return Built(app, control, authority, store, services, console)
 
 
 class ServerThread:
@@ -156,6 +166,7 @@ class ServerThread:
         return self
 
     def stop(self) -> None:
+        self.built.console.close()  # its live streams end now, so the server need not wait for them
         self._server.stop()
         self.built.services.stop()
         self.built.control.stop()

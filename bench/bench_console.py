@@ -1,0 +1,253 @@
+"""Console benchmark: page timings with 10,000 jobs and 100 nodes, and what 10 open consoles cost the
+control plane.
+
+Setup: ``skyline cluster up`` (SQLite, fifo, no local agent) in its own process; this process runs the
+control-plane benchmark's 100 simulated agents (`bench.bench_cluster.SimulatedAgents`: the real agent
+protocol over loopback) and fills the store with 10,000 one-CPU jobs through the REST API, run to
+completion by those agents.
+
+Measured, in Debian's headless Chromium:
+- the jobs page and a job page: first contentful paint and largest contentful paint (Chromium's paint
+  timing; "first meaningful paint" is no longer reported by Chromium, FCP/LCP replace it), the server's
+  response time (navigation timing), and bytes transferred (``transferSize`` of the document and every
+  resource) with a cold cache and a warm one; medians of ``PAGE_LOADS`` loads;
+- the control plane's submit throughput, server CPU per job and p99 submit-to-placed for a burst of
+  ``BURST`` jobs (the control-plane benchmark's load generator) with 10 console pages open on the live
+  jobs table against none; rounds interleaved (none, consoles, consoles, none, ...), medians reported.
+  Target: the consoles cost ≤ 5% of throughput and of p99. The browser shares this machine's 2 cores
+  with the server; server CPU per job is reported beside throughput because it is not skewed by that.
+
+``SKYLINE_BENCH_QUICK=1``: 1,000 jobs, bursts of 200, 2 rounds, 3 loads — a smoke run, not recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from bench.bench_cluster import AGENTS, CONCURRENCY, SimulatedAgents, _burst, _cpu_s, _percentile
+from bench.lean_http import LeanConnection
+from bench.record import record
+
+QUICK = os.environ.get("SKYLINE_BENCH_QUICK", "") not in ("", "0")
+JOBS = 1_000 if QUICK else 10_000
+BURST = 200 if QUICK else 1_000
+ROUNDS = 2 if QUICK else 4  # per setting, interleaved
+PAGE_LOADS = 3 if QUICK else 10
+CONSOLES = 10
+T = TypeVar("T")
+
+_TIMING = """async () => {
+  const nav = performance.getEntriesByType('navigation')[0];
+  const paint = Object.fromEntries(performance.getEntriesByType('paint').map(p => [p.name, p.startTime]));
+  const lcp = await new Promise((resolve) => {
+    new PerformanceObserver((list) => { const e = list.getEntries(); resolve(e[e.length - 1].startTime); })
+      .observe({type: 'largest-contentful-paint', buffered: true});
+    setTimeout(() => resolve(null), 1000);
+  });
+  const bytes = [nav, ...performance.getEntriesByType('resource')].reduce((s, e) => s + e.transferSize, 0);
+  return {fcp_ms: paint['first-contentful-paint'], lcp_ms: lcp, response_ms: nav.responseEnd - nav.requestStart,
+          dom_ms: nav.domContentLoadedEventEnd, bytes: bytes};
+}"""
+
+
+class Background:
+    """An asyncio loop on a thread: the simulated agents and the load run there, the browser here."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout_s: float = 600) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout_s)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+async def _submit_burst(
+    host: str, port: int, headers: dict[str, str], count: int, tag: str
+) -> dict[str, Any]:
+    connections = [LeanConnection(host, port, headers) for _ in range(CONCURRENCY)]
+    ids: list[str] = []
+
+    async def submit(worker: int, i: int) -> None:
+        body = {"command": "true", "name": f"{tag}-{i}", "cpus": 1, "memory_mib": 256}
+        status, job = await connections[worker].request(
+            "POST", "/v1/jobs", body, {"Idempotency-Key": f"{tag}-{i}"}
+        )
+        assert status in (200, 201), status
+        ids.append(job["id"])
+
+    seconds = await _burst(submit, count)
+    for connection in connections:
+        connection.close()
+    return {"seconds": seconds, "ids": ids}
+
+
+def _wait_settled(url: str, headers: dict[str, str], timeout_s: float = 600) -> None:
+    """Until no job is pending, placed or running."""
+    deadline = time.monotonic() + timeout_s
+    params = [("status", s) for s in ("pending", "placed", "running")] + [("limit", "1")]
+    while httpx.get(f"{url}/v1/jobs", params=params, headers=headers, timeout=30).json():
+        if time.monotonic() > deadline:
+            raise TimeoutError("jobs still unfinished")
+        time.sleep(0.5)
+
+
+def _latencies(url: str, headers: dict[str, str], ids: list[str]) -> list[float]:
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        jobs = [client.get(f"/v1/jobs/{job_id}").json() for job_id in ids]
+    return [(j["placed_at"] - j["submitted_at"]) * 1000 for j in jobs if j["placed_at"] is not None]
+
+
+def _signed_in_context(browser: Any, url: str, token: str) -> Any:
+    """A fresh context (cold cache) holding the console's session cookie, as the login form sets it."""
+    from skyline.cluster.console.session import COOKIE
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_cookies(
+        [{"name": COOKIE, "value": token, "url": url + "/ui/", "httpOnly": True, "sameSite": "Strict"}]
+    )
+    return context
+
+
+def _page_timings(browser: Any, url: str, token: str, path: str) -> dict[str, Any]:
+    cold, warm = [], []
+    for _ in range(PAGE_LOADS):
+        context = _signed_in_context(browser, url, token)
+        page = context.new_page()
+        for sample in (cold, warm):
+            page.goto(url + path, wait_until="load")
+            sample.append(page.evaluate(_TIMING))
+        context.close()
+
+    def median(samples: list[dict[str, Any]], key: str) -> float | None:
+        values = [s[key] for s in samples if s[key] is not None]
+        return round(statistics.median(values), 1) if values else None
+
+    return {
+        f"{when}_{key}": median(samples, key)
+        for when, samples in (("cold", cold), ("warm", warm))
+        for key in ("fcp_ms", "lcp_ms", "response_ms", "dom_ms", "bytes")
+    }
+
+
+def _round(
+    background: Background,
+    server: Any,
+    headers: dict[str, str],
+    browser: Any,
+    token: str,
+    consoles: bool,
+    n: int,
+) -> dict[str, Any]:
+    host, port = server.url.removeprefix("http://").split(":")
+    pages = []
+    if consoles:
+        for _ in range(CONSOLES):
+            page = _signed_in_context(browser, server.url, token).new_page()
+            page.goto(server.url + "/ui/jobs")
+            pages.append(page)
+        time.sleep(2.0)  # their streams are open and idle
+    cpu_before = _cpu_s(server.process.pid)
+    burst = background.run(_submit_burst(host, int(port), headers, BURST, f"r{n}-{int(consoles)}"))
+    server_cpu_s = _cpu_s(server.process.pid) - cpu_before
+    _wait_settled(server.url, headers)
+    for page in pages:
+        page.context.close()
+    latencies = _latencies(server.url, headers, burst["ids"])
+    return {
+        "consoles": len(pages),
+        "submit_throughput_jobs_per_s": BURST / burst["seconds"],
+        "server_cpu_ms_per_job": server_cpu_s / BURST * 1000,
+        "submit_to_placed_p50_ms": _percentile(latencies, 50),
+        "submit_to_placed_p99_ms": _percentile(latencies, 99),
+        "placed": len(latencies),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+
+
+def _cost(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    def median(consoles: bool, key: str) -> float:
+        return float(statistics.median(r[key] for r in rounds if bool(r["consoles"]) == consoles))
+
+    out: dict[str, Any] = {}
+    for key in ("submit_throughput_jobs_per_s", "server_cpu_ms_per_job", "submit_to_placed_p99_ms"):
+        none, some = median(False, key), median(True, key)
+        out[key] = {
+            "no_console": round(none, 2),
+            "with_10_consoles": round(some, 2),
+            "ratio": round(some / none, 3),
+        }
+    out["targets"] = {
+        "throughput_cost_le_5pct": out["submit_throughput_jobs_per_s"]["ratio"] >= 0.95,
+        "p99_cost_le_5pct": out["submit_to_placed_p99_ms"]["ratio"] <= 1.05,
+    }
+    return out
+
+
+def main() -> None:
+    from skyline.cluster.console.browser import headless_chromium
+    from skyline.testing.cluster import ServerProcess
+
+    state = Path(tempfile.mkdtemp(prefix="bench-console-")) / "state"
+    server = ServerProcess(state, extra=("--no-agent", "--policy", "fifo", "--lost-after-s", "120"))
+    background = Background()
+    try:
+        assert server.admin_token is not None
+        token = server.admin_token
+        headers = {"Authorization": f"Bearer {token}"}
+        agent_token = httpx.post(
+            server.url + "/v1/tokens", json={"subject": "sim", "role": "agent"}, headers=headers
+        ).json()["token"]
+        host, port = server.url.removeprefix("http://").split(":")
+        agents = SimulatedAgents(host, int(port), agent_token)
+        agents_done = asyncio.run_coroutine_threadsafe(agents.run(), background.loop)
+        while len(httpx.get(server.url + "/v1/nodes", headers=headers).json()) < AGENTS:
+            time.sleep(0.2)
+        started = time.monotonic()
+        fill = background.run(_submit_burst(host, int(port), headers, JOBS, "fill"))
+        _wait_settled(server.url, headers)
+        print(f"store filled: {JOBS} jobs in {time.monotonic() - started:.0f} s", flush=True)
+        with headless_chromium() as browser:
+            pages = {
+                "jobs_page": _page_timings(browser, server.url, token, "/ui/jobs"),
+                "job_page": _page_timings(browser, server.url, token, f"/ui/jobs/{fill['ids'][JOBS // 2]}"),
+            }
+            print(pages, flush=True)
+            rounds = []
+            for n in range(2 * ROUNDS):
+                consoles = n % 4 in (1, 2)  # none, consoles, consoles, none, ...
+                rounds.append(_round(background, server, headers, browser, token, consoles, n))
+                print(rounds[-1], flush=True)
+        background.loop.call_soon_threadsafe(agents.stop.set)
+        agents_done.result(timeout=30)
+    finally:
+        background.stop()
+        server.stop()
+    results = {
+        "setup": {
+            "jobs_in_store": JOBS, "nodes": AGENTS, "burst": BURST, "consoles": CONSOLES, "page_loads": PAGE_LOADS,
+            "browser": "Debian chromium, headless, one context per cold load",
+            "note": "2 cores shared by the server, the 100 simulated agents, the load and the browser",
+        },
+        "pages": pages,
+        "control_plane": {"rounds": rounds, **_cost(rounds)},
+    }  # fmt: skip
+    print(results)
+    if QUICK:
+        print("quick run: not recorded")
+    else:
+        print(record("console", results))
