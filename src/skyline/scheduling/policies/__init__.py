@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from skyline.errors import NotFoundError
+from skyline.scheduling.policies.forecast_reserve import ForecastReserve, ReserveOptions
 from skyline.scheduling.policies.heterogeneity import GavelMaxMin, GavelThroughput, HeterogeneityOptions
 from skyline.scheduling.policies.optimizing import Cpsat, CpsatOptions, Genetic, Pso, SeedOptions
 from skyline.scheduling.policies.ranked import (
@@ -40,6 +41,7 @@ POLICIES: dict[str, type[Policy]] = {
     "cpsat": Cpsat,
     "gavel-max-min": GavelMaxMin,
     "gavel-throughput": GavelThroughput,
+    "forecast-reserve": ForecastReserve,
 }
 
 
@@ -67,6 +69,7 @@ __all__ = [
     "LasOptions",
     "Policy",
     "PolicyOptions",
+    "ReserveOptions",
     "SeedOptions",
     "make_policy",
     "options_for",
