@@ -11,7 +11,8 @@ from pathlib import Path
 def main(argv: list[str]) -> int:
     here = Path(__file__).parent
     available = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
-    chosen = [f"bench_{n.removeprefix('bench_')}" for n in argv] or available
+    names = [n for n in argv if not n.startswith("-")]  # flags (--quick) are read by the benchmarks
+    chosen = [f"bench_{n.removeprefix('bench_')}" for n in names] or available
     unknown = sorted(set(chosen) - set(available))
     if unknown:
         print(

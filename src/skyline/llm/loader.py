@@ -26,7 +26,7 @@ from skyline.errors import ConfigError, NotFoundError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["KNOWN_MODELS", "LoadedModel", "cache_root", "load_model", "resolve_model_dir"]
+__all__ = ["KNOWN_MODELS", "LoadedModel", "cache_root", "gguf_path", "load_model", "resolve_model_dir"]
 
 #: Known model name → (distribution, file inside it).
 KNOWN_MODELS: dict[str, tuple[str, str]] = {
@@ -53,7 +53,8 @@ def cache_root(cache_dir: Path | None = None) -> Path:
     return Path(env) / "llm" if env else Path.home() / ".cache" / "skyline" / "llm"
 
 
-def _gguf_path(name: str) -> Path:
+def gguf_path(name: str) -> Path:
+    """The GGUF file of a known model, found through its distribution's files."""
     dist_name, file = KNOWN_MODELS[name]
     try:
         dist = importlib.metadata.distribution(dist_name)
@@ -79,7 +80,7 @@ def _sha256(path: Path) -> str:
 def resolve_model_dir(model: str, cache_dir: Path | None = None) -> tuple[str, Path]:
     """(name, Hugging Face folder) for a known name or a local folder, converting a GGUF model once."""
     if model in KNOWN_MODELS:
-        gguf = _gguf_path(model)
+        gguf = gguf_path(model)
         target = cache_root(cache_dir) / f"{model}-{_sha256(gguf)[:12]}"
         if not (target / _DONE_MARKER).is_file():
             _convert_gguf(gguf, target)

@@ -35,10 +35,11 @@ class ModelRunner:
     def run(self, scheduled: list[tuple[Sequence, int]]) -> StepResult:
         """Compute the scheduled tokens; logits for the sequences whose last computed token ends them."""
         ordered = [e for e in scheduled if e[1] == 1] + [e for e in scheduled if e[1] > 1]
-        inputs, sampling = self._inputs(ordered)
+        inputs, sampling = self.inputs(ordered)
         return StepResult(logits=self.decoder.forward(inputs), sampling=sampling)
 
-    def _inputs(self, ordered: list[tuple[Sequence, int]]) -> tuple[StepInputs, list[Sequence]]:
+    def inputs(self, ordered: list[tuple[Sequence, int]]) -> tuple[StepInputs, list[Sequence]]:
+        """The model inputs for (sequence, new tokens) pairs, decode group first, and the sequences sampled."""
         bs = self.block_size
         tables = [self.kv.block_table(seq.request_id) for seq, _ in ordered]
         width = max(len(t) for t in tables)
