@@ -89,7 +89,7 @@ def test_writes_need_this_sessions_csrf_token_and_the_same_origin(built: Built) 
     assert bad.status_code == 422 and "cpus" in bad.text  # the API's own validation, shown in the form
 
 
-def test_the_permission_table_decides_what_each_role_sees_and_does(built: Built) -> None:
+def test_the_permission_table_decides_what_each_role_sees_and_does(built: Built, tmp_path: Path) -> None:
     mine, _ = built.store.jobs.submit(JobRequest(command="sleep 1"), owner="olivia")
     theirs, _ = built.store.jobs.submit(JobRequest(command="sleep 1"), owner="oscar")
     viewer, _ = _signed_in(built, "viewer", "victor")
@@ -108,6 +108,9 @@ def test_the_permission_table_decides_what_each_role_sees_and_does(built: Built)
     assert operator.post(f"/ui/jobs/{theirs.id}/cancel", data={"csrf": csrf}).status_code == 403
     assert operator.post(f"/ui/jobs/{mine.id}/cancel", data={"csrf": csrf}).status_code == 303
     assert str(built.store.jobs.get(mine.id).status) == "cancelled"
+    audited = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    cancels = [(r["subject"], r["result"]) for r in audited if r["action"] == "POST /ui/jobs/{job_id}/cancel"]
+    assert cancels == [("victor", "403"), ("olivia", "403"), ("olivia", "303")]  # refused attempts too
 
 
 def test_no_secret_is_ever_rendered(built: Built) -> None:

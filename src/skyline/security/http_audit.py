@@ -30,7 +30,11 @@ STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 def _route_template(scope: Scope) -> str:
     route: Any = scope.get("route")
     template = getattr(route, "path", None)
-    return template if isinstance(template, str) else str(scope.get("path", ""))
+    if not isinstance(template, str):
+        return str(scope.get("path", ""))
+    # A route of a mounted app (the console at /ui) is relative to its mount: put the mount's prefix back.
+    mount = str(scope.get("root_path", ""))[len(str(scope.get("app_root_path", ""))) :]
+    return mount + template
 
 
 def _resource(template: str) -> str:
