@@ -225,3 +225,30 @@ def test_services_show_on_overview_scheduling_and_models(built: Built) -> None:
         [110.0, None, None, 2.0, 3.0],
         [120.0, None, None, 3.0, 4.0],
     ]
+
+
+def test_models_view_lists_the_edge_agents_the_cloud_knows(tmp_path: Path) -> None:
+    from skyline.cli.cluster import edge_fleet
+    from skyline.edge.cloud import fleet_path
+    from skyline.edge.fleet import FleetStore
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _model(repo, "digits", 1)
+    fleet_path(repo).parent.mkdir(parents=True, exist_ok=True)
+    store = FleetStore(fleet_path(repo))
+    store.report(
+        "edge-7", labels={"site": "lab"}, metrics={"uplink_queued": 42, "ready": True},
+        models={"digits": {"version": 1, "stats": {}}},
+    )  # fmt: skip
+    store.close()
+    built = build(
+        ServerConfig(state_dir=tmp_path / "state", model_repository=repo, edge_fleet=edge_fleet(repo))
+    )
+    try:
+        client, _ = _signed_in(built, "viewer")
+        text = re.sub(r"<[^>]+>", " ", client.get("/ui/models").text)
+        row = text[text.index("edge-7") :]
+        assert "site=lab" in row and "digits v1" in row and " 42 " in row and " ok " in row
+    finally:
+        _close(built)

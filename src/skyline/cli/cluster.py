@@ -127,13 +127,13 @@ def cluster_up(
         master_ports=PortRange.parse(master_ports), gateway_port=gateway_port,
         services=ServicesConfig(ports=PortRange.parse(service_ports)),
         model_repository=model_repository, trusted_keys=tuple(trusted_key),
-        edge_fleet=_edge_fleet(model_repository) if model_repository is not None else None,
+        edge_fleet=edge_fleet(model_repository) if model_repository is not None else None,
         local_agent=LocalAgentConfig(heartbeat_s=heartbeat_s or 1.0) if with_agent else None,
     )  # fmt: skip
     serve_forever(config, announce=lambda s: _announce(s, executor=executor, policy=policy))
 
 
-def _edge_fleet(repository: Path) -> Callable[[], list[dict[str, Any]]]:
+def edge_fleet(repository: Path) -> Callable[[], list[dict[str, Any]]]:
     """The edge agents the edge cloud serving ``repository`` recorded (its fleet store), as `skyline edge
     fleet` lists them: for the console, which cannot import skyline.edge (a sibling layer)."""
 
