@@ -23,6 +23,7 @@ from skyline.cli.example import example_app
 from skyline.cli.fl import fl_app
 from skyline.cli.forecast import forecast_app
 from skyline.cli.keys import keys_app
+from skyline.cli.llm import bench_llm, llm_app
 from skyline.cli.serve import bench_app, serve_app
 from skyline.cli.service import service_app
 from skyline.cli.sim import sim_app
@@ -53,6 +54,8 @@ app.add_typer(service_app, name="service")
 app.add_typer(bench_app, name="bench")
 app.add_typer(edge_app, name="edge")
 app.add_typer(fl_app, name="fl")
+app.add_typer(llm_app, name="llm")
+bench_app.command("llm")(bench_llm)
 app.command("demo")(demo)
 app.command("train")(train)
 

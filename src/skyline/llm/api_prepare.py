@@ -12,12 +12,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from skyline.errors import ConfigError
 from skyline.llm.api_protocol import ChatCompletionRequest, CompletionRequest, GenerationFields
 from skyline.llm.engine import Engine, GenerationRequest, SamplingParams
 from skyline.llm.structured import json_constraint, response_format_grammar
 
-__all__ = ["COMPLETION_DEFAULT_MAX_TOKENS", "Prepared", "prepare_chat", "prepare_completion"]
+__all__ = ["COMPLETION_DEFAULT_MAX_TOKENS", "Prepared", "chat_request", "prepare_chat", "prepare_completion"]
 
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's (and vLLM's) default for the legacy completions endpoint
 
@@ -169,3 +171,15 @@ def prepare_completion(body: CompletionRequest, engine: Engine) -> Prepared:
     if len(prompts) * body.n > 64:
         raise ConfigError(f"{len(prompts)} prompts × n={body.n} is over 64 choices; send fewer at once")
     return _prepare("completion", body, engine, prompts, (body.token_limit(), COMPLETION_DEFAULT_MAX_TOKENS))
+
+
+def chat_request(engine: Engine, prompt: str, **fields: Any) -> GenerationRequest:
+    """One user message as a chat request to ``engine`` (``fields``: the API's, e.g. ``max_tokens``), checked
+    as the server checks it (`ConfigError`): what ``skyline llm generate`` runs without a server."""
+    body = {"model": engine.model_name, "messages": [{"role": "user", "content": prompt}], **fields}
+    try:
+        parsed = ChatCompletionRequest.model_validate({k: v for k, v in body.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    return prepare_chat(parsed, engine).requests[0]
