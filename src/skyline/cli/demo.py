@@ -26,6 +26,7 @@ STEPS: tuple[str, ...] = (
     "train",
     "compress",
     "serve",
+    "llm",
     "security",
     "cluster",
     "console",
