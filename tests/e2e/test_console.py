@@ -7,7 +7,7 @@ front-end files are not installed) and CI is not set; under CI=true those are fa
 from __future__ import annotations
 
 import os
-import sys
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,8 +35,6 @@ if _missing:
     )
 
 from playwright.sync_api import expect  # noqa: E402  (after the skip: playwright is only needed here)
-
-PY = sys.executable
 
 
 class Cluster:
@@ -231,3 +229,26 @@ def test_the_demo_step_photographs_every_main_view(tmp_path: Path) -> None:
     for figure in report.figures:  # a real page, not a blank or error screen
         assert figure.stat().st_size > 20_000 and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "one failed (exit code 3)" in report.summary
+
+
+@pytest.mark.slow
+def test_cluster_up_serves_the_console_and_refuses_a_missing_repository(tmp_path: Path) -> None:
+    from skyline.testing.cluster import CLI, ServerProcess
+
+    server = ServerProcess(tmp_path / "state", extra=("--no-agent",))
+    try:
+        assert f"web console on {server.url}/ui/" in server.out_path.read_text()
+        login = httpx.get(f"{server.url}/ui/", follow_redirects=True)
+        assert login.status_code == 200 and 'name="token"' in login.text
+        assert "default-src 'self'" in login.headers["content-security-policy"]
+    finally:
+        server.stop()
+    missing = subprocess.run(
+        [*CLI, "cluster", "up", "--state-dir", str(tmp_path / "s2"), "--model-repository", str(tmp_path / "nope")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (
+        missing.returncode == 2
+        and "--model-repository" in missing.stderr
+        and "Traceback" not in missing.stderr
+    )
