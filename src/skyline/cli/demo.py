@@ -29,6 +29,7 @@ STEPS: tuple[str, ...] = (
     "llm",
     "security",
     "cluster",
+    "services",
     "console",
     "sim",
     "forecast",
