@@ -132,3 +132,19 @@ def test_unknown_policy_and_bad_window() -> None:
     assert bad.returncode == 2 and "unknown policy 'nope'" in bad.stderr
     window = _sim("run", "--format", "synthetic", "--policy", "fifo", "--window", "5")
     assert window.returncode == 2 and "--window" in window.stderr
+
+
+def test_flags_a_run_would_not_use_are_errors(tmp_path: Path) -> None:
+    trace = tmp_path / "g.csv"
+    trace.write_text("submit_time_s,duration_s,num_gpus,vc\n0,10,1,a\n1,10,2,b\n")
+    base = ("run", "--format", "generic", "--trace", str(trace), "--cluster", "1x8")
+    vc = _sim(*base, "--policy", "fifo", "--vc", "b", "--json", str(tmp_path / "vc.json"))
+    assert vc.returncode == 0, vc.stderr
+    assert json.loads((tmp_path / "vc.json").read_text())["jobs"] == 1  # only VC b's job ran
+    prior = _sim(*base, "--policy", "fifo", "--gittins-prior", str(trace))
+    assert prior.returncode == 2 and "fifo take(s) no GPU-time prior" in prior.stderr
+    seed = _sim(*base, "--policy", "fifo", "--seed", "3")
+    assert seed.returncode == 2 and "--seed is used only by" in seed.stderr
+    seeds = _sim("compare", "--format", "synthetic", "--jobs", "10", "--policies", "fifo", "--seeds", "2")
+    assert seeds.returncode == 2 and "--seeds is used only by a --loads sweep" in seeds.stderr
+    assert "Traceback" not in prior.stderr + seed.stderr + seeds.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from skyline.core import ClusterState, Job, JobSpec, JobStatus, Resources, Tier
+from skyline.core import Cluster, ClusterState, Job, JobSpec, JobStatus, Node, Resources, Tier
 from skyline.errors import NotFoundError
 from skyline.scheduling.packing import NodeSpec, Packer, Request
 from skyline.scheduling.policies import POLICIES, make_policy
@@ -61,7 +61,8 @@ def test_a_start_outside_the_jobs_tier_is_refused_and_the_others_go_on() -> None
     executor = RecordingExecutor()
     scheduler = Scheduler(Careless(), FixedClock(), executor)
     edge_only = Job(spec=JobSpec(id="e", resources=Resources.of(gpus=1), tiers=frozenset({Tier.EDGE})))
-    state = state_of(1, 8, [edge_only])
+    nodes = [Node(id=f"n-{t}", capacity=Resources.of(gpus=8), tier=t) for t in (Tier.DATACENTER, Tier.EDGE)]
+    state = ClusterState(now_s=0, cluster=Cluster(nodes), jobs=(edge_only,))
     decision = _step(scheduler, state)
     assert not decision.start and "edge" in decision.refused[0]
     assert executor.calls == []

@@ -8,6 +8,7 @@ import pytest
 
 from skyline.errors import ConfigError, DataError
 from skyline.simulation.readers import read_generic, read_openb, read_philly
+from skyline.simulation.sources import READERS, TraceSource, load_trace
 from skyline.simulation.synthetic import offered_load, resample, synthetic_trace
 from skyline.simulation.trace import parse_cluster
 
@@ -133,3 +134,36 @@ def test_bad_cluster_spec(spec: str) -> None:
 def test_cluster_spec_types() -> None:
     nodes = parse_cluster("2x8:v100,1x4:k80")
     assert [(n.gpus, n.gpu_type) for n in nodes] == [(8, "v100"), (8, "v100"), (4, "k80")]
+
+
+GENERIC_VCS = "submit_time_s,duration_s,num_gpus,vc\n0,10,1,a\n1,10,2,b\n2,10,1,a\n"
+
+
+def test_generic_honours_vc_and_names_the_vcs_there_are(tmp_path: Path) -> None:
+    path = _write(tmp_path, "g.csv", GENERIC_VCS)
+    trace = load_trace(TraceSource(format="generic", path=path, vc="a"))
+    assert [j.replicas for j in trace.jobs] == [1, 1] and trace.name == "g-a"
+    with pytest.raises(DataError, match="no job of VC 'c'; VCs in the trace: a, b"):
+        load_trace(TraceSource(format="generic", path=path, vc="c"))
+
+
+@pytest.mark.parametrize(
+    ("fields", "flag"),
+    [
+        ({"format": "openb", "vc": "x"}, "--vc is not used by --format openb"),
+        ({"format": "synthetic", "path": None, "vc": "x"}, "--vc is not used by --format synthetic"),
+        ({"format": "generic", "vc_sizes": Path("v.csv")}, "--vc-sizes is not used by --format generic"),
+        ({"format": "philly", "nodes": Path("n.csv")}, "--nodes is not used by --format philly"),
+        ({"format": "synthetic", "path": None, "skip_invalid": True}, "--skip-invalid is not used"),
+        ({"format": "synthetic", "path": Path("t.csv")}, "generates its trace: drop --trace"),
+    ],
+)
+def test_an_option_a_format_does_not_use_is_refused(fields: dict[str, object], flag: str) -> None:
+    with pytest.raises(ConfigError, match=flag):
+        TraceSource(**{"path": Path("t.csv"), **fields})  # type: ignore[arg-type]
+
+
+def test_every_format_is_a_registered_reader() -> None:
+    assert set(READERS) == {"philly", "openb", "generic", "synthetic"}
+    with pytest.raises(ConfigError, match="unknown trace format 'csv'; choose one of philly, openb"):
+        TraceSource(format="csv", path=Path("t.csv"))

@@ -7,6 +7,7 @@ library (`skyline.simulation`) and renders; a flag the command would not use is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,14 +63,25 @@ class _Inputs:
     source: TraceSource
     config: SimConfig
     cluster: str | None
-    prior: list[float] | None
+    prior_path: Path | None
     prior_given: bool  # named by the user (an error where no policy takes it), not found by default
+
+    def prior_for(self, names: list[str]) -> list[float] | None:
+        """The GPU-time prior, read only when one of ``names`` takes it (named for none: an error)."""
+        from skyline.scheduling.policies import policy_class
+        from skyline.scheduling.policy import takes_option
+        from skyline.simulation.runner import read_gput_prior
+
+        if not any(takes_option(policy_class(n), "prior_gpu_s") for n in names):
+            if self.prior_given:
+                raise ConfigError(f"{', '.join(names)} take(s) no GPU-time prior: drop --gittins-prior")
+            return None
+        return read_gput_prior(self.prior_path) if self.prior_path else None
 
 
 def _inputs(options: dict[str, Any]) -> _Inputs:
     """Options of `run` / `compare` → the library's configs (companion files found beside the trace)."""
     from skyline.simulation.config import SimConfig
-    from skyline.simulation.runner import read_gput_prior
     from skyline.simulation.sources import READERS, TraceSource
     from skyline.simulation.throughput import read_gavel_throughputs
 
@@ -93,9 +105,8 @@ def _inputs(options: dict[str, Any]) -> _Inputs:
         round_s=options["round_s"], window=_window(options["window"]), throughput=throughput,
     )  # fmt: skip
     prior_path = options["gittins_prior"] or _near(None, "tiresias", "yarn-gput10000.csv")
-    prior = read_gput_prior(prior_path) if prior_path else None
     cluster = options["cluster"] or ("8x8" if fmt == "synthetic" else None)
-    return _Inputs(source, config, cluster, prior, options["gittins_prior"] is not None)
+    return _Inputs(source, config, cluster, prior_path, options["gittins_prior"] is not None)
 
 
 @sim_app.command("policies")
@@ -145,7 +156,7 @@ def run(
     from skyline.simulation.runner import build_policy, simulate_policy
 
     inputs = _inputs(locals())
-    chosen = build_policy(policy, gittins_prior=inputs.prior, strict=inputs.prior_given)
+    chosen = build_policy(policy, gittins_prior=inputs.prior_for([policy]))
     with progress(policy, None, enabled=json_path is None) as advance:
         the_trace, payload = simulate_policy(inputs.source, chosen, inputs.cluster, inputs.config, advance)
     if json_path is not None:
@@ -179,7 +190,7 @@ def compare(
     with progress("runs", len(names) * max(len(sweep), 1) * (seeds or 1)) as advance:
         summary = compare_policies(
             names, inputs.source, inputs.cluster, inputs.config, out=out, loads=sweep, seeds=seeds or 1,
-            gittins_prior=inputs.prior, prior_given=inputs.prior_given, progress=advance,
+            gittins_prior=inputs.prior_for(names), progress=advance,
         )  # fmt: skip
     header = f"{'policy':22s} {'mean JCT h':>11s} {'p99 JCT h':>10s} {'mean queue h':>12s} {'util':>6s} {'preempt':>8s}"
     console.print(header)
@@ -219,3 +230,44 @@ def optgap(
         f"CP-SAT optimum: median {result['optimal_time_ms_median']:.1f} ms, "
         f"proven optimal in {result['optimal_proven']}/{instances} rounds"
     )
+
+
+@sim_app.command("fidelity")
+def fidelity(
+    policy: str = typer.Option(..., "--policy", help="Registered policy name."),
+    trace: Path = typer.Option(..., "--trace", help="Philly trace (philly.csv)."),
+    vc: str | None = typer.Option(None, "--vc", help="Take the jobs of this virtual cluster only."),
+    start: int = typer.Option(0, "--start", help="Index of the slice's first job."),
+    jobs: int = typer.Option(200, "--jobs", help="Jobs in the slice."),
+    time_scale: float = typer.Option(
+        0.01, "--time-scale", help="Trace seconds → live seconds (0.01: 100x faster)."
+    ),
+    min_duration_s: float = typer.Option(2.0, "--min-duration-s", help="Shortest live job (s)."),
+    nodes: int = typer.Option(4, "--nodes", help="Agents started on this machine."),
+    gpus_per_node: int = typer.Option(8, "--gpus-per-node", help="GPU slots each agent offers."),
+    work_dir: Path = typer.Option(Path("runs/sim-fidelity"), "--work-dir", help="State, checkpoints, logs."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the summary and per-job JCTs here."),
+) -> None:
+    """Replay a trace slice live (a control plane, agents and real processes on this machine) and in the
+    simulator under the same policy; report per-job and mean JCT error."""
+    from skyline.cluster.fidelity import FidelityConfig, run_fidelity, scale_slice
+    from skyline.scheduling.policies import policy_class
+    from skyline.scheduling.policy import time_scaled
+    from skyline.simulation.sources import TraceSource, load_trace
+
+    sliced = scale_slice(
+        load_trace(TraceSource(format="philly", path=trace, vc=vc)), start=start, jobs=jobs,
+        time_scale=time_scale, min_s=min_duration_s, max_gpus=nodes * gpus_per_node,
+    )  # fmt: skip
+    config = FidelityConfig(
+        jobs=sliced, policy=policy, policy_options=time_scaled(policy_class(policy).Options(), time_scale),
+        nodes=nodes, gpus_per_node=gpus_per_node, work_dir=work_dir,
+    )  # fmt: skip
+    with progress("jobs", len(sliced), enabled=json_path is None) as advance:
+        result = run_fidelity(config, advance)
+    summary = result.summary()
+    if json_path is not None:
+        write_json(json_path, {**summary, "per_job": [dataclasses.asdict(j) for j in result.jobs]})
+        return
+    for key, value in summary.items():
+        console.print(f"  {key:24s} {value:,.4f}" if isinstance(value, float) else f"  {key:24s} {value}")

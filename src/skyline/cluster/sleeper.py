@@ -25,19 +25,22 @@ def done_s(checkpoint: Path) -> float:
 
 
 def work(seconds: float, checkpoint: Path, *, busy: bool = False) -> None:
-    """Do what is left of ``seconds`` of work, recording progress after every step."""
-    done = done_s(checkpoint)
-    while done < seconds:
+    """Do what is left of ``seconds`` of work, recording progress after every step.
+
+    Work is wall time since this run began (its own bookkeeping included), added to what the
+    checkpoint held: a run takes exactly what was left, however slow its steps are.
+    """
+    resumed_at, before = time.monotonic(), done_s(checkpoint)
+    while (done := before + time.monotonic() - resumed_at) < seconds:
         step = min(STEP_S, seconds - done)
-        started = time.monotonic()
         if busy:
-            while time.monotonic() - started < step:
+            until = time.monotonic() + step
+            while time.monotonic() < until:
                 pass
         else:
             time.sleep(step)
-        done += time.monotonic() - started
         partial = checkpoint.with_suffix(".tmp")
-        partial.write_text(f"{done:.4f}")
+        partial.write_text(f"{before + time.monotonic() - resumed_at:.4f}")
         os.replace(partial, checkpoint)  # atomic: a kill never leaves a torn checkpoint
 
 

@@ -82,7 +82,8 @@ class Packer:
         self.cpu_free = [n.cpu_milli for n in self.nodes]
         self.mem_free = [n.memory_mib for n in self.nodes]
         self._pool_of = [(n.gpu_type or "", n.tier) for n in self.nodes]
-        self.pools = tuple(sorted(set(self._pool_of)))
+        # In the order the nodes list them: a strategy prefers no GPU model of its own accord.
+        self.pools = tuple(dict.fromkeys(self._pool_of))
         self.max_gpus = max(n.gpus for n in self.nodes)
         # buckets[pool][fully free devices] = ordered set of node indices (dict keys keep order)
         self.buckets: dict[Pool, list[dict[int, None]]] = {
@@ -354,7 +355,7 @@ class Packer:
         if self.checks_cpu:
             return [n for n in range(len(self.nodes)) if self._pool_of[n] in pools]
         out = [n for n in self.partial if self._pool_of[n] in pools]
-        for pool in sorted(pools):
+        for pool in (p for p in self.pools if p in pools):
             for bucket in self.buckets[pool][1:]:
                 first = next((n for n in bucket if n not in self.partial), None)
                 if first is not None:

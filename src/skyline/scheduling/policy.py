@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 from skyline.core import GPU_MILLI, Allocation, ClusterState, JobSpec, Node, Placement
@@ -87,6 +87,17 @@ def options_for(policy: type[Policy], **values: Any) -> PolicyOptions:
         takes = ", ".join(sorted(known)) or "no options"
         raise ConfigError(f"policy {policy.name} does not take {', '.join(unknown)} (it takes {takes})")
     return policy.Options(**values)
+
+
+def time_scaled(options: PolicyOptions, factor: float) -> PolicyOptions:
+    """``options`` with every quantity of service (a field named ``*_gpu_s``) multiplied by ``factor``:
+    the same policy on a trace whose times were all multiplied by ``factor``."""
+    changes: dict[str, Any] = {}
+    for f in fields(options):
+        value = getattr(options, f.name)
+        if f.name.endswith("_gpu_s") and value is not None:
+            changes[f.name] = tuple(v * factor for v in value) if isinstance(value, tuple) else value * factor
+    return replace(options, **changes)
 
 
 def takes_option(policy: type[Policy], option: str) -> bool:

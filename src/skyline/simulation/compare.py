@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from skyline.errors import ConfigError
-from skyline.scheduling.policies import policy_class
-from skyline.scheduling.policy import takes_option
 from skyline.simulation.config import SimConfig
 from skyline.simulation.outcome import Outcome
 from skyline.simulation.plots import plot_jct_cdf, plot_jct_vs_load, plot_utilization
@@ -66,7 +64,6 @@ def compare_policies(
     loads: Sequence[float] = (),
     seeds: int = 1,
     gittins_prior: Sequence[float] | None = None,
-    prior_given: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``names`` on ``source``; with ``loads``, also for each load × seed (resampled at that rate).
@@ -75,8 +72,6 @@ def compare_policies(
     Without a sweep the metrics are from the trace as given; with one, from the highest load
     (averaged over seeds), and ``"sweep"`` holds every load.
     """
-    if prior_given and not any(takes_option(policy_class(n), "prior_gpu_s") for n in names):
-        raise ConfigError(f"none of {', '.join(names)} takes a GPU-time prior: drop --gittins-prior")
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"policies": {}, "details": {}, "plots": []}
     if not loads:
@@ -85,7 +80,7 @@ def compare_policies(
         nodes = cluster_for(trace, cluster)
         outcomes: dict[str, Outcome] = {}
         for name in names:
-            policy = build_policy(name, gittins_prior=gittins_prior, strict=False)
+            policy = build_policy(name, gittins_prior=gittins_prior)
             outcomes[name], metrics = run_one(trace, policy, nodes, config)
             summary["policies"][name] = contract_metrics(metrics)
             summary["details"][name] = metrics
@@ -104,7 +99,7 @@ def compare_policies(
                 trace = load_trace(dataclasses.replace(source, jobs_per_hour=load, seed=source.seed + k))
                 nodes = cluster_for(trace, cluster)
                 for name in names:
-                    policy = build_policy(name, gittins_prior=gittins_prior, strict=False)
+                    policy = build_policy(name, gittins_prior=gittins_prior)
                     _, metrics = run_one(trace, policy, nodes, config)
                     per_seed[name].append(metrics)
                     if progress:

@@ -31,15 +31,11 @@ def cluster_for(trace: Trace, spec: str | None) -> tuple[NodeSpec, ...]:
     return trace.nodes
 
 
-def build_policy(name: str, *, gittins_prior: Sequence[float] | None = None, strict: bool = True) -> Policy:
-    """A registered policy; ``gittins_prior`` (GPU-time samples) goes to a policy that takes a prior.
-
-    ``strict``: a prior given to a policy that takes none is an error (the user named it for nothing);
-    otherwise (a prior found by default, several policies compared) it goes only where it is used.
-    """
+def build_policy(name: str, *, gittins_prior: Sequence[float] | None = None) -> Policy:
+    """A registered policy; ``gittins_prior`` (GPU-time samples) goes to it when it takes a prior."""
     cls = policy_class(name)
     values: dict[str, Any] = {}
-    if gittins_prior is not None and (strict or takes_option(cls, "prior_gpu_s")):
+    if gittins_prior is not None and takes_option(cls, "prior_gpu_s"):
         values["prior_gpu_s"] = tuple(gittins_prior)
     return cls(options_for(cls, **values))
 

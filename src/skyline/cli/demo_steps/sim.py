@@ -47,7 +47,7 @@ def run(ctx: DemoContext) -> StepReport:
     metrics: dict[str, dict[str, float]] = {}
     for name in POLICIES:
         outcomes[name] = simulate(
-            trace, build_policy(name, gittins_prior=prior, strict=False), nodes=cluster, config=config
+            trace, build_policy(name, gittins_prior=prior), nodes=cluster, config=config
         )
         m = summarize(outcomes[name])
         metrics[name] = {k: m[k] for k in ("mean_jct_s", "p99_jct_s", "mean_queue_s", "preemptions")}

@@ -1,9 +1,9 @@
 """Heterogeneity-aware policies in the manner of Gavel (OSDI'20): allocations over the throughput matrix.
 
-Each decision solves a linear program over the unfinished jobs (running and waiting, the oldest
-``max_jobs``) and the GPU models of the cluster: ``x[j][k]``, the share of time job j should spend on
-model k, with Σ_k x[j][k] ≤ 1 per job and Σ_j gpus_j · x[j][k] ≤ GPUs of model k. A job's effective
-throughput is Σ_k speed[j][k] · x[j][k], its speed on k relative to its best model (Gavel's matrix).
+Each decision solves a linear program over the waiting jobs (the oldest ``max_jobs``) and the free GPUs
+of each model: ``x[j][k]``, the share of model k job j should get, with Σ_k x[j][k] ≤ 1 per job and
+Σ_j gpus_j · x[j][k] ≤ free GPUs of model k. A job's effective throughput is Σ_k speed[j][k] · x[j][k],
+its speed on k relative to its best model (Gavel's matrix; 1 where unknown).
 
 - ``max-min-fairness`` (Gavel's heterogeneity-aware LAS): maximize the smallest effective throughput,
   each normalized by what the job would get from an equal, heterogeneity-blind share of every model;
@@ -11,9 +11,9 @@ throughput is Σ_k speed[j][k] · x[j][k], its speed on k relative to its best m
 - ``max-throughput``: maximize Σ_j gpus_j · effective throughput_j (GPU-seconds of reference work per
   second: the cluster's useful output).
 
-The mechanism is simpler than Gavel's leases: running jobs stay where they are (no migration, so no
-restart cost), and free GPUs of model k go to waiting jobs in decreasing ``x[j][k]``: a job waits for
-the models the allocation gives it rather than taking a slow one it would barely use.
+The mechanism is simpler than Gavel's leases and time-sharing rounds: running jobs stay where they are
+(no migration, so no restart cost), and free GPUs of model k go to waiting jobs in decreasing
+``x[j][k]``, so each job lands on the model where it is worth most, given who else waits.
 """
 
 from __future__ import annotations
@@ -48,13 +48,13 @@ def gang_gpus(request: Request) -> int:
     return per_replica * request.replicas
 
 
-def gpu_models(packer: Packer) -> dict[str, int]:
-    """GPUs of each model in the cluster ("" for untyped nodes)."""
+def gpu_models(packer: Packer, *, free: bool = False) -> dict[str, int]:
+    """GPUs of each model ("" for untyped nodes): all of them, or the fully free ones."""
     totals: dict[str, int] = {}
     for i, node in enumerate(packer.nodes):
         if node.gpus:
             model = packer.pool_of(i)[0]
-            totals[model] = totals.get(model, 0) + node.gpus
+            totals[model] = totals.get(model, 0) + (packer.full[i] if free else node.gpus)
     return totals
 
 
@@ -70,7 +70,7 @@ def speeds(view: RoundView, jobs: list[JobView], models: list[str]) -> list[list
 
 
 def allocation(
-    speed: list[list[float]], gpus: list[int], capacity: list[int], objective: str
+    speed: list[list[float]], gpus: list[int], capacity: list[int], objective: str, *, shares: list[float]
 ) -> list[list[float]]:
     """``x[j][k]`` from the linear program of the module docstring (scipy's HiGHS)."""
     import numpy as np
@@ -93,8 +93,7 @@ def allocation(
     useful = (s * g[:, None]).ravel()  # GPU-seconds of reference work per unit of x
     cost = -useful / max(float(g.sum()), 1.0)
     if fair:
-        share = min(1.0, sum(capacity) / max(float(g.sum()), 1.0)) * np.asarray(capacity) / sum(capacity)
-        equal = np.maximum(s @ share, _EPS)  # effective throughput under an equal, blind share
+        equal = np.maximum(s @ np.asarray(shares), _EPS)  # throughput under an equal, blind share of models
         for j in range(n):
             rows[n + m + j, j * m : (j + 1) * m] = -s[j] / equal[j]
             rows[n + m + j, n * m] = 1.0  # t ≤ normalized throughput of every job
@@ -120,17 +119,14 @@ class HeterogeneityAware(Policy):
     def decide(self, view: RoundView) -> Decision:
         assert isinstance(self.options, HeterogeneityOptions)
         decision = Decision()
-        if not view.waiting:
-            return decision
         packer = view.packer
-        totals = gpu_models(packer)
-        gpu_jobs = [j for j in view.jobs if j.request.gpu_milli and packer.could_ever_fit(j.request)]
-        gpu_jobs = gpu_jobs[: self.options.max_jobs]
-        if totals and gpu_jobs:
-            self._place_by_allocation(view, gpu_jobs, totals, decision)
-        considered = {j.index for j in gpu_jobs}
-        for job in view.waiting:  # CPU-only jobs (the program is about GPUs) wait for nothing else
-            if not job.request.gpu_milli and job.index not in considered:
+        waiting = [j for j in view.waiting if packer.could_ever_fit(j.request)]
+        gpu_jobs = [j for j in waiting if j.request.gpu_milli][: self.options.max_jobs]
+        free = gpu_models(packer, free=True)
+        if gpu_jobs and any(free.values()):
+            self._place_by_allocation(view, gpu_jobs, free, decision)
+        for job in waiting:  # CPU-only jobs: the program is about GPUs
+            if not job.request.gpu_milli:
                 placing = packer.best_fit(job.request)
                 if placing is not None:
                     packer.take(job.request, placing)
@@ -138,32 +134,29 @@ class HeterogeneityAware(Policy):
         return decision
 
     def _place_by_allocation(
-        self, view: RoundView, jobs: list[JobView], totals: dict[str, int], decision: Decision
+        self, view: RoundView, jobs: list[JobView], free: dict[str, int], decision: Decision
     ) -> None:
-        assert isinstance(self.options, HeterogeneityOptions)
-        models = sorted(totals)
+        models = list(free)
+        totals = gpu_models(view.packer)
+        shares = [totals[m] / sum(totals.values()) for m in models]  # a blind, equal spread over models
         speed = speeds(view, jobs, models)
-        x = allocation(
-            speed, [gang_gpus(j.request) for j in jobs], [totals[m] for m in models], self.objective
-        )
+        gpus = [gang_gpus(j.request) for j in jobs]
+        x = allocation(speed, gpus, [free[m] for m in models], self.objective, shares=shares)
         wants = [
             (-x[row][k], job.submit_s, row, models[k])
             for row, job in enumerate(jobs)
-            if job.placing is None
             for k in range(len(models))
             if x[row][k] > _EPS and speed[row][k] > 0
         ]
         packer = view.packer
         for _, _, row, model in sorted(wants):
             job = jobs[row]
-            index = job.index
-            if index in decision.start or gang_gpus(job.request) * GPU > packer.free_gpu_milli:
+            if job.index in decision.start or gpus[row] * GPU > packer.free_gpu_milli:
                 continue
-            request = dataclasses.replace(job.request, gpu_types=frozenset({model}))
-            placing = packer.best_fit(request)
+            placing = packer.best_fit(dataclasses.replace(job.request, gpu_types=frozenset({model})))
             if placing is not None:
                 packer.take(job.request, placing)
-                decision.start[index] = placing
+                decision.start[job.index] = placing
 
 
 class GavelMaxMin(HeterogeneityAware):

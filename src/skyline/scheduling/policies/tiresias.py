@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from skyline.errors import ConfigError
 from skyline.scheduling.policies.ranked import RankedPolicy
@@ -73,15 +73,14 @@ class GittinsOptions(PolicyOptions):
     """``prior_gpu_s``: GPU-time samples of past jobs (default: Gavel's Philly-like model);
     ``levels``: service levels on a geometric grid between the smallest and largest sample."""
 
-    prior_gpu_s: tuple[float, ...] | None = None
+    prior_gpu_s: tuple[float, ...] = field(default_factory=lambda: tuple(philly_like_gpu_time_prior()))
     levels: int = 24
 
     def __post_init__(self) -> None:
-        if self.prior_gpu_s is not None:
-            samples = tuple(sorted(float(s) for s in self.prior_gpu_s))
-            if len(samples) < 2 or samples[0] <= 0:
-                raise ConfigError("a Gittins prior needs at least 2 positive GPU-time samples")
-            object.__setattr__(self, "prior_gpu_s", samples)
+        samples = tuple(sorted(float(s) for s in self.prior_gpu_s))
+        if len(samples) < 2 or samples[0] <= 0:
+            raise ConfigError("a Gittins prior needs at least 2 positive GPU-time samples")
+        object.__setattr__(self, "prior_gpu_s", samples)
         if not isinstance(self.levels, int) or self.levels < 2:
             raise ConfigError(f"Gittins levels must be a whole number >= 2, got {self.levels!r}")
 
@@ -96,7 +95,7 @@ class TiresiasGittins(RankedPolicy):
     def __init__(self, options: PolicyOptions | None = None) -> None:
         super().__init__(options)
         assert isinstance(self.options, GittinsOptions)
-        samples = list(self.options.prior_gpu_s or philly_like_gpu_time_prior())
+        samples = list(self.options.prior_gpu_s)
         # Service levels on a geometric grid from the smallest to the largest sample.
         low, high = samples[0], samples[-1]
         levels = self.options.levels
