@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from skyline.cluster.gateway_http import Request
 from skyline.cluster.gateway_routing import EndpointInfo
 from skyline.cluster.service_spec import RoutingSpec
 from skyline.core.net import free_port
+from skyline.security.tokens import TokenAuthority
 from skyline.serving.server import BackgroundServer
 
 pytestmark = pytest.mark.integration
@@ -272,3 +274,31 @@ def test_malformed_requests_get_400_and_the_gateway_goes_on(
         raw.sendall(b"NOT HTTP AT ALL\r\n\r\n")
         assert raw.recv(1000).startswith(b"HTTP/1.1 400")
     assert httpx.get(_url(gateway, "/")).status_code == 200
+
+
+def test_a_service_that_requires_tokens(replicas: list[Replica], tmp_path: Path) -> None:
+    authority = TokenAuthority(tmp_path / "tokens.json")
+    tokens = {
+        "invoker": authority.issue("app", "invoker"),
+        "scoped-elsewhere": authority.issue("other", "invoker", models=["other-model"]),
+        "viewer": authority.issue("watcher", "viewer"),
+    }
+    with Gateway(authority=authority) as gw:
+        routing = RoutingSpec(auth=True, rate_limit_per_s=2.0)
+        gw.publish("svc", routing, [replicas[0].info()], model="mlp")
+        with httpx.Client() as client:
+
+            def call(token: str | None) -> httpx.Response:
+                headers = {} if token is None else {"authorization": f"Bearer {token}"}
+                return client.post(_url(gw, INFER), content=b"{}", headers=headers)
+
+            missing = call(None)
+            assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+            assert call("sky_0123456789ab_wrong").status_code == 401
+            assert call(tokens["viewer"]).status_code == 403
+            assert call(tokens["scoped-elsewhere"]).status_code == 403
+            answers = [call(tokens["invoker"]) for _ in range(6)]
+        # A burst of 2 s worth (4), then 429 with Retry-After; the replica saw only the admitted ones.
+        assert [a.status_code for a in answers[:4]] == [200] * 4
+        assert answers[-1].status_code == 429 and int(answers[-1].headers["retry-after"]) >= 1
+        assert replicas[0].seen.count(INFER) == sum(a.status_code == 200 for a in answers)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import socket
 import threading
@@ -41,7 +42,10 @@ from skyline.cluster.gateway_http import (
 from skyline.cluster.gateway_routing import Endpoint, EndpointInfo, Route
 from skyline.cluster.service_spec import RoutingSpec
 from skyline.cluster.service_telemetry import ServiceStats, TelemetryWindow
-from skyline.errors import OverloadedError, UnavailableError
+from skyline.errors import AuthError, OverloadedError, SkylineError, UnavailableError
+from skyline.security.http import RateLimiter
+from skyline.security.tokens import TokenAuthority
+from skyline.serving.fastpath import Guard
 
 log = logging.getLogger("skyline.cluster.gateway")
 T = TypeVar("T")
@@ -51,6 +55,16 @@ _INFERENCE = re.compile(
 )
 _SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 _ABORTED = 502  # counted as an error: the client saw a cut response
+
+
+class _NoTokens:
+    """Stands in for a missing token authority: a service that requires tokens then admits none."""
+
+    def verify(self, token: str) -> Any:
+        raise AuthError("this gateway has no token authority: no token can be checked")
+
+
+_NO_TOKENS: Any = _NoTokens()
 
 
 def retryable(request: Request, target: bytes) -> bool:
@@ -155,9 +169,15 @@ class Gateway:
     """The services' HTTP entry point; ``on_demand(service)`` is called when a request waits for room."""
 
     def __init__(
-        self, *, host: str = "127.0.0.1", port: int = 0, on_demand: Callable[[str], None] | None = None
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_demand: Callable[[str], None] | None = None,
+        authority: TokenAuthority | None = None,
     ) -> None:
         self.host = host
+        self.authority = authority  # checks the tokens of services that require them
         self._sock = _bind(host, port)
         self.port: int = self._sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
@@ -238,18 +258,24 @@ class Gateway:
         return done.result(timeout=10)
 
     def publish(self, service: str, routing: RoutingSpec, endpoints: Sequence[EndpointInfo],
-                *, slo_ms: float | None = None) -> None:  # fmt: skip
-        """Set ``service``'s replicas (ready ones; ``draining`` ones finish what they have)."""
-        self.call(self._publish, service, routing, tuple(endpoints), slo_ms)
+                *, slo_ms: float | None = None, model: str | None = None) -> None:  # fmt: skip
+        """Set ``service``'s replicas (ready ones; ``draining`` ones finish what they have); ``model`` is
+        what a token must be allowed to invoke when the service requires tokens (default: its name)."""
+        self.call(self._publish, service, routing, tuple(endpoints), slo_ms, model or service)
 
     def _publish(self, service: str, routing: RoutingSpec, endpoints: tuple[EndpointInfo, ...],
-                 slo_ms: float | None) -> None:  # fmt: skip
+                 slo_ms: float | None, model: str) -> None:  # fmt: skip
         route = self.routes.get(service)
         if route is None:
-            assert self.loop is not None
             stats = ServiceStats(time.perf_counter(), slo_ms=slo_ms)
             route = self.routes[service] = Route(service, routing, stats, self.on_demand)
-        route.stats.slo_ms = slo_ms
+        route.stats.slo_ms, route.model = slo_ms, model
+        key = (routing.auth, routing.rate_limit_per_s)
+        if key != route.guard_key:  # a limiter keeps its buckets while the settings stay
+            rate = routing.rate_limit_per_s
+            limiter = None if rate is None else RateLimiter(rate_per_s=rate, burst=max(1, round(2 * rate)))
+            route.guard = Guard(self.authority or _NO_TOKENS, limiter) if routing.auth else None
+            route.guard_key = key
         route.publish(routing, endpoints)
 
     def remove(self, service: str) -> None:
@@ -325,6 +351,8 @@ class Gateway:
             return
         call = _Call(route, request, target, client, time.perf_counter(), [])
         route.stats.begin(call.started)
+        if route.guard is not None and not self._admitted(call):
+            return
         endpoint = None if route.waiters else route.take(request, set())
         conn = None if endpoint is None else endpoint.idle()
         if endpoint is not None and conn is not None:
@@ -382,6 +410,26 @@ class Gateway:
         elif outcome.status is None:
             call.failures.append(f"replica {endpoint.id} timed out after {route.routing.timeout_s:g} s")
         self._end(call, outcome)
+
+    def _admitted(self, call: _Call) -> bool:
+        """The token check of a service that requires one; False (answered 401/403/429) when refused."""
+        header = call.request.header(b"authorization")
+        try:
+            assert call.route.guard is not None
+            call.route.guard(
+                None if header is None else header.decode("latin-1"), "invoke", "models", call.route.model
+            )
+        except SkylineError as exc:
+            extra = [(b"www-authenticate", b"Bearer")] if exc.http_status == 401 else None
+            if isinstance(exc, OverloadedError):
+                extra = [(b"retry-after", str(max(1, math.ceil(exc.retry_after_s))).encode())]
+            body = orjson.dumps({"error": str(exc)})
+            call.client.send(
+                simple_response(exc.http_status, body, keep_alive=call.request.keep_alive, extra=extra)
+            )
+            self._end(call, _Outcome(exc.http_status))
+            return False
+        return True
 
     def _end(self, call: _Call, outcome: _Outcome) -> None:
         status = outcome.status

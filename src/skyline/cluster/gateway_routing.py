@@ -24,6 +24,7 @@ from skyline.cluster.gateway_http import Request, UpstreamConnection
 from skyline.cluster.service_spec import RoutingSpec
 from skyline.cluster.service_telemetry import ServiceStats
 from skyline.errors import OverloadedError, UnavailableError
+from skyline.serving.fastpath import Guard
 
 MAX_IDLE_PER_REPLICA = 64
 
@@ -107,6 +108,9 @@ class Route:
         self._order: list[Endpoint] = []
         self._turn = 0
         self.closed = False
+        self.model = name  # what a token must be allowed to invoke (the service's model name)
+        self.guard: Guard | None = None  # when the service requires tokens
+        self.guard_key: tuple[bool, float | None] = (False, None)
         self._affinity = routing.affinity_header.lower().encode() if routing.affinity_header else None
 
     def publish(self, routing: RoutingSpec, infos: Sequence[EndpointInfo]) -> None:

@@ -130,10 +130,11 @@ def build(config: ServerConfig) -> Built:
     )
     policy = policy_class(config.policy)(config.policy_options)
     control = ControlPlane(store, executor, policy, WallClock(), config.control, throughput=throughput)
-    services = ServicePlane(
-        store, control, config.services, gateway_host=config.host, gateway_port=config.gateway_port
-    )
     authority = TokenAuthority(config.tokens_path)
+    services = ServicePlane(
+        store, control, config.services, gateway_host=config.host, gateway_port=config.gateway_port,
+        authority=authority,
+    )  # fmt: skip
     app = create_app(
         control,
         authority,

@@ -60,6 +60,8 @@ class RoutingIn(_Strict):
     timeout_s: Seconds = 60.0
     affinity_header: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")] | None = None
     drain_timeout_s: Seconds = 30.0
+    auth: bool = False
+    rate_limit_per_s: float | None = Field(None, gt=0, le=1e6, allow_inf_nan=False)
 
 
 class ServiceIn(_Strict):

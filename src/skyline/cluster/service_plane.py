@@ -17,6 +17,7 @@ from skyline.cluster.gateway import Gateway
 from skyline.cluster.service_store import ServiceRecord
 from skyline.cluster.services import ServiceController, ServicesConfig
 from skyline.core import DemandForecast
+from skyline.security.tokens import TokenAuthority
 
 if TYPE_CHECKING:
     from skyline.cluster.control import ControlPlane
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
 
 
 class ServicePlane:
-    """Gateway on ``gateway_host:gateway_port`` (0: any free port), controller and autoscale loop."""
+    """Gateway on ``gateway_host:gateway_port`` (0: any free port), controller and autoscale loop;
+    ``authority`` checks the tokens of services that require them (``routing.auth``)."""
 
     def __init__(
         self,
@@ -34,9 +36,10 @@ class ServicePlane:
         *,
         gateway_host: str = "127.0.0.1",
         gateway_port: int = 0,
+        authority: TokenAuthority | None = None,
     ) -> None:
         self.store, self.config = store, config or ServicesConfig()
-        self.gateway = Gateway(host=gateway_host, port=gateway_port)
+        self.gateway = Gateway(host=gateway_host, port=gateway_port, authority=authority)
         self.controller = ServiceController(store, control, self.gateway, self.config)
         self.gateway.on_demand = self.controller.demand
         self.autoscale = AutoscaleLoop(

@@ -99,7 +99,10 @@ class RoutingSpec:
     at the gateway in a queue of ``queue_limit`` for at most ``hold_s`` (also while scaling up from zero),
     then 429 (queue full) or 503 (no replica in time). ``affinity_header``: requests carrying that header
     go to the same replica while it has room (an LLM's prefix cache keeps hitting). ``drain_timeout_s``:
-    how long a replica being retired may finish its requests.
+    how long a replica being retired may finish its requests. ``auth``: the gateway admits only requests
+    with a control-plane bearer token allowed to ``invoke`` the service's model (an ``invoker`` token,
+    possibly scoped to models), each token at most ``rate_limit_per_s`` (then 429); the header still goes
+    on to the replica.
     """
 
     max_concurrency: int | None = None
@@ -108,8 +111,12 @@ class RoutingSpec:
     timeout_s: float = 60.0
     affinity_header: str | None = None
     drain_timeout_s: float = 30.0
+    auth: bool = False
+    rate_limit_per_s: float | None = None
 
     def __post_init__(self) -> None:
+        if self.rate_limit_per_s is not None and not (self.auth and self.rate_limit_per_s > 0):
+            raise ConfigError("rate_limit_per_s (per token) needs auth: true and a rate > 0")
         if self.max_concurrency is not None and not 1 <= self.max_concurrency <= 100_000:
             raise ConfigError(f"max_concurrency must be 1..100000 or unset, got {self.max_concurrency}")
         if not 0 <= self.queue_limit <= 1_000_000:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from skyline.cluster.gateway import Gateway
 from skyline.cluster.gateway_routing import EndpointInfo
+from skyline.cluster.service_spec import model_version
 from skyline.cluster.service_store import ReplicaView, ServiceRecord
 from skyline.core.net import PortRange
 from skyline.errors import ConfigError
@@ -326,7 +327,10 @@ class ServiceController:
             if r.state in ("ready", "draining") and r.address is not None
         ]
         self.ready_counts[record.name] = sum(not e.draining for e in endpoints)
-        self.gateway.publish(record.name, record.spec.routing, endpoints, slo_ms=record.spec.slo_p99_ms)
+        model = model_version(record.spec.model)[0] if record.spec.model else record.name
+        self.gateway.publish(
+            record.name, record.spec.routing, endpoints, slo_ms=record.spec.slo_p99_ms, model=model
+        )
 
     def _delete(self, record: ServiceRecord, replicas: list[ReplicaView], now: float) -> None:
         for r in [r for r in replicas if r.state in ("starting", "ready")]:
