@@ -152,10 +152,12 @@ def test_the_same_apps_run_on_a_real_superlink_and_supernodes(runs: dict[str, Ru
     assert result["final_accuracy"] > 0.5  # seen: 0.77 after one round on 2 nodes
     assert result["deployment"] == "flower-superlink + 2 flower-supernode processes on 127.0.0.1"
     federation = runs["deploy"].log.parent / "federation"
-    logs = {path.name for path in federation.glob("*.log")}
-    assert {"superlink.log", "supernode-0.log", "supernode-1.log", "flwr-run.log"} <= logs
+    logs = {path.relative_to(federation).as_posix() for path in federation.rglob("*.log")}
+    assert {
+        "superlink/superlink.log", "supernode-0/supernode.log", "supernode-1/supernode.log", "run/flwr-run.log"
+    } <= logs  # fmt: skip
     # Each SuperNode really received and answered a train message over the SuperLink's HTTP API.
     for node in (0, 1):
-        log = (federation / f"supernode-{node}.log").read_text(errors="replace")
+        log = (federation / f"supernode-{node}" / "supernode.log").read_text(errors="replace")
         assert "Receiving: train message" in log and "Sent successfully" in log
     assert _processes_mentioning(str(federation)) == []  # SuperLink, SuperNodes, SuperExecs all stopped

@@ -15,15 +15,13 @@ cloud process and a publishing command (``skyline fl start``) on the same host s
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from skyline.edge.sqlite_store import SqliteStore
 from skyline.errors import ConflictError, NotFoundError
 
 _SCHEMA = """
@@ -119,36 +117,11 @@ class RolloutRecord:
         }  # fmt: skip
 
 
-class FleetStore:
+class FleetStore(SqliteStore):
     """Agents, assignments, pins, rejected versions and rollouts; safe to share between threads."""
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-
-    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        super().__init__(path, _SCHEMA)
 
     # ------------------------------------------------------------------ observed: agent reports
     def report(

@@ -7,13 +7,13 @@ key is atomic in SQLite, so concurrent or repeated deliveries of one id never ma
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from skyline.edge.sqlite_store import SqliteStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ingested (
@@ -36,54 +36,38 @@ class IngestResult:
     duplicates: int
 
 
-class IngestStore:
+class IngestStore(SqliteStore):
     """The cloud side of the uplink: one row per record id, however often it is delivered."""
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
+        super().__init__(path, _SCHEMA)
 
     def ingest(self, records: Sequence[dict[str, Any]], *, source: str = "edge") -> IngestResult:
         """Store every record whose id is new; count the rest as duplicates. One transaction."""
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                accepted = 0
-                for record in records:
-                    cursor = self._db.execute(
-                        "INSERT OR IGNORE INTO ingested(id, kind, payload, created_at, received_at, source) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        (
-                            str(record["id"]),
-                            str(record["kind"]),
-                            json.dumps(record["payload"], separators=(",", ":")),
-                            float(record["created_at"]),
-                            now,
-                            source,
-                        ),
-                    )
-                    accepted += cursor.rowcount
-                duplicates = len(records) - accepted
-                for name, value in (("accepted", accepted), ("duplicates", duplicates)):
-                    self._db.execute(
-                        "INSERT INTO ingest_counters(name, value) VALUES (?, ?) "
-                        "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                        (name, value),
-                    )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            accepted = 0
+            for record in records:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO ingested(id, kind, payload, created_at, received_at, source) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        str(record["id"]),
+                        str(record["kind"]),
+                        json.dumps(record["payload"], separators=(",", ":")),
+                        float(record["created_at"]),
+                        now,
+                        source,
+                    ),
+                )
+                accepted += cursor.rowcount
+            duplicates = len(records) - accepted
+            for name, value in (("accepted", accepted), ("duplicates", duplicates)):
+                db.execute(
+                    "INSERT INTO ingest_counters(name, value) VALUES (?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                    (name, value),
+                )
         return IngestResult(accepted=accepted, duplicates=duplicates)
 
     def ids(self) -> list[str]:
