@@ -6,7 +6,6 @@ front-end files are not installed) and CI is not set; under CI=true those are fa
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,23 +15,16 @@ import httpx
 import pytest
 
 from skyline.cluster.client import ClusterClient
-from skyline.cluster.console.assets import AXE_SCRIPT, NODE_MODULES, VENDOR
-from skyline.cluster.console.browser import chromium_path, headless_chromium, sign_in
+from skyline.cluster.console.assets import AXE_SCRIPT
+from skyline.cluster.console.browser import headless_chromium, sign_in
 from skyline.cluster.control import ControlConfig
 from skyline.cluster.server import ServerConfig, ServerThread
 from skyline.testing.cluster import AgentProcess, wait_until
+from skyline.testing.console import require_browser
 
 pytestmark = [pytest.mark.e2e]
 
-_missing = [] if chromium_path() else ["Chromium (/usr/bin/chromium)"]
-_missing += [name for name, rel in VENDOR.items() if not (NODE_MODULES / rel).is_file()]
-_missing += [] if AXE_SCRIPT.is_file() else ["axe-core"]
-if _missing and os.environ.get("CI", "").lower() not in ("", "0", "false"):
-    pytest.fail(f"CI=true but the console's browser tests cannot run: missing {_missing}", pytrace=False)
-if _missing:
-    pytest.skip(
-        f"no browser test without {', '.join(_missing)} (make setup installs them)", allow_module_level=True
-    )
+require_browser()
 
 from playwright.sync_api import expect  # noqa: E402  (after the skip: playwright is only needed here)
 
@@ -216,19 +208,6 @@ def test_a_lost_node_turns_red_after_its_agent_is_killed(cluster: Cluster, open_
         assert page.evaluate("window.__not_reloaded") is True
     finally:
         doomed.kill()
-
-
-@pytest.mark.slow
-def test_the_demo_step_photographs_every_main_view(tmp_path: Path) -> None:
-    from skyline.cli.demo import DemoContext
-    from skyline.cli.demo_steps import console
-
-    report = console.run(DemoContext(out_dir=tmp_path, quick=True, shared_data=None))
-    names = sorted(p.name for p in report.figures)
-    assert names == sorted(f"console-{view}.png" for view, _, _ in console.VIEWS)
-    for figure in report.figures:  # a real page, not a blank or error screen
-        assert figure.stat().st_size > 20_000 and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "one failed (exit code 3)" in report.summary
 
 
 @pytest.mark.slow

@@ -157,13 +157,14 @@ class ChangeFeed:
         self._task = None
 
     # ------------------------------------------------------------------ subscribers
-    def backlog(self, principal: Principal, after: int) -> list[dict[str, Any]] | None:
-        """Job transitions after event ``after`` that a reconnecting page missed; None: too many."""
+    def backlog(self, principal: Principal, after: int) -> tuple[int, list[dict[str, Any]]] | None:
+        """The newest event id and the job changes after event ``after`` that a reconnecting page
+        missed; None: too many (it reloads instead)."""
         with self.engine.connect() as conn:
-            _, read, rows = changes_after(conn, after, _BACKLOG + 1)
+            newest, read, rows = changes_after(conn, after, _BACKLOG + 1)
         if read > _BACKLOG:
             return None
-        return _visible(rows, Subscriber(principal, frozenset()).owner_scope)
+        return newest, _visible(rows, Subscriber(principal, frozenset()).owner_scope)
 
     async def stream(
         self, principal: Principal, topics: frozenset[str], last_event: int | None
@@ -176,9 +177,14 @@ class ChangeFeed:
             self._task = asyncio.create_task(self._run())
         try:
             yield "retry: 1000\n\n"
+            delivered = last_event  # the newest event this page has: sent back as Last-Event-ID
             if last_event is not None and "jobs" in topics:
                 missed = await asyncio.to_thread(self.backlog, principal, last_event)
-                yield _event("resync", {}) if missed is None else _event("jobs", {"changes": missed})
+                if missed is None:
+                    yield _event("resync", {})
+                else:
+                    delivered = missed[0]
+                    yield _event("jobs", {"changes": missed[1]}, event_id=delivered)
             deadline = time.monotonic() + self.lifetime_s
             while (left := deadline - time.monotonic()) > 0:
                 try:
@@ -193,6 +199,9 @@ class ChangeFeed:
                     return
                 for text in _render(subscriber, update):
                     yield text
+                delivered = max(delivered or 0, update.last_event)
+            # The lifetime is over: the browser reconnects and resumes after ``delivered``.
+            yield _event("renew", {}, event_id=delivered)
         finally:
             self._subscribers.discard(subscriber)
 

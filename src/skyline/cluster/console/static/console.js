@@ -233,8 +233,14 @@
     if (document.body.dataset.lastEvent) params.set("last_event", document.body.dataset.lastEvent);
     const source = new EventSource("/ui/events?" + params.toString());
     const status = document.getElementById("live-status");
-    source.addEventListener("open", () => status && (status.textContent = "live"));
-    source.addEventListener("error", () => status && (status.textContent = "reconnecting…"));
+    let renewing = false; // the server ended the stream on purpose: reconnecting is routine, not news
+    const show = (text) => status && (status.textContent = text);
+    source.addEventListener("open", () => show("live"));
+    source.addEventListener("renew", () => (renewing = true));
+    source.addEventListener("error", () => {
+      if (!renewing) show("reconnecting…");
+      renewing = false;
+    });
     source.addEventListener("jobs", (e) => onJobs(JSON.parse(e.data)));
     source.addEventListener("nodes", (e) => onNodes(JSON.parse(e.data)));
     source.addEventListener("resync", () => {
