@@ -252,3 +252,20 @@ def test_models_view_lists_the_edge_agents_the_cloud_knows(tmp_path: Path) -> No
         assert "site=lab" in row and "digits v1" in row and " 42 " in row and " ok " in row
     finally:
         _close(built)
+
+
+def test_a_job_no_node_could_ever_hold_is_refused_as_by_the_api(built: Built) -> None:
+    from skyline.core import Resources, Tier
+
+    built.store.nodes.register(
+        "small",
+        tier=Tier.DATACENTER,
+        address="127.0.0.1",
+        capacity=Resources.of(cpus=2, memory_mib=4096),
+        labels={},
+    )
+    client, _ = _signed_in(built, "operator", "olivia")
+    csrf = _csrf(client.get("/ui/jobs").text)
+    refused = client.post("/ui/jobs", data={"command": "true", "cpus": "64", "csrf": csrf})
+    assert refused.status_code == 422 and "can never run here" in refused.text
+    assert built.store.jobs.find() == []

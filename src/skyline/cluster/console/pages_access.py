@@ -29,6 +29,11 @@ async def read_form(request: Request) -> dict[str, str]:
 
 
 def register(ui: FastAPI, console: Console) -> None:
+    _sign_in(ui, console)
+    _files_and_events(ui, console)
+
+
+def _sign_in(ui: FastAPI, console: Console) -> None:
     @ui.get("/login")
     def login_form(request: Request, next: str | None = None) -> Response:
         return console.page(request, "login.html", None, next=safe_next(next), error="")
@@ -62,6 +67,8 @@ def register(ui: FastAPI, console: Console) -> None:
         response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
         return response
 
+
+def _files_and_events(ui: FastAPI, console: Console) -> None:
     @ui.get("/static/{name}")
     def own_file(name: str) -> Response:
         return _file(console, "static", name)

@@ -60,6 +60,11 @@ def register(ui: FastAPI, console: Console) -> None:
             services=service_rows(console.services, session.principal),
         )  # fmt: skip
 
+    _nodes(ui, console)
+    _scheduling(ui, console)
+
+
+def _nodes(ui: FastAPI, console: Console) -> None:
     @ui.get("/nodes")
     def nodes_page(request: Request) -> Response:
         session = console.session(request)
@@ -81,6 +86,8 @@ def register(ui: FastAPI, console: Console) -> None:
             replica["visible"] = owner_scope is None or replica["owner"] == owner_scope
         return console.page(request, "node.html", session, nav="nodes", node=node, history=history)
 
+
+def _scheduling(ui: FastAPI, console: Console) -> None:
     @ui.get("/scheduling")
     def scheduling(request: Request) -> Response:
         session = console.session(request)

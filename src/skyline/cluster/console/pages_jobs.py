@@ -44,6 +44,11 @@ def _job_filter(console: Console, session: Session, params: dict[str, str]) -> q
 
 
 def register(ui: FastAPI, console: Console) -> None:
+    _views(ui, console)
+    _actions(ui, console)
+
+
+def _views(ui: FastAPI, console: Console) -> None:
     @ui.get("/jobs")
     def jobs_page(request: Request) -> Response:
         session = console.session(request)
@@ -83,6 +88,10 @@ def register(ui: FastAPI, console: Console) -> None:
         stream = _log_events(console, job_id, start)
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
+
+def _actions(ui: FastAPI, console: Console) -> None:
+    """Submit and cancel: the same calls the API makes (`ControlPlane.submit` admits, `cancel` stops)."""
+
     @ui.post("/jobs")
     async def submit(request: Request) -> Response:
         form = await read_form(request)
@@ -91,10 +100,9 @@ def register(ui: FastAPI, console: Console) -> None:
         authorize(session.principal, "create", "jobs")
         try:
             body = JobIn.model_validate(_job_fields(form))
-            record, _ = console.store.jobs.submit(body.to_request(None), owner=session.principal.subject)
+            record, _ = console.control.submit(body.to_request(None), owner=session.principal.subject)
         except (ValidationError, SkylineError) as exc:
             return _submit_refused(console, request, session, form, exc)
-        console.control.wake()
         return RedirectResponse(f"/ui/jobs/{record.id}", status_code=303)
 
     @ui.post("/jobs/{job_id}/cancel")
