@@ -173,7 +173,8 @@ class ChangeFeed:
         subscriber = Subscriber(principal, topics)
         self._loop = asyncio.get_running_loop()
         self._subscribers.add(subscriber)
-        if self._task is None:
+        if self._task is None:  # it starts from now: each page catches up from its own render
+            self._last_event = -1
             self._task = asyncio.create_task(self._run())
         try:
             yield "retry: 1000\n\n"
