@@ -46,12 +46,15 @@ def schedule_targets(original: list[int], amount: float, stages: int) -> list[li
 
 def prune_structured(model: nn.Module, amount: float, *, keep: list[int] | None = None) -> nn.Sequential:
     """A new, smaller model: each hidden conv/linear keeps ``size − floor(size × amount)`` units, or
-    ``keep[i]`` units for the i-th hidden layer when ``keep`` is given (see `schedule_targets`)."""
+    ``keep[i]`` units for the i-th hidden layer when ``keep`` is given (see `schedule_targets`).
+
+    Layers are cut in order, so a layer's strongest units are judged on the inputs that survived the cut
+    before it."""
     _check_amount(amount)
-    layers = hidden_layers(model)
-    counts = keep or [_keep_count(int(layer.weight.shape[0]), amount) for _, layer in layers]
-    masks = {
-        name: strongest_units(layer.weight, min(int(layer.weight.shape[0]), count))
-        for (name, layer), count in zip(layers, counts, strict=True)
-    }
-    return remove_units(model, masks).eval()
+    pruned = remove_units(model, {})  # a flat copy
+    counts = keep or [_keep_count(size, amount) for size in hidden_sizes(pruned)]
+    for position, count in enumerate(counts):
+        name, layer = hidden_layers(pruned)[position]
+        units = strongest_units(layer.weight, min(int(layer.weight.shape[0]), count))
+        pruned = remove_units(pruned, {name: units})
+    return pruned.eval()
