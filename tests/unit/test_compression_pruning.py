@@ -140,3 +140,14 @@ def test_unstructured_prune_step_keeps_exactly_its_zeros_through_fine_tuning(tmp
     assert sum(int((w == 0).sum()) for w in weights) == round(0.3 * total)  # the fine-tuning revived none
     original = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     assert not any(torch.equal(w, o) for w, o in zip(weights, original, strict=True))  # and it did train
+
+
+def test_a_layer_is_judged_on_the_inputs_that_survive_the_cut_before_it() -> None:
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[5.0, 0.0], [0.1, 0.0]]))  # unit 1 is the weak one: cut
+        # Unit 0 of the next layer is the strongest over all inputs (10.1) but reads mostly the cut unit;
+        # over the surviving input, unit 1 (2.0) beats it (0.1).
+        model[2].weight.copy_(torch.tensor([[0.1, 10.0], [2.0, 0.0]]))
+    pruned = prune_structured(model, 0.5)
+    assert pruned[2].weight.tolist() == [[2.0]]
