@@ -20,6 +20,8 @@ Gateway overhead: one `skyline serve` MLP replica (no pacing), closed loop from 
 direct vs through the gateway, rounds interleaved: added p50 at 1 client, throughput ratio at 32.
 
 ``SKYLINE_BENCH_QUICK=1``: the day in ~2 minutes per setting, two settings, one overhead round; not recorded.
+``SKYLINE_BENCH_SERVICES_FACTOR`` and ``SKYLINE_BENCH_SERVICES_SETTINGS`` (comma-separated) override the
+compression and the settings (for exploring; the recorded run uses the defaults).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from skyline.cluster.service_client import ServiceClient  # noqa: E402
 from skyline.cluster.service_load import replay  # noqa: E402
 from skyline.cluster.service_spec import service_from_mapping  # noqa: E402
 from skyline.core.net import free_port  # noqa: E402
-from skyline.scheduling.autoscaling import StaticAutoscaler, simulate  # noqa: E402
+from skyline.scheduling.autoscaling import ScalingTarget, StaticAutoscaler, simulate  # noqa: E402
 from skyline.scheduling.forecasting import Series  # noqa: E402
 from skyline.serving.batching import BatchingConfig  # noqa: E402
 from skyline.serving.repository import ModelRepository  # noqa: E402
@@ -57,11 +59,17 @@ from skyline.serving.samples import write_mlp_onnx  # noqa: E402
 
 QUICK = os.environ.get("SKYLINE_BENCH_QUICK", "") not in ("", "0")
 TRACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "load" / "alibaba-genai-2026" / "qps.csv"
-FACTOR = 600.0 if QUICK else 110.0  # trace seconds per live second: 22.1 h → 2.2 min (quick) / 12 min
+# Trace seconds per live second: 22.1 h → 2.2 min (quick) / 12 min; SKYLINE_BENCH_SERVICES_FACTOR overrides.
+FACTOR = float(os.environ.get("SKYLINE_BENCH_SERVICES_FACTOR", 600.0 if QUICK else 110.0))
 PEAK_RPS, SERVICE_MS, TARGET_RPS, SLO_MS = 60.0, 100.0, 8.0, 500.0
 MIN_REPLICAS, MAX_REPLICAS, STEP_S, COOLDOWN_S = 1, 10, 3.0, 6.0
+_CHOSEN = os.environ.get("SKYLINE_BENCH_SERVICES_SETTINGS", "")
 SETTINGS = (
-    ("predictive", "reactive-0.8") if QUICK else ("predictive", "reactive-0.5", "reactive-0.8", "static")
+    tuple(_CHOSEN.split(","))
+    if _CHOSEN
+    else (
+        ("predictive", "reactive-0.8") if QUICK else ("predictive", "reactive-0.5", "reactive-0.8", "static")
+    )
 )
 OVERHEAD_ROUNDS = 1 if QUICK else 3
 BODY = json.dumps(
@@ -109,11 +117,11 @@ class ControlPlane:
 
 def _spec(name: str, setting: str, command: str, static_units: int) -> dict[str, Any]:
     autoscale: dict[str, Any] = {"mode": "off"}
-    if setting == "predictive":
+    if setting == "predictive":  # its reactive floor sizes for the demand just seen at the SLO-safe rate
         autoscale = {
             "mode": "predictive",
             "forecaster": "gbdt",
-            "target_utilisation": 0.7,
+            "target_utilisation": 1.0,
             "refit_every_steps": 20,
         }
     elif setting.startswith("reactive"):
@@ -144,12 +152,13 @@ def _predicted(
 ) -> dict[str, Any]:
     """What the replay autoscaler predicts on the demand the gateway observed."""
     parsed = service_from_mapping(spec)
-    target = scaling_target(parsed, lead_s=lead_s)
-    if setting == "static":
+    if setting == "static":  # the same capacity per replica as the autoscaled settings
         autoscaler: Any = StaticAutoscaler(units=static_units)
-        target = scaling_target(service_from_mapping(spec | {"autoscale": {"mode": "off"}}), lead_s=lead_s)
+        target = ScalingTarget(capacity_per_step=TARGET_RPS * STEP_S, startup_s=lead_s, min_units=static_units,
+                               max_units=MAX_REPLICAS)  # fmt: skip
     else:
         autoscaler = build_autoscaler(parsed.autoscale, lead_steps=lead_steps_of(lead_s, STEP_S))
+        target = scaling_target(parsed, lead_s=lead_s)
     result = simulate(series, autoscaler, target, start_step=1)
     served = np.minimum(series.values[1:], result.capacity)
     return {

@@ -20,22 +20,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
 
+from skyline.cluster.gateway_exchange import ABORTED, Call, Exchange, Outcome, retryable, split_target
 from skyline.cluster.gateway_http import (
     ClientConnection,
-    Headers,
     Request,
-    Sink,
     UpstreamConnection,
     simple_response,
 )
@@ -49,12 +46,6 @@ from skyline.serving.fastpath import Guard
 
 log = logging.getLogger("skyline.cluster.gateway")
 T = TypeVar("T")
-PREFIX = b"/services/"
-_INFERENCE = re.compile(
-    rb"^/(v2/models/[^/?]+(/versions/[^/?]+)?/infer|v1/(chat/completions|completions|embeddings))(\?|$)"
-)
-_SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
-_ABORTED = 502  # counted as an error: the client saw a cut response
 
 
 class _NoTokens:
@@ -65,104 +56,6 @@ class _NoTokens:
 
 
 _NO_TOKENS: Any = _NoTokens()
-
-
-def retryable(request: Request, target: bytes) -> bool:
-    """May ``request`` be sent again to another replica after the first one died before answering?"""
-    return (
-        request.method in _SAFE_METHODS
-        or (request.method == b"POST" and _INFERENCE.match(target) is not None)
-        or request.header(b"idempotency-key") is not None
-    )
-
-
-def split_target(path: bytes) -> tuple[str | None, bytes]:
-    """``/services/mlp/v2/models/mlp/infer`` → ("mlp", ``/v2/models/mlp/infer``); (None, path) otherwise."""
-    if not path.startswith(PREFIX):
-        return None, path
-    rest = path[len(PREFIX) :]
-    cut = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
-    tail = rest[cut:]
-    return rest[:cut].decode("latin-1"), tail if tail.startswith(b"/") else b"/" + tail
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    status: int | None = None  # the status the client got; None: failed before any response byte
-    failure: str = ""
-
-
-@dataclass(slots=True)
-class _Call:
-    """One client request on its way: where it goes, since when, and the attempts that failed."""
-
-    route: Route
-    request: Request
-    target: bytes
-    client: ClientConnection
-    started: float
-    failures: list[str]
-
-
-class _Exchange(Sink):
-    """One attempt of one request: forwards the replica's response to the client as it arrives, then
-    calls ``done`` once with the outcome (answered, or failed before or during the response)."""
-
-    def __init__(self, call: _Call, conn: UpstreamConnection, endpoint: Endpoint,
-                 done: Callable[[_Outcome], None]) -> None:  # fmt: skip
-        self.client, self.request = call.client, call.request
-        self.conn, self.endpoint, self.done = conn, endpoint, done
-        self.status: int | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.over = False
-
-    def _finish(self, outcome: _Outcome) -> None:
-        if not self.over:
-            self.over = True
-            if self.timer is not None:
-                self.timer.cancel()
-            self.done(outcome)
-
-    def response_head(self, status: int, headers: Headers, framed: bool) -> None:
-        self.status = status
-        keep_alive = self.request.keep_alive and (framed or self.request.http11)
-        self.client.on_drain = lambda writable: self.conn.pause(not writable)
-        self.client.respond_head(
-            status, headers, chunk=not framed and self.request.http11, keep_alive=keep_alive
-        )
-
-    def response_body(self, data: bytes) -> None:
-        self.client.respond_body(data)
-
-    def response_end(self, reusable: bool) -> None:
-        self.client.respond_end()
-        if reusable:
-            self.endpoint.give_back(self.conn)
-        else:
-            self.conn.close()
-        self._finish(_Outcome(self.status))
-
-    def flush(self) -> None:
-        self.client.flush()
-
-    def upstream_failed(self, exc: BaseException | None) -> None:
-        if self.over:
-            return
-        if self.status is not None:  # part of the response was forwarded: the client must see it cut
-            self.client.abort()
-            self._finish(_Outcome(_ABORTED, "connection lost mid-response"))
-        else:
-            self._finish(_Outcome(None, f"connection lost ({exc or 'closed'})"))
-
-    def timed_out(self) -> None:
-        if self.over:
-            return
-        self.conn.close()
-        if self.status is not None:
-            self.client.abort()
-            self._finish(_Outcome(_ABORTED, "timed out mid-response"))
-        else:
-            self._finish(_Outcome(None, "timeout"))
 
 
 class Gateway:
@@ -349,7 +242,7 @@ class Gateway:
         if route is None:
             self._reply_own(request, client, service)
             return
-        call = _Call(route, request, target, client, time.perf_counter(), [])
+        call = Call(route, request, target, client, time.perf_counter(), [])
         route.stats.begin(call.started)
         if route.guard is not None and not self._admitted(call):
             return
@@ -363,31 +256,31 @@ class Gateway:
             assert self.loop is not None
             self.loop.create_task(self._slow(call, exclude=set()))
 
-    async def _slow(self, call: _Call, *, exclude: set[str]) -> None:
+    async def _slow(self, call: Call, *, exclude: set[str]) -> None:
         """Wait for a replica with room (first attempt only) and connect to it, then send."""
         route = call.route
         try:
             if exclude:  # a retry: another replica with room now, never a second wait in the queue
                 endpoint = route.take(call.request, exclude)
                 if endpoint is None:
-                    self._end(call, _Outcome(None, "failed"))
+                    self._end(call, Outcome(None, "failed"))
                     return
             else:
                 endpoint = await route.acquire(call.request, exclude)
         except (OverloadedError, UnavailableError) as exc:
             status = self._error(call.client, call.request, exc.http_status, str(exc), retry_after=True)
-            self._end(call, _Outcome(status))
+            self._end(call, Outcome(status))
             return
         try:
             assert self.loop is not None
             conn = await endpoint.connection(self.loop)
         except OSError as exc:
-            self._after(call, endpoint, _Outcome(None, f"refused the connection ({exc.strerror or exc})"))
+            self._after(call, endpoint, Outcome(None, f"refused the connection ({exc.strerror or exc})"))
             return
         self._send(call, endpoint, conn)
 
-    def _send(self, call: _Call, endpoint: Endpoint, conn: UpstreamConnection) -> None:
-        exchange = _Exchange(call, conn, endpoint, lambda outcome: self._after(call, endpoint, outcome))
+    def _send(self, call: Call, endpoint: Endpoint, conn: UpstreamConnection) -> None:
+        exchange = Exchange(call, conn, endpoint, lambda outcome: self._after(call, endpoint, outcome))
         conn.send(
             call.request.encode(call.target, endpoint.hostport),
             exchange,
@@ -396,7 +289,7 @@ class Gateway:
         assert self.loop is not None
         exchange.timer = self.loop.call_later(call.route.routing.timeout_s, exchange.timed_out)
 
-    def _after(self, call: _Call, endpoint: Endpoint, outcome: _Outcome) -> None:
+    def _after(self, call: Call, endpoint: Endpoint, outcome: Outcome) -> None:
         """An attempt ended: done, or (died before answering) once more elsewhere if that is safe."""
         route = call.route
         route.release(endpoint)
@@ -411,7 +304,7 @@ class Gateway:
             call.failures.append(f"replica {endpoint.id} timed out after {route.routing.timeout_s:g} s")
         self._end(call, outcome)
 
-    def _admitted(self, call: _Call) -> bool:
+    def _admitted(self, call: Call) -> bool:
         """The token check of a service that requires one; False (answered 401/403/429) when refused."""
         header = call.request.header(b"authorization")
         try:
@@ -427,11 +320,11 @@ class Gateway:
             call.client.send(
                 simple_response(exc.http_status, body, keep_alive=call.request.keep_alive, extra=extra)
             )
-            self._end(call, _Outcome(exc.http_status))
+            self._end(call, Outcome(exc.http_status))
             return False
         return True
 
-    def _end(self, call: _Call, outcome: _Outcome) -> None:
+    def _end(self, call: Call, outcome: Outcome) -> None:
         status = outcome.status
         if status is None:  # never answered: say why
             failed = "; ".join(call.failures) or "no replica could take it"
@@ -440,7 +333,7 @@ class Gateway:
             self._error(call.client, call.request, status, message)
         done = time.perf_counter()
         call.route.stats.end(done, status, done - call.started)
-        call.client.finished(keep_alive=call.request.keep_alive and status != _ABORTED)
+        call.client.finished(keep_alive=call.request.keep_alive and status != ABORTED)
 
     def _error(self, client: ClientConnection, request: Request, status: int, message: str, *,
                retry_after: bool = False) -> int:  # fmt: skip

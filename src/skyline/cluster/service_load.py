@@ -13,7 +13,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,20 +78,26 @@ async def replay(
         log.latency_s.append(time.perf_counter() - due)
         log.status.append(status)
 
+    for due in _arrivals(rates_rps, step_s, start, rng):
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks = [t for t in tasks if not t.done()] if len(tasks) > 1000 else tasks
+        tasks.append(asyncio.create_task(one(due)))
+    await asyncio.gather(*tasks)
+    await pool.close()
+    return log
+
+
+def _arrivals(rates_rps: Sequence[float], step_s: float, start: float, rng: random.Random) -> Iterator[float]:
+    """Poisson arrival times (``perf_counter`` seconds) at ``rates_rps[i]`` during step ``i``."""
     for step, rate in enumerate(rates_rps):
         due, end = start + step * step_s, start + (step + 1) * step_s
         while rate > 0:
             due += rng.expovariate(rate)
             if due >= end:
                 break
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(due)))
-        tasks = [t for t in tasks if not t.done()]
-    await asyncio.gather(*tasks)
-    await pool.close()
-    return log
+            yield due
 
 
 class _Pool:

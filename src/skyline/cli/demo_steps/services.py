@@ -14,6 +14,8 @@ import asyncio
 import json
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +50,33 @@ def _spec(repo: Path) -> dict[str, Any]:
     }  # fmt: skip
 
 
+@contextmanager
+def _node(ctx: DemoContext, server: Any) -> Iterator[Any]:
+    """One node agent in this process, joined to ``server``; yields an admin client."""
+    from skyline.cluster.agent import AgentConfig, NodeAgent
+    from skyline.cluster.client import ClusterClient
+
+    authority = server.built.authority
+    # A rerun into the same --out finds the first admin token already issued: issue another.
+    admin = ClusterClient(server.url, authority.bootstrap_admin() or authority.issue("demo", "admin"))
+    agent = NodeAgent(
+        ClusterClient(server.url, authority.issue("agent-demo", "agent")),
+        AgentConfig(name="demo-node", heartbeat_s=0.2, cpus=4, memory_mib=4096, workdir=str(ctx.out_dir)),
+    )
+    thread = threading.Thread(target=agent.run, name="demo-agent", daemon=True)
+    thread.start()
+    try:
+        yield admin
+    finally:
+        agent.stop()
+        thread.join(timeout=30)
+        agent.client.close()
+        admin.close()
+
+
 def _run_service(
     ctx: DemoContext, rates: np.ndarray
 ) -> tuple[dict[str, Any], dict[str, list[Any]], Any, float]:
-    from skyline.cluster.agent import AgentConfig, NodeAgent
-    from skyline.cluster.client import ClusterClient
     from skyline.cluster.server import ServerConfig, ServerThread
     from skyline.cluster.service_client import ServiceClient
     from skyline.cluster.service_load import replay
@@ -63,35 +87,23 @@ def _run_service(
     if not (repo / "mlp" / "1").exists():
         repo.mkdir(parents=True, exist_ok=True)
         ModelRepository(repo).add(write_mlp_onnx(ctx.out_dir / "mlp.onnx"), name="mlp", version=1)
-    with ServerThread(ServerConfig(state_dir=ctx.out_dir / "state", port=0)) as server:
-        authority = server.built.authority
-        admin = ClusterClient(server.url, authority.bootstrap_admin() or authority.issue("demo", "admin"))
-        agent = NodeAgent(
-            ClusterClient(server.url, authority.issue("agent-demo", "agent")),
-            AgentConfig(name="demo-node", heartbeat_s=0.2, cpus=4, memory_mib=4096, workdir=str(ctx.out_dir)),
-        )
-        thread = threading.Thread(target=agent.run, name="demo-agent", daemon=True)
-        thread.start()
+    with (
+        ServerThread(ServerConfig(state_dir=ctx.out_dir / "state", port=0)) as server,
+        _node(ctx, server) as admin,
+    ):
         services = ServiceClient(admin)
-        try:
-            services.deploy(_spec(repo))
-            services.wait_ready("mlp", timeout_s=120)
-            started = server.built.store.now()
-            gateway = server.built.services.gateway.url
-            log = asyncio.run(replay(gateway, path="/services/mlp/v2/models/mlp/infer", body=BODY,
-                                     rates_rps=rates.tolist(), step_s=1.0))  # fmt: skip
-            history = {
-                "decisions": [d for d in services.decisions("mlp") if d["at_s"] >= started],
-                "windows": services.metrics("mlp", since_s=started),
-            }
-            status = services.status("mlp")
-            services.delete("mlp")
-            services.wait_gone("mlp", timeout_s=60)
-        finally:
-            agent.stop()
-            thread.join(timeout=30)
-            agent.client.close()
-            admin.close()
+        services.deploy(_spec(repo))
+        services.wait_ready("mlp", timeout_s=120)
+        started = server.built.store.now()
+        log = asyncio.run(replay(server.built.services.gateway.url, path="/services/mlp/v2/models/mlp/infer",
+                                 body=BODY, rates_rps=rates.tolist(), step_s=1.0))  # fmt: skip
+        history = {
+            "decisions": [d for d in services.decisions("mlp") if d["at_s"] >= started],
+            "windows": services.metrics("mlp", since_s=started),
+        }
+        status = services.status("mlp")
+        services.delete("mlp")
+        services.wait_gone("mlp", timeout_s=60)
     return status, history, log, started
 
 
