@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -43,6 +42,7 @@ from skyline.errors import AuthError, OverloadedError, SkylineError, Unavailable
 from skyline.security.http import RateLimiter
 from skyline.security.tokens import TokenAuthority
 from skyline.serving.fastpath import Guard
+from skyline.serving.server import bind_socket
 
 log = logging.getLogger("skyline.cluster.gateway")
 T = TypeVar("T")
@@ -71,7 +71,9 @@ class Gateway:
     ) -> None:
         self.host = host
         self.authority = authority  # checks the tokens of services that require them
-        self._sock = _bind(host, port)
+        self._sock = bind_socket(host, port, flag="--gateway-port")
+        self._sock.listen(1024)
+        self._sock.setblocking(False)
         self.port: int = self._sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
         self.on_demand = on_demand or (lambda _name: None)
@@ -353,23 +355,6 @@ class Gateway:
             )
             client.send(simple_response(404, orjson.dumps({"error": message}), keep_alive=request.keep_alive))
         client.finished(keep_alive=request.keep_alive)
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    from skyline.errors import ConfigError
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(
-            f"the gateway cannot listen on {host}:{port}: {exc.strerror}; pick another --gateway-port"
-        ) from exc
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
 
 
 async def _probe_all(targets: Sequence[tuple[str, str, int, str]], timeout_s: float) -> dict[str, bool]:
