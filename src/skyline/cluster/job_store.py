@@ -143,7 +143,11 @@ class QueueRow(NamedTuple):
 
 
 def job_from_row(row: Any) -> JobRecord:
-    m = row._mapping
+    return job_from_mapping(row._mapping)
+
+
+def job_from_mapping(m: Mapping[str, Any]) -> JobRecord:
+    """A `JobRecord` from a jobs row's columns."""
     return JobRecord(
         seq=m["seq"],
         id=m["id"],
@@ -180,6 +184,23 @@ def job_from_row(row: Any) -> JobRecord:
     )
 
 
+def _columns(request: JobRequest, *, owner: str) -> dict[str, Any]:
+    """A new job's row (pending, attempt 0), but its submit time and sequence number."""
+    job_id = "j-" + uuid.uuid4().hex[:12]
+    res = request.resources
+    unset = ("placed_at", "started_at", "finished_at", "exit_code", "master_port", "running_since")
+    return {
+        "id": job_id, "name": request.name or job_id, "owner": owner, "command": request.command,
+        "env": dict(request.env), "kind": str(request.kind), "cpu_milli": res.cpu_milli,
+        "memory_mib": res.memory_mib, "gpu_milli": res.gpu_milli, "gpu_type": res.gpu_type,
+        "replicas": request.replicas, "tiers": sorted(str(x) for x in request.tiers),
+        "priority": request.priority, "status": str(JobStatus.PENDING), "attempt": 0, "restarts": 0,
+        "message": "", "idempotency_key": request.idempotency_key, "job_type": request.job_type,
+        "estimate_s": request.estimate_s, "labels": dict(request.labels), "service_s": 0.0,
+        **dict.fromkeys(unset),
+    }  # fmt: skip
+
+
 def _event(
     job_id: str, attempt: int, status: JobStatus | str, at_s: float, message: str = ""
 ) -> dict[str, Any]:
@@ -209,32 +230,7 @@ class JobStore:
     # ------------------------------------------------------------------ jobs
     def submit(self, request: JobRequest, *, owner: str) -> tuple[JobRecord, bool]:
         """Queue a job; with an idempotency key already seen, return that job and ``False``."""
-        job_id = "j-" + uuid.uuid4().hex[:12]
-        res = request.resources
-        values: dict[str, Any] = {
-            "id": job_id,
-            "name": request.name or job_id,
-            "owner": owner,
-            "command": request.command,
-            "env": dict(request.env),
-            "kind": str(request.kind),
-            "cpu_milli": res.cpu_milli,
-            "memory_mib": res.memory_mib,
-            "gpu_milli": res.gpu_milli,
-            "replicas": request.replicas,
-            "tiers": sorted(str(x) for x in request.tiers),
-            "priority": request.priority,
-            "status": str(JobStatus.PENDING),
-            "attempt": 0,
-            "restarts": 0,
-            "message": "",
-            "idempotency_key": request.idempotency_key,
-            "gpu_type": res.gpu_type,
-            "job_type": request.job_type,
-            "estimate_s": request.estimate_s,
-            "labels": dict(request.labels),
-            "service_s": 0.0,
-        }
+        values = _columns(request, owner=owner)
         with self.db.write() as conn:
             if request.idempotency_key is not None:
                 row = conn.execute(_BY_KEY, {"b_key": request.idempotency_key}).first()
@@ -243,36 +239,9 @@ class JobStore:
             values["submitted_at"] = self.db.now()
             # One cached statement with bound parameters: no per-submit SQL compilation.
             inserted = conn.execute(t.jobs.insert(), values).inserted_primary_key
-            seq = inserted[0] if inserted is not None else 0
-            conn.execute(_EVENT, _event(job_id, 0, JobStatus.PENDING, values["submitted_at"]))
-        record = JobRecord(
-            seq=int(seq),
-            id=job_id,
-            name=values["name"],
-            owner=owner,
-            command=request.command,
-            env=values["env"],
-            kind=request.kind,
-            resources=res,
-            replicas=request.replicas,
-            tiers=request.tiers,
-            priority=request.priority,
-            status=JobStatus.PENDING,
-            attempt=0,
-            restarts=0,
-            submitted_at=values["submitted_at"],
-            placed_at=None,
-            started_at=None,
-            finished_at=None,
-            exit_code=None,
-            message="",
-            master_port=None,
-            idempotency_key=request.idempotency_key,
-            job_type=request.job_type,
-            estimate_s=request.estimate_s,
-            labels=values["labels"],
-        )
-        return record, True
+            values["seq"] = int(inserted[0]) if inserted is not None else 0
+            conn.execute(_EVENT, _event(values["id"], 0, JobStatus.PENDING, values["submitted_at"]))
+        return job_from_mapping(values), True
 
     def get(self, job_id: str, conn: sa.Connection | None = None) -> JobRecord:
         if conn is None:

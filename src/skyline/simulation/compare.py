@@ -20,6 +20,7 @@ from skyline.simulation.runner import (
     run_one,
 )
 from skyline.simulation.sources import TraceSource, load_trace
+from skyline.simulation.trace import Trace
 
 
 def _write(path: Path, payload: Any) -> None:
@@ -54,6 +55,51 @@ def sweep_of(loads: str | None, *, seeds: int | None, load: float | None) -> lis
         raise ConfigError(f"--loads takes comma-separated jobs/hour like 10,20,30, got {loads!r}") from None
 
 
+Runner = Callable[[Trace, str], tuple[Outcome, dict[str, Any]]]
+
+
+def _once(
+    names: Sequence[str], source: TraceSource, config: SimConfig, run: Runner, out: Path
+) -> dict[str, Any]:
+    """Every policy on the trace as given: metrics, a JCT CDF and a utilization plot."""
+    trace = load_trace(source)
+    check_throughputs(trace, config)
+    summary: dict[str, Any] = {"policies": {}, "details": {}}
+    outcomes: dict[str, Outcome] = {}
+    for name in names:
+        outcomes[name], metrics = run(trace, name)
+        summary["policies"][name] = contract_metrics(metrics)
+        summary["details"][name] = metrics
+    summary["trace"] = {"name": trace.name, "jobs": len(trace.jobs), "gpus": outcomes[names[0]].total_gpus}
+    summary["plots"] = [
+        str(plot_jct_cdf(outcomes, out / "jct_cdf.png")),
+        str(plot_utilization(outcomes, out / "utilization.png")),
+    ]
+    return summary
+
+
+def _sweep(
+    names: Sequence[str], source: TraceSource, loads: Sequence[float], seeds: int, run: Runner, out: Path
+) -> dict[str, Any]:
+    """Every policy at every load × seed (resampled at that rate); metrics of the highest load."""
+    summary: dict[str, Any] = {"policies": {}, "details": {}}
+    sweep: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    for load in loads:
+        per_seed: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        for k in range(seeds):
+            trace = load_trace(dataclasses.replace(source, jobs_per_hour=load, seed=source.seed + k))
+            for name in names:
+                per_seed[name].append(run(trace, name)[1])
+        for name in names:
+            averaged = mean_metrics(per_seed[name])
+            sweep[name].append({"jobs_per_hour": load, "seeds": seeds, **averaged})
+            summary["policies"][name] = contract_metrics(averaged)
+            summary["details"][name] = averaged
+    summary["sweep"] = sweep
+    summary["plots"] = [str(plot_jct_vs_load(sweep, out / "jct_vs_load.png"))]
+    return summary
+
+
 def compare_policies(
     names: Sequence[str],
     source: TraceSource,
@@ -73,43 +119,18 @@ def compare_policies(
     (averaged over seeds), and ``"sweep"`` holds every load.
     """
     out.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"policies": {}, "details": {}, "plots": []}
-    if not loads:
-        trace = load_trace(source)
-        check_throughputs(trace, config)
-        nodes = cluster_for(trace, cluster)
-        outcomes: dict[str, Outcome] = {}
-        for name in names:
-            policy = build_policy(name, gittins_prior=gittins_prior)
-            outcomes[name], metrics = run_one(trace, policy, nodes, config)
-            summary["policies"][name] = contract_metrics(metrics)
-            summary["details"][name] = metrics
-            if progress:
-                progress(1)
-        summary["trace"] = {"name": trace.name, "jobs": len(trace.jobs), "gpus": sum(n.gpus for n in nodes)}
-        summary["plots"] = [
-            str(plot_jct_cdf(outcomes, out / "jct_cdf.png")),
-            str(plot_utilization(outcomes, out / "utilization.png")),
-        ]
+    tick = progress or (lambda _k: None)
+
+    def run(trace: Trace, name: str) -> tuple[Outcome, dict[str, Any]]:
+        result = run_one(
+            trace, build_policy(name, gittins_prior=gittins_prior), cluster_for(trace, cluster), config
+        )
+        tick(1)
+        return result
+
+    if loads:
+        summary = _sweep(names, source, loads, seeds, run, out)
     else:
-        sweep: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-        for load in loads:
-            per_seed: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-            for k in range(seeds):
-                trace = load_trace(dataclasses.replace(source, jobs_per_hour=load, seed=source.seed + k))
-                nodes = cluster_for(trace, cluster)
-                for name in names:
-                    policy = build_policy(name, gittins_prior=gittins_prior)
-                    _, metrics = run_one(trace, policy, nodes, config)
-                    per_seed[name].append(metrics)
-                    if progress:
-                        progress(1)
-            for name in names:
-                averaged = mean_metrics(per_seed[name])
-                sweep[name].append({"jobs_per_hour": load, "seeds": seeds, **averaged})
-                summary["policies"][name] = contract_metrics(averaged)
-                summary["details"][name] = averaged
-        summary["sweep"] = sweep
-        summary["plots"] = [str(plot_jct_vs_load(sweep, out / "jct_vs_load.png"))]
+        summary = _once(names, source, config, run, out)
     _write(out / "summary.json", summary)
     return summary
