@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -103,7 +102,7 @@ class Route:
         self.name, self.routing, self.stats = name, routing, stats
         self.on_demand = on_demand
         self.endpoints: dict[str, Endpoint] = {}
-        self.waiters: deque[asyncio.Future[bool]] = deque()
+        self.waiters: deque[_Waiter] = deque()
         self.ejections: list[str] = []  # endpoints the gateway ejected since the controller last asked
         self._order: list[Endpoint] = []
         self._turn = 0
@@ -124,11 +123,14 @@ class Route:
                 endpoint = Endpoint(info)
             endpoint.draining = info.draining
             fresh[info.id] = endpoint
+        changed = [(e.id, e.draining) for e in fresh.values()] != [(e.id, e.draining) for e in self._order]
         for old_id, old in self.endpoints.items():
             if fresh.get(old_id) is not old:
                 old.close()
+                changed = True
         self.endpoints, self._order = fresh, list(fresh.values())
-        self._wake(len(self.waiters))
+        if changed:  # (the controller publishes every pass: most publish nothing new)
+            self._wake(len(self.waiters))
 
     def eject(self, endpoint: Endpoint) -> None:
         if not endpoint.ejected and self.endpoints.get(endpoint.id) is endpoint:
@@ -180,28 +182,31 @@ class Route:
         return await self._wait(request, exclude)
 
     async def _wait(self, request: Request, exclude: set[str]) -> Endpoint:
+        """Wait in line (FIFO: a woken request that finds no room keeps its place) until ``hold_s``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.routing.hold_s
-        first = True
-        while True:
-            waiter: asyncio.Future[bool] = loop.create_future()
-            (self.waiters.append if first else self.waiters.appendleft)(waiter)  # a woken one keeps its turn
-            timer = loop.call_at(deadline, _expire, self.waiters, waiter)
-            try:
-                woken = await waiter
-            finally:
-                timer.cancel()
-            if self.closed:
-                raise UnavailableError(f"service {self.name} was deleted while the request waited")
-            endpoint = self.take(request, exclude) if woken else None
-            if endpoint is not None:
-                self._wake(1)  # there may be room for the next one too
-                return endpoint
-            if not woken or loop.time() >= deadline:
-                raise UnavailableError(
-                    f"service {self.name}: no replica could take the request within {self.routing.hold_s:g} s"
-                )
-            first = False
+        waiter = _Waiter()
+        self.waiters.append(waiter)
+        try:
+            while True:
+                waiter.future = loop.create_future()
+                timer = loop.call_at(deadline, _expire, waiter.future)
+                try:
+                    woken = await waiter.future
+                finally:
+                    timer.cancel()
+                if self.closed:
+                    raise UnavailableError(f"service {self.name} was deleted while the request waited")
+                if not woken:
+                    raise UnavailableError(
+                        f"service {self.name}: no replica could take the request within {self.routing.hold_s:g} s"
+                    )
+                endpoint = self.take(request, exclude)
+                if endpoint is not None:
+                    return endpoint
+        finally:
+            self.waiters.remove(waiter)
+            self._wake(1)  # there may be room for the next one too
 
     def release(self, endpoint: Endpoint) -> None:
         endpoint.outstanding -= 1
@@ -209,10 +214,12 @@ class Route:
             self._wake(1)
 
     def _wake(self, count: int) -> None:
-        while count > 0 and self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(True)
+        """Let the first ``count`` waiting requests that are asleep look for room again, in order."""
+        for waiter in self.waiters:
+            if count <= 0:
+                return
+            if waiter.future is not None and not waiter.future.done():
+                waiter.future.set_result(True)
                 count -= 1
 
     def close(self) -> None:
@@ -222,8 +229,15 @@ class Route:
         self._wake(len(self.waiters))
 
 
-def _expire(waiters: deque[asyncio.Future[bool]], waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(False)
-        with contextlib.suppress(ValueError):
-            waiters.remove(waiter)
+class _Waiter:
+    """A request waiting for room; its ``future`` is renewed each time it goes back to sleep."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[bool] | None = None
+
+
+def _expire(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(False)
