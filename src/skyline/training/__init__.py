@@ -2,64 +2,29 @@
 the one loop (`fit`), DP-SGD and its accounting, ONNX export with a parity check, pruners and channel
 removal. Nothing here imports torch until it is used."""
 
-from skyline.training.config import TrainConfig
-from skyline.training.data import DatasetSplits, load_dataset
-from skyline.training.export import check_parity, export_checked, export_onnx
-from skyline.training.fit import (
-    FitConfig,
-    LossFn,
-    Step,
-    StepHooks,
-    evaluate,
-    fit,
-    make_optimizer,
-    run_epoch,
-)
-from skyline.training.models import MODELS, build_model, count_parameters
-from skyline.training.privacy import (
-    DPSGD,
-    PrivacyReport,
-    epsilon_for,
-    noise_multiplier_for,
-    prepare_model,
-)
-from skyline.training.pruning import PRUNERS, Pruner, cubic_sparsity, make_pruner
-from skyline.training.result import EpochMetrics, TrainResult
-from skyline.training.surgery import hidden_layers, remove_units, strongest_units
-from skyline.training.trainer import read_result, train
+from __future__ import annotations
 
-__all__ = [
-    "DPSGD",
-    "MODELS",
-    "PRUNERS",
-    "DatasetSplits",
-    "EpochMetrics",
-    "FitConfig",
-    "LossFn",
-    "PrivacyReport",
-    "Pruner",
-    "Step",
-    "StepHooks",
-    "TrainConfig",
-    "TrainResult",
-    "build_model",
-    "check_parity",
-    "count_parameters",
-    "cubic_sparsity",
-    "epsilon_for",
-    "evaluate",
-    "export_checked",
-    "export_onnx",
-    "fit",
-    "hidden_layers",
-    "load_dataset",
-    "make_optimizer",
-    "make_pruner",
-    "noise_multiplier_for",
-    "prepare_model",
-    "read_result",
-    "remove_units",
-    "run_epoch",
-    "strongest_units",
-    "train",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "config": ("TrainConfig",),
+    "data": ("DatasetSplits", "load_dataset"),
+    "export": ("check_parity", "export_checked", "export_onnx"),
+    "fit": ("FitConfig", "LossFn", "Step", "StepHooks", "evaluate", "fit", "make_optimizer", "run_epoch"),
+    "models": ("MODELS", "build_model", "count_parameters"),
+    "privacy": ("DPSGD", "PrivacyReport", "epsilon_for", "noise_multiplier_for", "prepare_model"),
+    "pruning": ("PRUNERS", "Pruner", "cubic_sparsity", "make_pruner"),
+    "result": ("EpochMetrics", "TrainResult"),
+    "surgery": ("hidden_layers", "remove_units", "strongest_units"),
+    "trainer": ("read_result", "train"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)  # the public API: the names above, by the module that defines them
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
