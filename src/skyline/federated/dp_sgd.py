@@ -1,11 +1,11 @@
 """Differential privacy in federated learning, on the project's one DP-SGD and accounting
 (`skyline.training.privacy`), reported as a `PrivacyReport` like every other run.
 
-Record level (the default): DP-SGD in every client's local round. One row lives on one client only, so a row's privacy loss is that of its client's DP-SGD over all rounds
-and local steps: rounds × epochs × ⌈n/batch⌉ steps at the Poisson rate q = 1/⌈n/batch⌉, composed with
-Rényi DP. Each client picks the smallest σ that keeps its ε ≤ the target, and the run reports the largest ε
-any client spent. Noise and sampling are secret (see `skyline.training.privacy`), so DP runs are not
-bit-reproducible.
+Record level (the default): DP-SGD in every client's local round. A row lives on one client only, so its
+privacy loss is that client's DP-SGD over all rounds and local steps: rounds × epochs × ⌈n/batch⌉ steps at
+the Poisson rate q = 1/⌈n/batch⌉, composed with Rényi DP. Each client picks the smallest σ that keeps its
+ε ≤ the target; the run reports the largest ε any client spent. Noise and sampling are secret, so DP runs
+are not bit-reproducible.
 
 Client level: every client's update is clipped to norm C and the server adds Gaussian noise σ·C to their
 sum once a round, every client taking part (sampling rate 1): ``rounds`` steps of the same accountant.
