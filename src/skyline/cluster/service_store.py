@@ -59,7 +59,8 @@ service_metrics = sa.Table(
     sa.Column("service_id", sa.String(64), nullable=False),
     sa.Column("at_s", sa.Float, nullable=False),
     sa.Column("window_s", sa.Float, nullable=False),
-    sa.Column("requests", sa.Integer, nullable=False),
+    sa.Column("requests", sa.Integer, nullable=False),  # arrived: the demand
+    sa.Column("answered", sa.Integer, nullable=False, server_default="0"),
     sa.Column("errors", sa.Integer, nullable=False),
     sa.Column("rejected", sa.Integer, nullable=False),
     sa.Column("within_slo", sa.Integer, nullable=True),

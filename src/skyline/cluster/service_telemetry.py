@@ -1,6 +1,8 @@
 """`ServiceStats`: what the gateway sees of one service, taken as a `TelemetryWindow` every interval.
 
-Counted per window: requests answered, errors (5xx, whoever answered), rejections (429 from the
+Counted per window: requests arrived (the demand: a request waiting at the gateway counts when it
+arrives, not when a replica finally answers it, so an overloaded service's demand is not capped at its
+capacity), requests answered, errors (5xx, whoever answered), rejections (429 from the
 gateway's queue), latency percentiles, and concurrency as its time-weighted mean (Knative's "average
 concurrency") and peak. Windows go to the control plane's metrics history (`service_metrics`), where
 the autoscaler reads demand from them; running totals feed ``/metrics``.
@@ -24,7 +26,8 @@ class TelemetryWindow:
     service: str
     at_s: float
     window_s: float
-    requests: int = 0
+    requests: int = 0  # arrived in the window
+    answered: int = 0
     errors: int = 0
     rejected: int = 0
     within_slo: int | None = None  # requests answered (not 5xx, not 429) within the service's p99 target
@@ -63,7 +66,7 @@ class ServiceStats:
         self._started = self._last = now_s
         self._area = 0.0
         self._peak = self.in_flight
-        self._requests = self._errors = self._rejected = self._within = 0
+        self._arrived = self._requests = self._errors = self._rejected = self._within = 0
         self._latencies: list[float] = []
 
     def _advance(self, now_s: float) -> None:
@@ -73,6 +76,7 @@ class ServiceStats:
     def begin(self, now_s: float) -> None:
         self._advance(now_s)
         self.in_flight += 1
+        self._arrived += 1
         self._peak = max(self._peak, self.in_flight)
 
     def end(self, now_s: float, status: int, latency_s: float) -> None:
@@ -105,7 +109,8 @@ class ServiceStats:
             p50, p90, p99 = (float(v) for v in np.percentile(ms, [50, 90, 99]))
             mean = float(ms.mean())
         window = TelemetryWindow(
-            service=service, at_s=wall_s, window_s=span, requests=self._requests, errors=self._errors,
+            service=service, at_s=wall_s, window_s=span, requests=self._arrived, answered=self._requests,
+            errors=self._errors,
             rejected=self._rejected, within_slo=None if self.slo_ms is None else self._within,
             p50_ms=p50, p90_ms=p90, p99_ms=p99, mean_ms=mean, concurrency=self._area / span,
             peak_concurrency=self._peak, **extra,
