@@ -201,3 +201,16 @@ def test_scale_delete_and_metrics(env: Env) -> None:
     env.services.delete("scaled")
     wait_until(lambda: "scaled" not in {s["name"] for s in env.services.all()}, timeout_s=30)
     assert httpx.post(env.url("scaled"), content=BODY).status_code == 404
+
+
+def test_a_crashing_replica_is_restarted_with_growing_backoff(env: Env) -> None:
+    env.services.deploy({"name": "crash", "command": "echo starting; exit 3", "cpus": 0.1})
+    time.sleep(6.0)
+    status = env.services.status("crash")
+    jobs = [j for j in env.services.client.jobs() if j["name"] == "crash-g1"]
+    # Backoff 0.5 s doubling (this env's config): about 0.5 + 1 + 2 s of waiting within 6 s, so a handful
+    # of attempts, not one per controller pass (0.1 s), each failed with its exit code.
+    assert 2 <= len(jobs) <= 6, [j["status"] for j in jobs]
+    assert all(j["status"] in ("failed", "pending", "placed", "running") for j in jobs)
+    assert "exited" in status["message"] and "restarting in" in status["message"]
+    env.services.delete("crash")

@@ -137,9 +137,9 @@ class ServiceController:
         ejected = self.gateway.ejections()
         with self._lock:
             demand, self._demand = self._demand, set()
-        for record in services:
-            replicas = by_service.get(record.id, [])
-            self._settle(record, replicas, set(ejected.get(record.name, ())))
+        for i, record in enumerate(services):
+            if self._settle(record, by_service.get(record.id, []), set(ejected.get(record.name, ()))):
+                services[i] = self.store.services.get(record.name)  # its backoff starts now, not next pass
         results = self.gateway.probe(
             self._probe_targets(services, by_service, now), timeout_s=self.config.probe_timeout_s
         )
@@ -152,22 +152,25 @@ class ServiceController:
         for job_id in [k for k in self._health if k not in alive]:
             del self._health[job_id]
 
-    def _settle(self, record: ServiceRecord, replicas: list[ReplicaView], ejected: set[str]) -> None:
+    def _settle(self, record: ServiceRecord, replicas: list[ReplicaView], ejected: set[str]) -> bool:
+        """Replicas' states from their jobs; True when one failed (the service's backoff changed)."""
+        why = ""
         for replica in list(replicas):
             state = replica.state
             if replica.job_status in FINISHED:
                 state = "retired" if state == "draining" else "exited"
                 if state == "exited":
-                    self._count_failure(record, f"replica {replica.job_id} exited ({replica.job_status})")
+                    why = f"replica {replica.job_id} exited ({replica.job_status})"
             elif state == "ready" and (replica.job_status != "running" or replica.job_id in ejected):
                 state = "starting"  # moved, preempted or seen dead: traffic only after a new probe
             elif state == "starting" and time.time() - replica.created_at > record.spec.startup_timeout_s:
                 self.control.cancel(replica.job_id)
                 state = "exited"
-                self._count_failure(
-                    record, f"replica {replica.job_id} not ready within {record.spec.startup_timeout_s:g} s"
-                )
+                why = f"replica {replica.job_id} not ready within {record.spec.startup_timeout_s:g} s"
             self._move(replicas, replica, state)
+        if why:
+            self._count_failure(record, why)
+        return bool(why)
 
     def _count_failure(self, record: ServiceRecord, why: str) -> None:
         failures = record.failures + 1
