@@ -269,3 +269,15 @@ def test_a_job_no_node_could_ever_hold_is_refused_as_by_the_api(built: Built) ->
     refused = client.post("/ui/jobs", data={"command": "true", "cpus": "64", "csrf": csrf})
     assert refused.status_code == 422 and "can never run here" in refused.text
     assert built.store.jobs.find() == []
+
+
+def test_console_settings_are_checked_when_the_server_is_built(tmp_path: Path) -> None:
+    from skyline.cluster.console import ConsoleConfig
+    from skyline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--model-repository"):
+        ConsoleConfig(policy="fifo", model_repository=tmp_path / "nope")
+    with pytest.raises(ConfigError, match="--trusted-key"):
+        ConsoleConfig(policy="fifo", trusted_keys=(tmp_path / "missing.pem",))
+    with pytest.raises(ConfigError, match="poll_s"):
+        ConsoleConfig(policy="fifo", poll_s=0)

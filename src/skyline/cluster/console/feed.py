@@ -69,6 +69,7 @@ _TRANSITIONS = (
 )
 # What a page needs to draw a job's row without asking the server for it.
 _FIELDS = (
+    "seq",
     "owner",
     "name",
     "kind",

@@ -150,10 +150,27 @@
     for (const [field, value] of Object.entries(values)) {
       row.querySelector('[data-field="' + field + '"]').textContent = value;
     }
+    row.dataset.seq = c.seq;
     fill(row, c);
-    body.prepend(row);
+    // Newest first, as the server orders the page: before the first row that is older.
+    const next = Array.from(body.children).find((r) => Number(r.dataset.seq) < c.seq);
+    body.insertBefore(row, next || null);
     bumpTotal(table, 1);
-    if (body.children.length > 2 * Number(table.dataset.pageSize || 50)) refresh("#jobs-table", "jobs-refresh");
+    trim(table, body);
+  }
+
+  // The page keeps its size: rows pushed past it leave, and "Older" starts after the last row shown.
+  function trim(table, body) {
+    const size = Number(table.dataset.pageSize || 50);
+    if (body.children.length <= size) return;
+    while (body.children.length > size) body.lastElementChild.remove();
+    const older = table.querySelector("[data-older]");
+    if (older) {
+      const url = new URL(older.href, window.location.href);
+      url.searchParams.set("before", body.lastElementChild.dataset.seq);
+      older.href = url.pathname + url.search;
+      older.hidden = false;
+    }
   }
 
   function bumpTotal(table, delta) {
