@@ -24,7 +24,8 @@ PINNED = {
         "AgentConfig", "ClusterClient", "ClusterExecutor", "ControlConfig", "ControlPlane", "EXECUTORS",
         "ExecutorConfig", "FidelityConfig", "FidelityResult", "JobRequest", "LocalAgentConfig", "NodeAgent",
         "ServerConfig", "ServerThread", "Serving", "Store", "build", "load_job_file", "run_fidelity",
-        "serve_forever",
+        "serve_forever", "AutoscaleSpec", "Gateway", "RoutingSpec", "ServiceClient", "ServicePlane", "ServiceSpec",
+        "ServicesConfig", "load_service_file", "service_from_mapping",
     ],
 }  # fmt: skip
 

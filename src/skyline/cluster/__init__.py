@@ -16,7 +16,18 @@ _HOMES = {
     "executors": ("EXECUTORS", "ClusterExecutor", "ExecutorConfig"),
     "fidelity": ("FidelityConfig", "FidelityResult", "run_fidelity"),
     "local_agent": ("LocalAgentConfig",),
+    "gateway": ("Gateway",),
     "server": ("ServerConfig", "ServerThread", "Serving", "build", "serve_forever"),
+    "service_client": ("ServiceClient",),
+    "service_plane": ("ServicePlane",),
+    "service_spec": (
+        "AutoscaleSpec",
+        "RoutingSpec",
+        "ServiceSpec",
+        "load_service_file",
+        "service_from_mapping",
+    ),
+    "services": ("ServicesConfig",),
     "spec": ("JobRequest", "load_job_file"),
     "store": ("Store",),
 }
