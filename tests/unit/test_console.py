@@ -61,6 +61,8 @@ def test_sign_in_sets_an_httponly_strict_cookie_and_bad_tokens_say_why_without_e
     answer = TestClient(built.app, follow_redirects=False).post("/ui/login", data={"token": token})
     cookie = answer.headers["set-cookie"]
     assert all(part in cookie for part in ("HttpOnly", "SameSite=strict", "Path=/ui"))
+    cross_site = client.post("/ui/login", data={"token": token}, headers={"Origin": "https://evil.example"})
+    assert cross_site.status_code == 403 and "set-cookie" not in cross_site.headers
     wrong = client.post("/ui/login", data={"token": "sky_0123456789ab_not-the-secret"})
     assert (
         wrong.status_code == 401

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response, Streamin
 
 from skyline.cluster.console.app import SECURITY_HEADERS, Console
 from skyline.cluster.console.feed import last_event_id, parse_topics
-from skyline.cluster.console.session import COOKIE, LoginRequiredError, check_csrf, safe_next
+from skyline.cluster.console.session import COOKIE, LoginRequiredError, check_csrf, check_origin, safe_next
 from skyline.errors import AuthError, ConfigError
 
 MAX_FORM_BYTES = 256 * 1024
@@ -40,6 +40,7 @@ def _sign_in(ui: FastAPI, console: Console) -> None:
 
     @ui.post("/login")
     async def login(request: Request) -> Response:
+        check_origin(request)
         form = await read_form(request)
         target = safe_next(form.get("next"))
         token = form.get("token", "").strip()

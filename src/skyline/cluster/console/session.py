@@ -70,6 +70,11 @@ def check_csrf(request: Request, session: Session, form_token: str | None) -> No
         raise PermissionDeniedError(
             "missing or wrong CSRF token on a console write; reload the page and try again"
         )
+    check_origin(request)
+
+
+def check_origin(request: Request) -> None:
+    """Refuse (403) a post that the browser says comes from another site (sign-in included: no login CSRF)."""
     origin = request.headers.get("origin")
     if origin is not None and origin != own_origin(request):
         raise PermissionDeniedError(f"a console write from origin {origin!r} was refused (cross-site)")
