@@ -507,7 +507,9 @@ def bench_rollout() -> dict[str, Any]:
 
 def _record_section(section: str, value: Any) -> None:
     """Merge one section into bench/results/edge.json, re-reading it first (other sections may have been
-    recorded by a parallel run meanwhile)."""
+    recorded by a parallel run meanwhile); a quick run records nothing."""
+    if QUICK:
+        return
     path = RESULTS_DIR / "edge.json"
     results: dict[str, Any] = json.loads(path.read_text())["results"] if path.exists() else {}
     results[section] = value
@@ -528,10 +530,9 @@ def main() -> None:
         section_started = time.monotonic()
         value = runners[section]()
         print(f"== edge section {section}: {time.monotonic() - section_started:.0f} s")
-        if QUICK:
-            print("quick run: not recorded")
-        else:
-            _record_section(section, value)
+        _record_section(section, value)
+    if QUICK:
+        print("quick run: not recorded")
     print(f"== edge benchmark: {time.monotonic() - started:.0f} s")
 
 
