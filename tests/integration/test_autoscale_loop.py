@@ -43,7 +43,7 @@ def gateway() -> Iterator[Gateway]:
         yield gw
 
 
-@pytest.mark.parametrize("mode", ["predictive", "reactive"])
+@pytest.mark.parametrize("mode", [pytest.param("predictive", marks=pytest.mark.slow), "reactive"])
 def test_live_decisions_equal_the_replay(tmp_path: Path, gateway: Gateway, mode: str) -> None:
     values = demand(48)
     autoscale = {"mode": mode, "target_rps_per_replica": 2.0, "step_s": STEP_S, "startup_s": LEAD_S,
