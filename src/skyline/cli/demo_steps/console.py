@@ -44,6 +44,29 @@ def _submit_jobs(admin: Any) -> dict[str, dict[str, Any]]:
     }
 
 
+def _repository(out: Path) -> tuple[Path, Path]:
+    """A model repository for the Models view: an (untrained) 64-32-10 MLP exported to ONNX, version 1
+    signed, version 2 not; returns the repository and the public key that verifies version 1."""
+    import numpy as np
+    import torch
+
+    from skyline.security.signing import generate_signing_keys, sign_directory
+    from skyline.serving.repository import ModelRepository
+    from skyline.training.export import export_onnx
+
+    root = out / "models"
+    root.mkdir(parents=True, exist_ok=True)
+    private, public = generate_signing_keys(out / "keys" / "signing.pem", out / "keys" / "signing.pub.pem")
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    onnx = export_onnx(model, {"input": np.zeros((2, 64), dtype=np.float32)}, out / "mlp.onnx")
+    repository = ModelRepository(root)
+    for version in (1, 2):
+        if version not in repository.versions("digits-mlp"):
+            repository.add(onnx, name="digits-mlp", version=version)
+    sign_directory(repository.version_dir("digits-mlp", 1), private, version=1)
+    return root, public
+
+
 def _wait_states(admin: Any, jobs: dict[str, dict[str, Any]], timeout_s: float = 60) -> None:
     want = {"ok": "succeeded", "failed": "failed", "running": "running"}
     deadline = time.monotonic() + timeout_s
@@ -70,14 +93,17 @@ def _screenshots(url: str, token: str, jobs: dict[str, dict[str, Any]], out: Pat
 
 
 def run(ctx: DemoContext) -> StepReport:
+    from skyline.cli.cluster import edge_fleet
     from skyline.cluster.agent import AgentConfig, NodeAgent
     from skyline.cluster.client import ClusterClient
     from skyline.cluster.control import ControlConfig
     from skyline.cluster.server import ServerConfig, ServerThread
 
+    repository, public_key = _repository(ctx.out_dir)
     config = ServerConfig(
-        state_dir=ctx.out_dir / "state", port=0, audit_log=ctx.out_dir / "audit.jsonl",
-        control=ControlConfig(tick_s=0.2),
+        state_dir=ctx.out_dir / "state", port=0, gateway_port=0, audit_log=ctx.out_dir / "audit.jsonl",
+        control=ControlConfig(tick_s=0.2), model_repository=repository, trusted_keys=(public_key,),
+        edge_fleet=edge_fleet(repository),
     )  # fmt: skip
     with ServerThread(config) as server:
         authority = server.built.authority
@@ -104,7 +130,8 @@ def run(ctx: DemoContext) -> StepReport:
     summary = "\n".join([
         f"The console at `{server.url}/ui/` (same process and port as the API), signed in with the admin token "
         "in headless Chromium, with four jobs on one node agent: one succeeded, one failed (exit code 3), one "
-        "running and one waiting for room.",
+        "running and one waiting for room; a model repository with an (untrained) MLP exported to ONNX, "
+        "version 1 signed and verified by the trusted key, version 2 unsigned.",
         "", "| view | screenshot |", "|---|---|", *rows,
     ])  # fmt: skip
     return StepReport(
