@@ -25,7 +25,8 @@ import sqlalchemy as sa
 
 from skyline.cluster import schema as t
 from skyline.cluster.console import queries
-from skyline.security.rbac import Principal, Role
+from skyline.cluster.console.session import owner_scope
+from skyline.security.rbac import Principal
 
 log = logging.getLogger("skyline.console")
 
@@ -57,7 +58,7 @@ class Subscriber:
     @property
     def owner_scope(self) -> str | None:
         """An operator reads only its own jobs (as in the API's list); others read all."""
-        return self.principal.subject if self.principal.role is Role.OPERATOR else None
+        return owner_scope(self.principal)
 
 
 _e, _j = t.job_events.c, t.jobs.c
@@ -165,7 +166,7 @@ class ChangeFeed:
             newest, read, rows = changes_after(conn, after, _BACKLOG + 1)
         if read > _BACKLOG:
             return None
-        return newest, _visible(rows, Subscriber(principal, frozenset()).owner_scope)
+        return newest, _visible(rows, owner_scope(principal))
 
     async def stream(
         self, principal: Principal, topics: frozenset[str], last_event: int | None

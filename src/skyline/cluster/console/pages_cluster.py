@@ -12,7 +12,8 @@ from fastapi.responses import Response
 from skyline.cluster.console import queries
 from skyline.cluster.console.app import Console
 from skyline.cluster.console.services_view import scaling_panels, service_rows
-from skyline.security.rbac import Role, authorize
+from skyline.cluster.console.session import owner_scope
+from skyline.security.rbac import authorize
 
 HISTORY_S = 600.0  # what the charts show when a page opens; live samples are appended after
 TIER_BUCKET_S = 5.0
@@ -48,7 +49,7 @@ def register(ui: FastAPI, console: Console) -> None:
     def overview(request: Request) -> Response:
         session = console.session(request)
         authorize(session.principal, "read", "nodes")
-        owner = session.principal.subject if session.principal.role is Role.OPERATOR else None
+        owner = owner_scope(session.principal)
         last_event = console.newest_event()
         with console.engine.connect() as conn:
             nodes = queries.nodes(conn)
@@ -81,9 +82,9 @@ def _nodes(ui: FastAPI, console: Console) -> None:
         with console.engine.connect() as conn:
             node = queries.node_detail(conn, node_id)
             history = queries.node_history(conn, node_id, since_s=time.time() - HISTORY_S)
-        owner_scope = session.principal.subject if session.principal.role is Role.OPERATOR else None
+        scope = owner_scope(session.principal)
         for replica in node["replica_rows"]:  # an operator sees that a slot is taken, not whose job
-            replica["visible"] = owner_scope is None or replica["owner"] == owner_scope
+            replica["visible"] = scope is None or replica["owner"] == scope
         return console.page(request, "node.html", session, nav="nodes", node=node, history=history)
 
 
@@ -92,14 +93,14 @@ def _scheduling(ui: FastAPI, console: Console) -> None:
     def scheduling(request: Request) -> Response:
         session = console.session(request)
         authorize(session.principal, "read", "jobs")
-        owner_scope = session.principal.subject if session.principal.role is Role.OPERATOR else None
+        scope = owner_scope(session.principal)
         with console.engine.connect() as conn:
             waiting = queries.waiting_queue(conn)
         now = time.time()
         for position, job in enumerate(waiting, start=1):
             job["position"] = position
             job["waited_s"] = now - job["submitted_at"]
-            job["visible"] = owner_scope is None or job["owner"] == owner_scope
+            job["visible"] = scope is None or job["owner"] == scope
         return console.page(
             request, "scheduling.html", session, nav="scheduling", policy=console.config.policy,
             waiting=waiting, last_event=console.newest_event(),

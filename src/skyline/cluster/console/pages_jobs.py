@@ -17,10 +17,10 @@ from skyline.cluster.api_models import JobIn
 from skyline.cluster.console import queries
 from skyline.cluster.console.app import Console
 from skyline.cluster.console.pages_access import SSE_HEADERS, read_form
-from skyline.cluster.console.session import Session, check_csrf
+from skyline.cluster.console.session import Session, check_csrf, owner_scope
 from skyline.core import JobStatus
 from skyline.errors import SkylineError
-from skyline.security.rbac import Role, authorize
+from skyline.security.rbac import authorize
 
 FINISHED = frozenset(s.value for s in JobStatus if s.is_finished())
 LOG_POLL_S = 0.5
@@ -34,9 +34,7 @@ def _job_filter(console: Console, session: Session, params: dict[str, str]) -> q
     """The table's filter from the query string; an operator sees only its own jobs (as in the API)."""
     status = params.get("status") if params.get("status") in queries.STATUSES else None
     tier = params.get("tier") if params.get("tier") in queries.TIERS else None
-    owner = (params.get("user") or "").strip()[:255] or None
-    if session.principal.role is Role.OPERATOR:
-        owner = session.principal.subject
+    owner = owner_scope(session.principal) or (params.get("user") or "").strip()[:255] or None
     return queries.JobFilter(
         status=status, owner=owner, tier=tier, before=_int_or_none(params.get("before")),
         after=_int_or_none(params.get("after")), limit=console.config.page_size,

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from skyline.security.rbac import Principal, Role
+from skyline.cluster.console.session import owner_scope
+from skyline.security.rbac import Principal
 
 if TYPE_CHECKING:
     from skyline.cluster.service_plane import ServicePlane
@@ -16,16 +17,11 @@ DECISIONS_SHOWN = 20
 DECISIONS_CHARTED = 240
 
 
-def _owner_scope(principal: Principal) -> str | None:
-    """Services are jobs in the permission table: an operator reads its own, as in the API."""
-    return principal.subject if principal.role is Role.OPERATOR else None
-
-
 def service_rows(plane: ServicePlane | None, principal: Principal) -> list[dict[str, Any]]:
     """Each service the principal may read: name, model, ready / desired replicas, autoscale mode."""
     if plane is None:
         return []
-    return [plane.summary(r) for r in plane.store.services.find(owner=_owner_scope(principal))]
+    return [plane.summary(r) for r in plane.store.services.find(owner=owner_scope(principal))]
 
 
 def served_by(plane: ServicePlane | None) -> dict[str, list[str]]:
@@ -48,7 +44,7 @@ def scaling_panels(plane: ServicePlane | None, principal: Principal) -> list[dic
         return []
     forecasts = plane.forecasts()
     panels = []
-    for record in plane.store.services.find(owner=_owner_scope(principal)):
+    for record in plane.store.services.find(owner=owner_scope(principal)):
         decisions = plane.store.services.decisions(record.id, limit=DECISIONS_CHARTED)
         panels.append({
             "summary": plane.summary(record),

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from fastapi import Request
 
 from skyline.errors import AuthError, PermissionDeniedError
-from skyline.security.rbac import Principal, is_allowed
+from skyline.security.rbac import OWNER_SCOPED, Principal, is_allowed
 from skyline.security.tokens import TokenAuthority
 
 COOKIE = "skyline_console"
@@ -48,6 +48,12 @@ class Session:
     def can(self, action: str, kind: str, *, owner: str | None = None) -> bool:
         """What the ONE permission table allows: templates show an action only where this is True."""
         return is_allowed(self.principal, action, kind, owner=owner)
+
+
+def owner_scope(principal: Principal) -> str | None:
+    """Whose jobs the principal may read: its own where the permission table scopes its job grant to
+    what it owns (an operator, as in the API's job list), everyone's otherwise."""
+    return principal.subject if (principal.role.value, "jobs") in OWNER_SCOPED else None
 
 
 def session_of(request: Request, authority: TokenAuthority) -> Session:
