@@ -111,7 +111,7 @@ def generate(
     ),
 ) -> None:
     """Answer PROMPT with the chat template: a local model, or a running server with --url."""
-    from skyline.llm.loadgen import remote_chat
+    from skyline.llm.api_client import remote_chat
 
     pieces: Iterator[tuple[str, Any]]
     if url is not None:

@@ -1,4 +1,4 @@
-"""A load client for OpenAI-compatible LLM servers (``skyline bench llm``) and a one-shot chat client.
+"""A load client for OpenAI-compatible LLM servers (``skyline bench llm``).
 
 Every request is a streamed ``/v1/completions`` call with a fixed output length (``min_tokens`` =
 ``max_tokens``, ``ignore_eos``: vLLM's extensions, which skyline honours), so that runs compare. Three
@@ -19,7 +19,6 @@ import random
 import ssl
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,94 +27,17 @@ from typing import Any
 import numpy as np
 import orjson
 
-from skyline.errors import (
-    AuthError,
-    ConfigError,
-    DataError,
-    NotFoundError,
-    OverloadedError,
-    PermissionDeniedError,
-    SkylineError,
-    UnavailableError,
-)
+from skyline.errors import ConfigError, DataError, UnavailableError
 
-__all__ = ["LoadConfig", "LoadResult", "TraceRequest", "read_trace", "remote_chat", "run_load"]
+__all__ = ["LoadConfig", "LoadResult", "TraceRequest", "read_trace", "run_load"]
 
-_STATUS_ERRORS: dict[int, type[SkylineError]] = {
-    400: ConfigError, 401: AuthError, 403: PermissionDeniedError, 404: NotFoundError, 429: OverloadedError,
-}  # fmt: skip
-_WORDS = [
-    "the",
-    "of",
-    "and",
-    "to",
-    "in",
-    "is",
-    "was",
-    "for",
-    "on",
-    "that",
-    "with",
-    "as",
-    "by",
-    "at",
-    "from",
-    "his",
-    "her",
-    "they",
-    "this",
-    "have",
-    "are",
-    "not",
-    "but",
-    "had",
-    "one",
-    "all",
-    "were",
-    "when",
-    "there",
-    "can",
-    "an",
-    "your",
-    "which",
-    "their",
-    "said",
-    "if",
-    "do",
-    "will",
-    "each",
-    "about",
-    "how",
-    "up",
-    "out",
-    "them",
-    "then",
-    "she",
-    "many",
-    "some",
-    "so",
-    "these",
-    "would",
-    "other",
-    "into",
-    "has",
-    "more",
-    "two",
-    "time",
-    "like",
-    "look",
-    "write",
-    "go",
-    "see",
-    "number",
-    "no",
-    "way",
-    "could",
-    "people",
-    "than",
-    "first",
-    "water",
-]
+_WORDS = (
+    "the", "of", "and", "to", "in", "is", "was", "for", "on", "that", "with", "as", "by", "at", "from", "his",
+    "her", "they", "this", "have", "are", "not", "but", "had", "one", "all", "were", "when", "there", "can",
+    "an", "your", "which", "their", "said", "if", "do", "will", "each", "about", "how", "up", "out", "them",
+    "then", "she", "many", "some", "so", "these", "would", "other", "into", "has", "more", "two", "time",
+    "like", "look", "write", "go", "see", "number", "no", "way", "could", "people", "than", "first", "water",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -374,48 +296,3 @@ async def run_load(config: LoadConfig, *, ssl_context: ssl.SSLContext | None = N
             await _open(client, config, model, jobs, start, records)
         elapsed = time.perf_counter() - start
     return _summarize(config, records, elapsed)
-
-
-def remote_chat(url: str, prompt: str, *, token: str | None, model: str | None, max_tokens: int | None,
-                temperature: float, seed: int | None, stream: bool,
-                ssl_context: ssl.SSLContext | None = None) -> Iterator[tuple[str, dict[str, Any] | None]]:  # fmt: skip
-    """Ask a server's ``/v1/chat/completions`` through the official ``openai`` client: yields (text, None)
-    pieces as they come, then ("", summary) with ``finish_reason`` and ``usage``."""
-    import openai
-
-    http = openai.DefaultHttpxClient(verify=ssl_context if ssl_context is not None else True, timeout=600)
-    client = openai.OpenAI(
-        base_url=url.rstrip("/") + "/v1", api_key=token or "none", http_client=http, max_retries=0
-    )
-    try:
-        name = model or client.models.list().data[0].id
-        messages: Any = [{"role": "user", "content": prompt}]
-        fields: dict[str, Any] = {"model": name, "messages": messages, "max_tokens": max_tokens,
-                                  "temperature": temperature, "seed": seed}  # fmt: skip
-        if not stream:
-            answer = client.chat.completions.create(**fields)
-            usage = answer.usage.model_dump() if answer.usage else None
-            yield (
-                answer.choices[0].message.content or "",
-                {"finish_reason": answer.choices[0].finish_reason, "usage": usage},
-            )
-            return
-        finish, usage = None, None
-        for chunk in client.chat.completions.create(
-            **fields, stream=True, stream_options={"include_usage": True}
-        ):
-            if chunk.choices:
-                finish = chunk.choices[0].finish_reason or finish
-                if chunk.choices[0].delta.content:
-                    yield chunk.choices[0].delta.content, None
-            if chunk.usage is not None:
-                usage = chunk.usage.model_dump()
-        yield "", {"finish_reason": finish, "usage": usage}
-    except openai.APIStatusError as exc:
-        error = _STATUS_ERRORS.get(exc.status_code, UnavailableError)
-        detail = exc.body.get("message", exc.message) if isinstance(exc.body, dict) else exc.message
-        raise error(f"the server answered {exc.status_code}: {detail}") from None
-    except openai.APIConnectionError as exc:
-        raise UnavailableError(f"cannot reach {url}: {exc}; is the server running?") from None
-    finally:
-        http.close()

@@ -31,7 +31,7 @@ _COUNTERS = (
 
 
 def _streamed_answer(url: str, token: str) -> dict[str, Any]:
-    from skyline.llm.loadgen import remote_chat
+    from skyline.llm.api_client import remote_chat
 
     started, first, text, summary = time.perf_counter(), None, "", None
     pieces = remote_chat(url, "In two sentences, what is a GPU?", token=token, model=None, max_tokens=64,
