@@ -92,12 +92,8 @@ def _inputs(options: dict[str, Any]) -> _Inputs:
         vc_sizes=options["vc_sizes"] or found.get("vc_sizes"), nodes=options["nodes"] or found.get("nodes"),
         jobs=options["jobs"], jobs_per_hour=options["load"], seed=options["seed"] or 0,
     )  # fmt: skip
-    if (
-        options["seed"] is not None
-        and fmt != "synthetic"
-        and options["load"] is None
-        and not options.get("sweep")
-    ):
+    draws = not source.reader.needs_path or options["load"] is not None or options.get("sweep")
+    if options["seed"] is not None and not draws:
         raise ConfigError("--seed is used only by synthetic traces and --load/--loads resampling; drop it")
     throughput = read_gavel_throughputs(options["throughputs"]) if options["throughputs"] else {}
     config = SimConfig(
@@ -105,7 +101,7 @@ def _inputs(options: dict[str, Any]) -> _Inputs:
         round_s=options["round_s"], window=_window(options["window"]), throughput=throughput,
     )  # fmt: skip
     prior_path = options["gittins_prior"] or _near(None, "tiresias", "yarn-gput10000.csv")
-    cluster = options["cluster"] or ("8x8" if fmt == "synthetic" else None)
+    cluster = options["cluster"] or source.reader.default_cluster
     return _Inputs(source, config, cluster, prior_path, options["gittins_prior"] is not None)
 
 

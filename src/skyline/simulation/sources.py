@@ -24,7 +24,8 @@ class TraceReader:
     """One trace format: how to read it and which `TraceSource` options it honours.
 
     ``companions`` names files found beside the trace or in the shared data when not given (option →
-    path under ``traces/``); ``why_not`` says, per option it does not take, why (for the error).
+    path under ``traces/``); ``why_not`` says why it does not take the options it does not (for the
+    error); ``default_cluster`` is the cluster it runs on when none is given.
     """
 
     read: Callable[[TraceSource], Trace]
@@ -32,6 +33,7 @@ class TraceReader:
     takes: frozenset[str] = frozenset()
     companions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     why_not: str = ""
+    default_cluster: str | None = None  # `parse_cluster` spec when the command names none
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,5 +124,6 @@ READERS: dict[str, TraceReader] = {
         read=_synthetic,
         needs_path=False,
         why_not="a synthetic trace has one virtual cluster and no file to read",
+        default_cluster="8x8",
     ),
 }

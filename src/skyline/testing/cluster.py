@@ -67,7 +67,19 @@ class ServerProcess:
     def __init__(self, state_dir: Path, *, port: int = 0, extra: tuple[str, ...] = ()) -> None:
         self.state_dir = state_dir
         self.out_path = state_dir.parent / f"{state_dir.name}-server-{time.monotonic_ns()}.out"
-        args = [*CLI, "cluster", "up", "--state-dir", str(state_dir), "--port", str(port), *extra]
+        # Any free port for the services' gateway too: its default (8480) may be taken on a shared machine.
+        args = [
+            *CLI,
+            "cluster",
+            "up",
+            "--state-dir",
+            str(state_dir),
+            "--port",
+            str(port),
+            "--gateway-port",
+            "0",
+        ]
+        args += extra
         with self.out_path.open("wb") as out:
             self.process = subprocess.Popen(
                 args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

@@ -188,13 +188,18 @@ def ray_harness(state_dir: Path) -> Iterator[ExecutorHarness]:
     from skyline.cluster.ray_executor import NODE_RESOURCE_PREFIX, RayExecutor
 
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silences a FutureWarning at init
-    ray.init(
-        num_cpus=NODE_CPUS * len(NODES),
-        resources={f"{NODE_RESOURCE_PREFIX}{n}": 1 for n in NODES},
-        object_store_memory=RAY_STORE_BYTES,
-        include_dashboard=False,
-        log_to_driver=False,
-    )
+    try:
+        ray.init(
+            num_cpus=NODE_CPUS * len(NODES),
+            resources={f"{NODE_RESOURCE_PREFIX}{n}": 1 for n in NODES},
+            object_store_memory=RAY_STORE_BYTES,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+    except Exception:  # e.g. a node that timed out starting: collect Ray's process handles here, not later
+        ray.shutdown()
+        gc.collect()
+        raise
     state_dir.mkdir(parents=True, exist_ok=True)
     store = Store(f"sqlite:///{state_dir / 'cluster.db'}")
     try:
