@@ -155,8 +155,20 @@
     // Newest first, as the server orders the page: before the first row that is older.
     const next = Array.from(body.children).find((r) => Number(r.dataset.seq) < c.seq);
     body.insertBefore(row, next || null);
-    bumpTotal(table, 1);
     trim(table, body);
+  }
+
+  // A job that now matches the table's filter: counted once, drawn when it falls within this page.
+  function admit(table, c) {
+    const body = table.querySelector("[data-job-rows]");
+    const newest = Number(table.dataset.maxSeq || 0);
+    // Without a state filter only a new submission is new here; an older job was counted already.
+    if (!table.dataset.statusFilter && c.seq <= newest) return;
+    bumpTotal(table, 1);
+    table.dataset.maxSeq = Math.max(newest, c.seq);
+    const last = body && body.lastElementChild;
+    const size = Number(table.dataset.pageSize || 50);
+    if (body && (body.children.length < size || !last || c.seq > Number(last.dataset.seq))) insertRow(table, c);
   }
 
   // The page keeps its size: rows pushed past it leave, and "Older" starts after the last row shown.
@@ -194,7 +206,7 @@
       const belongs = table ? matches(table, c) : false;
       const shown = table && table.querySelector('[data-job-row="' + CSS.escape(c.job_id) + '"]');
       if (belongs === null) undecided = true;
-      else if (belongs && !shown) insertRow(table, c);
+      else if (belongs && !shown) admit(table, c);
       else if (!belongs && shown) {
         shown.remove();
         bumpTotal(table, -1);
