@@ -25,7 +25,7 @@ PINNED = {
         "ExecutorConfig", "FidelityConfig", "FidelityResult", "JobRequest", "LocalAgentConfig", "NodeAgent",
         "ServerConfig", "ServerThread", "Serving", "Store", "build", "load_job_file", "run_fidelity",
         "serve_forever", "AutoscaleSpec", "Gateway", "RoutingSpec", "ServiceClient", "ServicePlane", "ServiceSpec",
-        "ServicesConfig", "load_service_file", "service_from_mapping",
+        "ServicesConfig", "load_service_file", "service_from_mapping", "Console", "ConsoleConfig", "mount_console",
     ],
 }  # fmt: skip
 

@@ -12,6 +12,7 @@ from typing import Any
 _HOMES = {
     "agent": ("AgentConfig", "NodeAgent"),
     "client": ("ClusterClient",),
+    "console": ("Console", "ConsoleConfig", "mount_console"),
     "control": ("ControlConfig", "ControlPlane"),
     "executors": ("EXECUTORS", "ClusterExecutor", "ExecutorConfig"),
     "fidelity": ("FidelityConfig", "FidelityResult", "run_fidelity"),
