@@ -118,6 +118,7 @@ def test_a_sigkilled_server_restarts_from_its_database_and_loses_nothing(tmp_pat
         kill_local_agent(state)
 
 
+@pytest.mark.slow
 def test_attained_service_survives_a_sigkill_of_the_control_plane(tmp_path: Path) -> None:
     state = tmp_path / "state"
     extra = ("--no-agent", "--tick-s", "0.2")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from skyline.errors import ConfigError, DataError
+from skyline.simulation.compare import sweep_of
 from skyline.simulation.readers import read_generic, read_openb, read_philly
 from skyline.simulation.sources import READERS, TraceSource, load_trace
 from skyline.simulation.synthetic import offered_load, resample, synthetic_trace
@@ -167,3 +168,11 @@ def test_every_format_is_a_registered_reader() -> None:
     assert set(READERS) == {"philly", "openb", "generic", "synthetic"}
     with pytest.raises(ConfigError, match="unknown trace format 'csv'; choose one of philly, openb"):
         TraceSource(format="csv", path=Path("t.csv"))
+
+
+def test_a_sweep_refuses_seeds_without_loads_and_a_load_with_them() -> None:
+    assert sweep_of("10,20", seeds=2, load=None) == [10.0, 20.0]
+    with pytest.raises(ConfigError, match="--seeds is used only by a --loads sweep"):
+        sweep_of(None, seeds=2, load=None)
+    with pytest.raises(ConfigError, match="--load and --loads both"):
+        sweep_of("10", seeds=None, load=5.0)

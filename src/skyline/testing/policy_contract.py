@@ -127,7 +127,7 @@ def check_simulated_tiers(policy: Policy) -> None:
         NodeSpec(id="dc-0", gpus=8, tier="datacenter"),
         NodeSpec(id="edge-0", gpus=8, tier="edge"),
     )
-    trace = synthetic_trace(jobs=24, jobs_per_hour=30, seed=5)
+    trace = synthetic_trace(jobs=12, jobs_per_hour=12, seed=5)
     tiers: tuple[frozenset[str], ...] = (frozenset({"edge"}), frozenset({"datacenter"}), frozenset())
     jobs = tuple(
         replace(j, tiers=tiers[k % 3], replicas=min(j.replicas, 8)) for k, j in enumerate(trace.jobs)
