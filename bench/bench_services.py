@@ -18,6 +18,10 @@ autoscaler, the lead measured live) predicts on the demand the gateway observed.
 
 Gateway overhead: one `skyline serve` MLP replica (no pacing), closed loop from a separate process,
 direct vs through the gateway, rounds interleaved: added p50 at 1 client, throughput ratio at 32.
+LLM: two `skyline llm serve` replicas (SmolLM2-135M) behind the gateway, 12 conversations of 4 turns
+sharing growing prefixes, with and without affinity by a session header: the share of prompt tokens
+found in the replicas' prefix caches (``SKYLINE_BENCH_SERVICES_LLM=0`` skips it). The LLM is not in the
+autoscaling replay: on 2 cores its replicas' capacity is set by the cores, not by how many there are.
 
 ``SKYLINE_BENCH_QUICK=1``: the day in ~2 minutes per setting, two settings, one overhead round; not recorded.
 ``SKYLINE_BENCH_SERVICES_FACTOR`` and ``SKYLINE_BENCH_SERVICES_SETTINGS`` (comma-separated) override the
@@ -30,6 +34,7 @@ import asyncio
 import json
 import math
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -247,6 +252,65 @@ def _load(url: str, path: str, clients: int, seconds: float) -> dict[str, Any]:
     return result
 
 
+def llm_affinity(cp: ControlPlane) -> dict[str, Any]:
+    """Two `skyline llm serve` replicas (SmolLM2-135M, one thread each) behind the gateway: conversations
+    whose turns share a growing prefix, with and without affinity by a session header. The share of
+    prompt tokens the replicas found in their prefix caches (``usage.prompt_tokens_details``) and the
+    latency per turn tell what keeping a conversation on one replica is worth."""
+    command = (f"{sys.executable} -m skyline.cli.app llm serve --port $PORT --insecure-no-auth-local-only "
+               "--threads 1 --kv-blocks 512 --max-num-seqs 8")  # fmt: skip
+    spec = {"name": "llm", "command": command, "cpus": 0.5, "memory_mib": 1500, "replicas": 2, "max_replicas": 2,
+            "readiness": "/health/ready", "startup_timeout_s": 600.0}  # fmt: skip
+    results: dict[str, Any] = {}
+    with cp.services() as services:
+        services.deploy(spec)
+        services.wait_ready("llm", timeout_s=600)
+        for setting, header in (("least-outstanding", None), ("affinity", "X-Session")):
+            services.update("llm", {"routing": {"affinity_header": header}})
+            time.sleep(1.0)  # the controller publishes the new routing within a pass
+            results[setting] = asyncio.run(_conversations(cp.gateway, setting))
+        services.delete("llm")
+        services.wait_gone("llm", timeout_s=120)
+    return results
+
+
+async def _conversations(gateway: str, setting: str, *, count: int = 12, turns: int = 4) -> dict[str, Any]:
+    import httpx
+
+    async def talk(client: httpx.AsyncClient, conv: int) -> list[tuple[int, int, float]]:
+        system = f"Conversation {setting}-{conv}. " + " ".join(
+            f"Fact {conv}.{i}: skyline runs services." for i in range(24)
+        )
+        messages, out = [{"role": "system", "content": system}], []
+        think = random.Random(conv)  # a person reads each answer: meanwhile others' turns move the load
+        for turn in range(turns):
+            await asyncio.sleep(think.uniform(0.0, 2.0))
+            messages.append({"role": "user", "content": f"Question {turn}: what is fact {conv}.{turn}?"})
+            started = time.perf_counter()
+            answer = await client.post(f"{gateway}/services/llm/v1/chat/completions", headers={"X-Session": f"c{conv}"},
+                                       json={"model": "smollm2-135m", "messages": messages, "max_tokens": 4})  # fmt: skip
+            body = answer.json()
+            usage = body["usage"]
+            out.append(
+                (
+                    usage["prompt_tokens"],
+                    usage["prompt_tokens_details"]["cached_tokens"],
+                    time.perf_counter() - started,
+                )
+            )
+            messages.append({"role": "assistant", "content": body["choices"][0]["message"]["content"]})
+        return out
+
+    async with httpx.AsyncClient(timeout=300) as client:
+        turns_seen = [
+            t for conv in await asyncio.gather(*(talk(client, c) for c in range(count))) for t in conv
+        ]
+    prompt, cached = sum(t[0] for t in turns_seen), sum(t[1] for t in turns_seen)
+    return {"requests": len(turns_seen), "prompt_tokens": prompt, "cached_tokens": cached,
+            "cached_share": cached / max(prompt, 1),
+            "latency_p50_ms": float(np.percentile([t[2] for t in turns_seen], 50) * 1000)}  # fmt: skip
+
+
 def _plot(results: dict[str, Any], rates: np.ndarray, live_step_s: float, path: Path) -> Path:
     import matplotlib
 
@@ -308,6 +372,8 @@ def main() -> None:
         try:
             gateway = overhead(cp, folder / "repo")
             print("gateway overhead", {k: v for k, v in gateway.items() if k != "rounds"}, flush=True)
+            llm = llm_affinity(cp) if os.environ.get("SKYLINE_BENCH_SERVICES_LLM", "1") != "0" else {}
+            print("llm affinity", llm, flush=True)
             settings = {}
             for setting in SETTINGS:
                 settings[setting] = run_setting(cp, setting, paced, rates, live_step_s)
@@ -322,7 +388,8 @@ def main() -> None:
                   "service_ms": SERVICE_MS, "replica_capacity_rps": 1000 / SERVICE_MS, "target_rps_per_replica": TARGET_RPS,
                   "slo_ms": SLO_MS, "replicas": [MIN_REPLICAS, MAX_REPLICAS], "step_s": STEP_S, "cooldown_s": COOLDOWN_S,
                   "plot": str(plot)},
-        "gateway_overhead": gateway, "settings": settings, "targets": _targets(settings, gateway),
+        "gateway_overhead": gateway, "llm_affinity": llm, "settings": settings,
+        "targets": _targets(settings, gateway),
     }  # fmt: skip
     print(json.dumps(results["targets"], indent=2))
     if QUICK:
