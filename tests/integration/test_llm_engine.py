@@ -70,18 +70,18 @@ def test_greedy_equals_generate_alone_batched_and_from_the_prefix_cache(
     config: dict[str, int],
 ) -> None:
     engine = make_native_engine(**config)
-    alone = {}
-    for request in greedy_requests(prompts, "alone"):
-        alone.update(run_to_completion(engine, [request]))
-    # Batched, mixed lengths; the chat prompts now also hit the prefix cache filled by the first pass.
+    if not config:  # one prompt at a time first: the batch below then also hits the prefix cache
+        for i, request in enumerate(greedy_requests(prompts, "alone")):
+            assert tokens_of(run_to_completion(engine, [request]), f"alone{i}") == reference[i]
+    # Batched, mixed lengths. Chunked prefill admits the prompts over several steps, so the later ones
+    # find the chat template's system prompt cached; the tiny cache forces preemption and recomputation.
     batched = run_to_completion(engine, greedy_requests(prompts, "batch"))
     for i, expected in enumerate(reference):
-        assert tokens_of(alone, f"alone{i}") == expected
         assert tokens_of(batched, f"batch{i}") == expected
-    assert batched["batch1"][-1].cached_prompt_tokens > 0
     stats = engine.stats()
     assert stats.kv_blocks_used == 0 and stats.running == 0 and stats.waiting == 0
     assert stats.prefix_cache_hit_tokens > 0
+    assert max(out[-1].cached_prompt_tokens for out in batched.values()) > 0
     if "kv_blocks" in config:
         assert stats.preemptions > 0
 
@@ -102,20 +102,20 @@ def test_a_seeded_request_samples_the_same_tokens_whatever_its_batch(
     make_native_engine: Callable[..., Any], prompts: list[tuple[int, ...]]
 ) -> None:
     engine = make_native_engine()
-    params = SamplingParams(max_tokens=12, temperature=0.9, top_p=0.95, top_k=50, seed=1234, ignore_eos=True)
+    params = SamplingParams(max_tokens=8, temperature=0.9, top_p=0.95, top_k=50, seed=1234, ignore_eos=True)
     alone = run_to_completion(
         engine, [GenerationRequest(request_id="s", prompt_token_ids=prompts[1], params=params)]
     )
     companions = [
         GenerationRequest(
-            request_id=f"c{i}", prompt_token_ids=p, params=SamplingParams(max_tokens=20, temperature=1.2)
+            request_id=f"c{i}", prompt_token_ids=p, params=SamplingParams(max_tokens=10, temperature=1.2)
         )
         for i, p in enumerate(prompts)
     ]
     seeded = GenerationRequest(request_id="s2", prompt_token_ids=prompts[1], params=params)
     together = run_to_completion(engine, [*companions[:2], seeded, *companions[2:]])
     assert tokens_of(together, "s2") == tokens_of(alone, "s")
-    other = SamplingParams(max_tokens=12, temperature=0.9, top_p=0.95, top_k=50, seed=99, ignore_eos=True)
+    other = SamplingParams(max_tokens=8, temperature=0.9, top_p=0.95, top_k=50, seed=99, ignore_eos=True)
     different = run_to_completion(
         engine, [GenerationRequest(request_id="o", prompt_token_ids=prompts[1], params=other)]
     )
@@ -163,8 +163,8 @@ def test_abort_frees_blocks_at_once_and_emits_a_final_output(
     make_native_engine: Callable[..., Any], prompts: list[tuple[int, ...]]
 ) -> None:
     engine = make_native_engine()
-    for request in greedy_requests(prompts, "a"):
-        engine.add_request(request)
+    for i, prompt in enumerate(prompts):
+        engine.add_request(GenerationRequest(request_id=f"a{i}", prompt_token_ids=prompt, params=greedy(6)))
     engine.step()
     engine.step()
     used = engine.stats().kv_blocks_used
@@ -252,9 +252,9 @@ def test_impossible_requests_are_refused(make_native_engine: Callable[..., Any])
         engine.add_request(GenerationRequest(request_id="long", prompt_token_ids=(1,) * 32))
     with pytest.raises(ConfigError, match="vocabulary"):
         engine.add_request(GenerationRequest(request_id="oov", prompt_token_ids=(10**7,)))
-    engine.add_request(GenerationRequest(request_id="x", prompt_token_ids=(1, 2), params=greedy(40)))
+    engine.add_request(GenerationRequest(request_id="x", prompt_token_ids=(1,) * 26, params=greedy(40)))
     with pytest.raises(ConflictError):
         engine.add_request(GenerationRequest(request_id="x", prompt_token_ids=(1, 2)))
     out = run_to_completion(engine, [])
     assert out["x"][-1].finish_reason == "length"
-    assert out["x"][-1].completion_tokens == 30  # capped by max_model_len: 32 - 2
+    assert out["x"][-1].completion_tokens == 6  # capped by max_model_len: 32 - 26

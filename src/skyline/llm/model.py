@@ -7,10 +7,10 @@ CPU: the bytes of the weights decide its time). Attention then splits by kind: t
 attends causally over its own context. New keys and values are written into the cache slots the block
 tables name before attention reads them.
 
-The KV cache of a layer is ``[2 * kv_heads, slots, head_dim]`` (keys, then values, head-major so a
-gathered context is contiguous per head); slot ``s`` is token ``s % block_size`` of block
-``s // block_size``. One extra block at the end is the padding block that gathers of short sequences
-point at (always masked).
+The KV cache of a layer is ``[slots, 2 * kv_heads, head_dim]`` (keys, then values); slot ``s`` is token
+``s % block_size`` of block ``s // block_size``. Slot-major, so writing or gathering a token touches one
+contiguous row (an index along an inner dimension made PyTorch walk, and page in, the whole cache). One
+extra block at the end is the padding block that gathers of short sequences point at (always masked).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch.nn import functional
 
@@ -102,44 +103,60 @@ def max_context(config: Any) -> int:
 
 
 def extract_weights(
-    hf_model: Any, max_len: int, make_linear: Callable[..., Linear] = dense
+    hf_model: Any, max_len: int, make_linear: Callable[..., Linear] = dense, *, consume: bool = False
 ) -> DecoderWeights:
-    """Fuse and keep the weights of a Hugging Face Llama/Qwen2/Mistral causal LM."""
+    """Fuse and keep the weights of a Hugging Face Llama/Qwen2/Mistral causal LM.
+
+    ``consume`` copies every kept tensor and drops each Hugging Face layer once it is fused, so nothing
+    refers to the model (nor to the safetensors file it maps) afterwards: it is never held twice, and
+    its mapped pages leave the process (the caller must not use ``hf_model`` afterwards).
+    """
     config = hf_model.config
     heads, kv_heads, head_dim = _architecture(config)
+
+    def own(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().clone() if consume else t.detach()
+
     layers = []
-    for layer in hf_model.model.layers:
+    for i, layer in enumerate(hf_model.model.layers):
         attn, mlp = layer.self_attn, layer.mlp
         projections = (attn.q_proj, attn.k_proj, attn.v_proj)
         biases = [p.bias for p in projections]
         qkv_bias = torch.cat(biases) if all(b is not None for b in biases) else None
         layers.append(
             LayerWeights(
-                input_norm=layer.input_layernorm.weight.detach(),
+                input_norm=own(layer.input_layernorm.weight),
                 qkv=make_linear(torch.cat([p.weight for p in projections]).detach(), qkv_bias),
-                o=make_linear(attn.o_proj.weight.detach(), attn.o_proj.bias),
-                post_norm=layer.post_attention_layernorm.weight.detach(),
+                o=make_linear(
+                    own(attn.o_proj.weight), None if attn.o_proj.bias is None else own(attn.o_proj.bias)
+                ),
+                post_norm=own(layer.post_attention_layernorm.weight),
                 gate_up=make_linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach(), None),
-                down=make_linear(mlp.down_proj.weight.detach(), None),
+                down=make_linear(own(mlp.down_proj.weight), None),
             )
         )
+        if consume:
+            hf_model.model.layers[i] = torch.nn.Identity()
     # The model's own rotary module gives cos/sin (with any static scaling: linear, llama3, yarn).
     positions = torch.arange(max_len).unsqueeze(0)
     probe = torch.zeros(1, dtype=hf_model.dtype)
     cos, sin = hf_model.model.rotary_emb(probe, positions)
     half = head_dim // 2
     sin_signed = torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)
+    embed = own(hf_model.model.embed_tokens.weight)
+    head = hf_model.lm_head.weight
+    tied = head.data_ptr() == hf_model.model.embed_tokens.weight.data_ptr()
     return DecoderWeights(
-        embed=hf_model.model.embed_tokens.weight.detach(),
+        embed=embed,
         layers=layers,
-        final_norm=hf_model.model.norm.weight.detach(),
-        lm_head=make_linear(hf_model.lm_head.weight.detach(), None),
+        final_norm=own(hf_model.model.norm.weight),
+        lm_head=make_linear(embed if tied else own(head), None),
         num_heads=heads,
         num_kv_heads=kv_heads,
         head_dim=head_dim,
         intermediate=config.intermediate_size,
         eps=float(config.rms_norm_eps),
-        vocab_size=hf_model.lm_head.weight.shape[0],
+        vocab_size=head.shape[0],
         rope_cos=cos[0].contiguous(),
         rope_sin_signed=sin_signed.contiguous(),
         max_len=max_len,
@@ -184,9 +201,12 @@ class PagedDecoder:
         self.block_size = block_size
         self.pad_block = num_blocks  # the extra, never-allocated block that padding points at
         slots = (num_blocks + 1) * block_size
-        shape = (len(weights.layers), 2 * weights.num_kv_heads, slots, weights.head_dim)
-        # zeros, not empty: masked-out slots are still multiplied by 0 and must not hold NaN.
-        self.kv_cache = torch.zeros(shape, dtype=weights.embed.dtype)
+        shape = (len(weights.layers), slots, 2 * weights.num_kv_heads, weights.head_dim)
+        # Zeros, because masked-out slots are still multiplied by 0 and must not hold NaN; from numpy's
+        # calloc, because the kernel then hands out zero pages lazily: the cache costs memory (RSS) only
+        # as blocks are first used, where torch.zeros would touch every page up front.
+        dtype = weights.embed.dtype
+        self.kv_cache = torch.from_numpy(np.zeros(shape, dtype=torch.empty(0, dtype=dtype).numpy().dtype))
 
     @torch.inference_mode()
     def forward(self, inp: StepInputs) -> torch.Tensor:
@@ -216,7 +236,7 @@ class PagedDecoder:
         qk = qk * cos + qk.roll(hd // 2, dims=-1) * sin
         q = qk[:, :heads]
         new_kv = torch.cat([qk[:, heads:], qkv[:, heads + kv_heads :]], dim=1)  # [T, 2 * kv_heads, hd]
-        cache.index_copy_(1, inp.slots, new_kv.transpose(0, 1))
+        cache.index_copy_(0, inp.slots, new_kv)
         parts = []
         if inp.decode is not None:
             parts.append(self._decode_attention(q[: inp.decode.num_seqs], cache, inp.decode))
@@ -230,7 +250,7 @@ class PagedDecoder:
     def _decode_attention(self, q: torch.Tensor, cache: torch.Tensor, group: DecodeGroup) -> torch.Tensor:
         kv_heads, hd = self.w.num_kv_heads, self.w.head_dim
         d, length = q.shape[0], group.context_len
-        ctx = cache.index_select(1, group.gather).view(2 * kv_heads, d, length, hd).transpose(0, 1)
+        ctx = cache.index_select(0, group.gather).view(d, length, 2 * kv_heads, hd).transpose(1, 2)
         # Grouped-query attention without copying K/V: the query heads that share a KV head are the
         # "query positions" of that head ([D, kv_heads, groups, hd] against [D, kv_heads, L, hd]).
         q = q.view(d, kv_heads, -1, hd)
@@ -241,7 +261,9 @@ class PagedDecoder:
 
     def _prefill_attention(self, q: torch.Tensor, cache: torch.Tensor, chunk: PrefillChunk) -> torch.Tensor:
         kv_heads = self.w.num_kv_heads
-        ctx = cache.index_select(1, chunk.gather).unsqueeze(0)  # [1, 2 * kv_heads, context, hd]
+        ctx = (
+            cache.index_select(0, chunk.gather).transpose(0, 1).unsqueeze(0)
+        )  # [1, 2 * kv_heads, context, hd]
         out = functional.scaled_dot_product_attention(
             q.transpose(0, 1).unsqueeze(0),
             ctx[:, :kv_heads],

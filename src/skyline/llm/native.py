@@ -7,6 +7,7 @@ returns what each request produced. Requests join the running batch and leave it
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -49,6 +50,7 @@ class NativeEngine:
     def __init__(self, config: EngineConfig, *, loaded: LoadedModel | None = None) -> None:
         if config.threads is not None:
             torch.set_num_threads(config.threads)
+        owned = loaded is None  # a model loaded here is consumed while its weights are fused
         loaded = loaded or load_model(config.model, cache_dir=config.cache_dir, dtype=config.dtype)
         self.config = config
         self.tokenizer: Any = loaded.tokenizer
@@ -60,7 +62,12 @@ class NativeEngine:
             )
         # A request alone must always fit in the KV cache, or preemption could never make room for it.
         self.max_model_len = min(config.max_model_len or limit, config.kv_blocks * config.block_size)
-        weights = extract_weights(loaded.model, self.max_model_len, linear_factory(config.quant))
+        weights = extract_weights(
+            loaded.model, self.max_model_len, linear_factory(config.quant), consume=owned
+        )
+        self.eos_token_ids = eos_token_ids(loaded)
+        del loaded
+        gc.collect()  # Hugging Face modules hold reference cycles: free what was not kept now
         self.kv = KVCacheManager(
             config.kv_blocks, config.block_size, enable_caching=config.enable_prefix_caching
         )
@@ -69,7 +76,6 @@ class NativeEngine:
         )
         decoder = PagedDecoder(weights, num_blocks=config.kv_blocks, block_size=config.block_size)
         self.runner = ModelRunner(decoder, self.kv)
-        self.eos_token_ids = eos_token_ids(loaded)
         self.sampler = Sampler(eos_token_ids=self.eos_token_ids, vocab_size=weights.vocab_size)
         self._vocab_size = weights.vocab_size
         self._seqs: dict[str, Sequence] = {}
