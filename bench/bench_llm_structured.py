@@ -12,7 +12,7 @@ first request of each schema apart: its automaton starts empty, "cold"), the eng
 token without the constraint's share, their ratio, and the same prompts unconstrained (the reference
 throughput). Every output is parsed with ``json.loads`` and validated with ``jsonschema``.
 Targets: the warm constraint costs ≤ 10% of a decode step at one stream; 100% of outputs valid.
-``python -m bench llm_structured`` records bench/results/llm_structured.json; ``--quick`` (24 tokens, a few
+``python -m bench llm_structured`` records bench/results/llm_structured.json; ``--quick`` (40 tokens, a few
 requests) only prints.
 """
 
@@ -36,7 +36,7 @@ from bench.record import record  # noqa: E402
 
 QUICK = "--quick" in sys.argv or os.environ.get("SKYLINE_BENCH_QUICK", "") not in ("", "0")
 THREADS = 2
-MAX_TOKENS = 24 if QUICK else 64
+MAX_TOKENS = 40 if QUICK else 64
 PROMPT = "Invent a customer and their order. Answer in JSON."
 SCHEMAS: dict[str, dict[str, Any] | None] = {
     "json_object": None,

@@ -72,6 +72,14 @@ def test_the_openai_client_works_unchanged(client: openai.OpenAI, server: dict[s
     )
     assert [c.index for c in completion.choices] == [0, 1]
     assert completion.choices[0].text == completion.choices[1].text and "Paris" in completion.choices[0].text
+    texts, finished = ["", ""], [None, None]
+    for chunk in client.completions.create(
+        model=model, prompt="The capital of France is", max_tokens=4, temperature=0, n=2, stream=True
+    ):
+        for choice in chunk.choices:
+            texts[choice.index] += choice.text
+            finished[choice.index] = choice.finish_reason or finished[choice.index]
+    assert texts == [completion.choices[0].text] * 2 and finished == [completion.choices[0].finish_reason] * 2
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.BadRequestError, match="logprobs"):
