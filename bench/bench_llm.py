@@ -364,7 +364,8 @@ def main() -> None:
     for c in streams:
         jobs = trace_jobs(pool, per_stream * c, seed=c)
         for quant, engine in engines.items():
-            if quant == "none" or c in (1, 16):
+            # int8's weight-only kernel is slow on AVX2 (see docs/llm.md): its speed is measured at c1 only.
+            if quant == "none" or c == 1 or (quant == "int4" and c == 16):
                 rows[f"native-{quant}/c{c}"] = summarize(*drive(engine, jobs, concurrency=c))
                 print(f"native-{quant}/c{c}", rows[f"native-{quant}/c{c}"], flush=True)
     one = trace_jobs(pool, per_stream, seed=1)
@@ -378,7 +379,7 @@ def main() -> None:
     )
     same = [Job(0.0, static_prompt, STATIC_NEW)] * 16
     rows["native-none/static16"] = summarize(*drive(engines["none"], same, concurrency=16))
-    rows["native-int8/static16"] = summarize(*drive(engines["int8"], same, concurrency=16))
+    rows["native-int4/static16"] = summarize(*drive(engines["int4"], same, concurrency=16))
     print("static", rows["hf-generate-static16"], rows["native-none/static16"], flush=True)
     reference = TransformersEngine(CONFIG)
     try:
@@ -427,7 +428,7 @@ def ratios(rows: dict[str, dict[str, Any]], results: dict[str, Any]) -> dict[str
         "c16_vs_hf_sequential (>=4)": round(tps("native-none/c16") / tps("hf-generate-sequential/c1"), 2),
         "c16_vs_transformers_cb (>=3)": round(tps("native-none/c16") / tps("transformers-cb/c16"), 2),
         "static16_vs_hf_static16 (>=1)": round(tps("native-none/static16") / tps("hf-generate-static16"), 2),
-        "static16_int8_vs_hf_static16": round(tps("native-int8/static16") / tps("hf-generate-static16"), 2),
+        "static16_int4_vs_hf_static16": round(tps("native-int4/static16") / tps("hf-generate-static16"), 2),
         "ttft_p99_c16_over_lone (info: 16 start at once)": round(rows["native-none/c16"]["ttft_p99_ms"] / rows["native-none/c1"]["ttft_p50_ms"], 2),
         "ttft_p99_poisson_over_lone (<=3)": round(rows["native-none/poisson"]["ttft_p99_ms"] / rows["native-none/c1"]["ttft_p50_ms"], 2),
         "c1_fp32_vs_hf_generate (>=1.5)": round(tps("native-none/c1") / tps("hf-generate-sequential/c1"), 2),
