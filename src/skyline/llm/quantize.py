@@ -4,11 +4,12 @@ One decoding step on a CPU reads every weight once, so its time is set by the by
 int8 reads a quarter of float32's, int4 an eighth. The embedding table (a lookup, not a matmul) stays as
 it is; the norms and the KV cache stay float32.
 
-- ``int8``: symmetric int8 weights, one scale per output channel, float32 activations
-  (``aten._weight_int8pack_mm``): weight-only, so its numerics do not depend on the batch. On CPUs
-  without AVX-512 that kernel is slower than float32 (measured on this AVX2 EPYC); FBGEMM's dynamic
-  int8 (``quantized::linear_dynamic``) is several times faster there but quantizes activations per
-  tensor (7-bit on AVX2), which cost SmolLM2 half of its greedy-token agreement: not offered.
+- ``int8``: symmetric int8 weights, one scale per output channel, float32 activations (weight-only: the
+  numerics do not depend on the batch), dequantized slice by slice into the cache right before each
+  matmul. PyTorch's own kernels lose on this AVX2 CPU: ``aten._weight_int8pack_mm`` has no AVX2 path
+  (4x slower than float32 at one row, linear in the rows: a 512-token prefill took minutes), and FBGEMM's
+  dynamic int8 (``quantized::linear_dynamic``), fast, quantizes activations per tensor to 7 bits, which cost
+  SmolLM2 half of its greedy-token agreement.
 - ``int4``: asymmetric 4-bit weights in groups of 32 input channels (scale and zero per group, the layout
   of GGUF's Q4_1 blocks), run by ``aten._weight_int4pack_mm_for_cpu`` with bfloat16 activations.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch.nn import functional
 
 from skyline.errors import ConfigError
 from skyline.llm.engine import Quantization
@@ -26,18 +28,27 @@ from skyline.llm.model import Linear, dense
 __all__ = ["INT4_GROUP_SIZE", "int4_linear", "int8_linear", "linear_factory"]
 
 INT4_GROUP_SIZE = 32
+_SLICE_BYTES = 512 * 1024  # float32 bytes of one dequantized slice of an int8 weight: half an L2 cache
 
 
 def int8_linear(weight: torch.Tensor, bias: torch.Tensor | None = None) -> Linear:
-    """``x @ weight.T + bias`` with the weight in int8, one scale per output channel (weight-only)."""
+    """``x @ weight.T + bias`` with the weight in int8, one scale per output channel (weight-only).
+
+    The weight is dequantized a slice of rows at a time, each slice small enough to stay in the core's
+    cache while the matmul reads it, so main memory delivers int8 bytes only.
+    """
     weight = weight.float()
     scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)
-    qweight = (weight / scales.unsqueeze(1)).round().clamp(-127, 127).to(torch.int8).contiguous()
+    qweight = (weight / scales.unsqueeze(1)).round().clamp(-127, 127).to(torch.int8)
+    rows = max(1, _SLICE_BYTES // (4 * weight.shape[1]))
+    slices = [
+        (qweight[i : i + rows].contiguous(), scales[i : i + rows].unsqueeze(1))
+        for i in range(0, len(qweight), rows)
+    ]
     bias = bias.float() if bias is not None else None
-    mm = torch._weight_int8pack_mm
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        out = mm(x, qweight, scales)
+        out = torch.cat([functional.linear(x, q * s) for q, s in slices], dim=-1)
         return out + bias if bias is not None else out
 
     return forward
