@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from skyline.cluster.api_models import Name, TierName, _no_nul
 from skyline.cluster.service_plane import ServicePlane
-from skyline.cluster.service_spec import AUTOSCALE_MODES, ServiceSpec, service_from_mapping
+from skyline.cluster.service_spec import ServiceSpec, service_from_mapping
 from skyline.cluster.service_store import ServiceRecord
 from skyline.cluster.spec import MAX_REPLICAS
 from skyline.errors import ConflictError
@@ -236,6 +236,3 @@ def _history_routes(router: APIRouter, plane: ServicePlane, who: Any) -> None:
     ) -> list[dict[str, Any]]:
         """Telemetry windows (rate, errors, latency percentiles, concurrency, per-replica queues)."""
         return store.metrics(store.get(name).id, since_s=since, limit=limit)
-
-
-__all__ = ["AUTOSCALE_MODES", "ServiceIn", "service_router"]
