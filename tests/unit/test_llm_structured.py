@@ -170,6 +170,13 @@ def test_the_text_ends_right_after_the_value() -> None:
     assert step(config, ord(" ")) == []
 
 
+def _nested(depth: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(depth):
+        schema = {"type": "array", "items": schema}
+    return schema
+
+
 @pytest.mark.parametrize(
     ("schema", "word"),
     [
@@ -187,6 +194,18 @@ def test_the_text_ends_right_after_the_value() -> None:
         ({"$ref": "#/$defs/missing"}, "missing"),
         ({"type": "string", "items": {"type": "string"}}, "items"),
         (False, "false"),
+        ({"$defs": 5, "$ref": "#/$defs/x"}, "does not name"),
+        ({"type": "object", "properties": {"a": {}}, "required": [["a"]]}, "only their names"),
+        ({"type": "object", "properties": {f"p{i}": {} for i in range(300)}}, "at most 256 properties"),
+        ({"enum": list(range(2000))}, "1 to 1024 values"),
+        (_nested(40), "deeper than 32"),
+        (
+            {
+                "$defs": {f"d{i}": {"$ref": f"#/$defs/d{i + 1}"} for i in range(60)} | {"d60": {}},
+                "$ref": "#/$defs/d0",
+            },
+            "deeper than 32",
+        ),
     ],
 )
 def test_unsupported_schemas_are_refused_by_name(schema: Any, word: str) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "response_format_grammar",
 ]
 
+MAX_SCHEMA_CHARS = 64 * 1024
 _NEVER = 65535  # a token's distance when it is not allowed (masks are kept as uint16)
 _BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
@@ -284,7 +285,10 @@ def response_format_grammar(response_format: Mapping[str, Any] | None) -> tuple[
         raise ConfigError('response_format json_schema needs {"name": ..., "schema": {...}}')
     schema = spec.get("schema", {})
     # Key order matters (properties are generated in order), so the cache key keeps it.
-    return json.dumps(schema, separators=(",", ":")), compile_schema(schema)
+    key = json.dumps(schema, separators=(",", ":"))
+    if len(key) > MAX_SCHEMA_CHARS:
+        raise ConfigError(f"response_format json_schema is {len(key)} characters; at most {MAX_SCHEMA_CHARS}")
+    return key, compile_schema(schema)
 
 
 def json_constraint(

@@ -47,6 +47,11 @@ _TYPE_KEYWORDS = {
 _GENERIC = frozenset({"type", "enum", "const", "anyOf", "$ref"})
 MAX_FREE_DEPTH = 8  # nesting of free-form JSON (json_object mode and untyped values)
 MAX_LENGTH_TRACKED = 4096  # maxLength above this is refused: every length is a parser state
+# Bounds on what one request may ask the decoder to build (OpenAI's structured outputs have similar ones): a
+# schema's cost is paid per new parser state on the engine's thread, so it must stay small.
+MAX_DEPTH = 32  # nested schemas
+MAX_PROPERTIES = 256  # per object
+MAX_ENUM = 1024  # values per enum
 
 
 class Node:
@@ -181,11 +186,21 @@ class _Compiler:
         self.root = root
         self.resolving: list[str] = []
         self.done: dict[str, Node] = {}
+        self.depth = 0
 
     def fail(self, path: str, message: str) -> ConfigError:
         return ConfigError(f"response_format json_schema at {path or '#'}: {message}")
 
     def node(self, schema: Any, path: str) -> Node:
+        self.depth += 1  # every nested schema (a property's, items, a $ref's target, an alternative)
+        try:
+            if self.depth > MAX_DEPTH:
+                raise self.fail(path, f"the schema nests deeper than {MAX_DEPTH} levels; flatten it")
+            return self._node(schema, path)
+        finally:
+            self.depth -= 1
+
+    def _node(self, schema: Any, path: str) -> Node:
         if schema is True or schema == {}:
             return ANY_VALUE
         if not isinstance(schema, Mapping):
@@ -214,7 +229,8 @@ class _Compiler:
         if len(schema.keys() - ANNOTATIONS) > 1:
             raise self.fail(path, "$ref must stand alone (beside annotations only)")
         prefix = next((p for p in ("#/$defs/", "#/definitions/") if str(ref).startswith(p)), None)
-        target = self.root.get(prefix[2:-1], {}).get(str(ref)[len(prefix) :]) if prefix else None
+        defs = self.root.get(prefix[2:-1]) if prefix else None
+        target = defs.get(str(ref)[len(prefix) :]) if prefix and isinstance(defs, Mapping) else None
         if target is None:
             raise self.fail(path, f"$ref {ref!r} does not name an entry of $defs or definitions")
         if ref in self.done:
@@ -227,8 +243,8 @@ class _Compiler:
         return node
 
     def enum(self, values: Any, path: str) -> Node:
-        if not isinstance(values, list) or not values:
-            raise self.fail(path, "enum must be a non-empty list")
+        if not isinstance(values, list) or not 0 < len(values) <= MAX_ENUM:
+            raise self.fail(path, f"enum must be a list of 1 to {MAX_ENUM} values")
         return LiteralNode(tuple(_literal(v) for v in values))
 
     def any_of(self, schema: Mapping[str, Any], path: str) -> Node:
@@ -278,6 +294,10 @@ class _Compiler:
         props, required = schema.get("properties", {}), schema.get("required", [])
         if not isinstance(props, Mapping) or not isinstance(required, list):
             raise self.fail(path, "properties must be an object and required a list of names")
+        if len(props) > MAX_PROPERTIES or not all(isinstance(r, str) for r in required):
+            raise self.fail(
+                path, f"an object takes at most {MAX_PROPERTIES} properties, required only their names"
+            )
         missing = [r for r in required if r not in props]
         if missing:
             raise self.fail(path, f"required property {missing[0]!r} is not in properties")
