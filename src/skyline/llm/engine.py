@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args
 
-from skyline.errors import ConfigError, NotFoundError
+from skyline.errors import ConfigError, ConflictError, NotFoundError
 
 if TYPE_CHECKING:
     import torch
@@ -36,6 +36,7 @@ __all__ = [
     "RequestOutput",
     "SamplingParams",
     "TokenConstraint",
+    "check_request",
     "create_engine",
 ]
 
@@ -220,6 +221,22 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Release what the engine holds (threads, the KV cache); it must not be used afterwards."""
+
+
+def check_request(
+    request: GenerationRequest, *, live: Container[str], max_model_len: int, vocab_size: int
+) -> None:
+    """The checks every engine makes in ``add_request``: a unique live id, a prompt that fits, known tokens."""
+    if request.request_id in live:
+        raise ConflictError(f"request id {request.request_id!r} is already running; use a unique id")
+    prompt = request.prompt_token_ids
+    if len(prompt) >= max_model_len:
+        raise ConfigError(
+            f"prompt has {len(prompt)} tokens; this engine holds at most {max_model_len} tokens per request "
+            "(prompt + output): shorten the prompt"
+        )
+    if max(prompt) >= vocab_size:
+        raise ConfigError(f"prompt token id {max(prompt)} is outside the vocabulary (size {vocab_size})")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,10 +13,17 @@ from typing import Any
 
 import torch
 
-from skyline.errors import ConfigError, ConflictError
+from skyline.errors import ConfigError
 from skyline.llm.block_manager import KVCacheManager
 from skyline.llm.detokenizer import IncrementalDetokenizer
-from skyline.llm.engine import EngineConfig, EngineStats, FinishReason, GenerationRequest, RequestOutput
+from skyline.llm.engine import (
+    EngineConfig,
+    EngineStats,
+    FinishReason,
+    GenerationRequest,
+    RequestOutput,
+    check_request,
+)
 from skyline.llm.loader import LoadedModel, load_model
 from skyline.llm.model import PagedDecoder, extract_weights, max_context
 from skyline.llm.quantize import linear_factory
@@ -84,18 +91,8 @@ class NativeEngine:
         self._totals = {"prompt": 0, "generated": 0, "finished": 0, "aborted": 0, "failed": 0}
 
     def add_request(self, request: GenerationRequest) -> None:
-        if request.request_id in self._seqs:
-            raise ConflictError(f"request id {request.request_id!r} is already running; use a unique id")
+        check_request(request, live=self._seqs, max_model_len=self.max_model_len, vocab_size=self._vocab_size)
         prompt = request.prompt_token_ids
-        if len(prompt) >= self.max_model_len:
-            raise ConfigError(
-                f"prompt has {len(prompt)} tokens; this engine holds at most {self.max_model_len} tokens per "
-                "request (prompt + output): shorten the prompt"
-            )
-        if max(prompt) >= self._vocab_size:
-            raise ConfigError(
-                f"prompt token id {max(prompt)} is outside the vocabulary (size {self._vocab_size})"
-            )
         seq = Sequence(request=request, arrival=self._arrivals)
         self._arrivals += 1
         seq.detokenizer = IncrementalDetokenizer(self.tokenizer, prompt, request.params.stop)

@@ -16,9 +16,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from skyline.errors import ConfigError, ConflictError
+from skyline.errors import ConfigError
 from skyline.llm.detokenizer import IncrementalDetokenizer
-from skyline.llm.engine import EngineConfig, EngineStats, FinishReason, GenerationRequest, RequestOutput
+from skyline.llm.engine import (
+    EngineConfig,
+    EngineStats,
+    FinishReason,
+    GenerationRequest,
+    RequestOutput,
+    check_request,
+)
 from skyline.llm.loader import load_model
 from skyline.llm.model import max_context
 from skyline.llm.native import eos_token_ids
@@ -91,18 +98,10 @@ class TransformersEngine:
         if any(refused.values()):
             names = ", ".join(k for k, v in refused.items() if v)
             raise ConfigError(f"engine 'transformers' does not support {names}; use engine 'native'")
-        if request.request_id in self._tracked:
-            raise ConflictError(f"request id {request.request_id!r} is already running; use a unique id")
+        check_request(
+            request, live=self._tracked, max_model_len=self.max_model_len, vocab_size=self._vocab_size
+        )
         prompt = request.prompt_token_ids
-        if len(prompt) >= self.max_model_len:
-            raise ConfigError(
-                f"prompt has {len(prompt)} tokens; this engine holds at most {self.max_model_len} tokens per "
-                "request (prompt + output): shorten the prompt"
-            )
-        if max(prompt) >= self._vocab_size:
-            raise ConfigError(
-                f"prompt token id {max(prompt)} is outside the vocabulary (size {self._vocab_size})"
-            )
         eos = tuple(params.stop_token_ids) + (() if params.ignore_eos else self.eos_token_ids)
         sampling = (
             {"top_k": 1, "temperature": 1.0, "top_p": 1.0}
