@@ -465,6 +465,7 @@ def ratios(rows: dict[str, dict[str, Any]], results: dict[str, Any]) -> dict[str
         return float(rows.get(key, {}).get("tokens_per_s", math.nan))
 
     best_c1 = max(tps("native-int8/c1"), tps("native-int4/c1"))
+    vllm = results.get("vllm_cpu", {})
     return {
         "c16_vs_hf_sequential (>=4)": round(tps("native-none/c16") / tps("hf-generate-sequential/c1"), 2),
         "c16_vs_transformers_cb (>=3)": round(tps("native-none/c16") / tps("transformers-cb/c16"), 2),
@@ -476,6 +477,7 @@ def ratios(rows: dict[str, dict[str, Any]], results: dict[str, Any]) -> dict[str
         "c1_best_quant_vs_llamacpp (>=0.5)": round(best_c1 / tps("llama.cpp/c1"), 2) if "tokens_per_s" in rows["llama.cpp/c1"] else None,
         "int8_c1_vs_fp32_c1 (>=1.3)": round(tps("native-int8/c1") / tps("native-none/c1"), 2),
         "int4_c1_vs_fp32_c1": round(tps("native-int4/c1") / tps("native-none/c1"), 2),
+        "c16_vs_vllm_cpu_batch16": round(tps("native-none/c16") / vllm["c16"]["tokens_per_s"], 2) if "c16" in vllm else None,
         "shared_prefix_ttft_speedup (>=5)": results["shared_prefix"]["speedup"],
         "engine_rss_gib_fp32 (<=1.5)": round(results["engine_peak_rss_mib_fp32"] / 1024, 2),
     }  # fmt: skip
