@@ -192,11 +192,12 @@ def _generation_routes(
             return validation_error(list(exc.errors()))
         _check_model(body.model, engine.model_name, who, "invoke")  # type: ignore[attr-defined]
         ready()
+        # Tokenizing a prompt of megabytes takes a while: off the event loop, so streams keep flowing.
         if isinstance(body, ChatCompletionRequest):
-            prepared = prepare_chat(body, engine)
+            prepared = await asyncio.to_thread(prepare_chat, body, engine)
         else:
             assert isinstance(body, CompletionRequest)
-            prepared = prepare_completion(body, engine)
+            prepared = await asyncio.to_thread(prepare_completion, body, engine)
         return await _respond(request, llm, prepared)
 
     @app.post("/v1/chat/completions", openapi_extra=_body_doc("ChatCompletionRequest"))
