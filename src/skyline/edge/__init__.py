@@ -8,38 +8,28 @@ inference server plus the edge's routers), the fleet it keeps (`FleetStore`) and
 Names are imported on first use: the agent pulls in ONNX Runtime and httpx, the cloud FastAPI.
 """
 
-from __future__ import annotations
+from skyline.lazy import lazy_exports
 
-import importlib
-from typing import Any
-
-_HOMES = {
-    "agent": ("AgentConfig", "EdgeAgent", "FederatedNode"),
-    "agent_app": ("create_agent_app",),
-    "cascade": ("CascadeRouter",),
-    "cloud": ("CloudConfig", "EdgeCloud"),
-    "cloud_client": ("CloudClient",),
-    "detector": ("HardExampleDetector",),
-    "fleet": ("FleetStore",),
-    "fleet_client": ("FleetClient",),
-    "fleet_training": ("FleetTrainingConfig", "train_on_fleet"),
-    "link": ("LinkConditions", "LinkProxy"),
-    "local_model": ("LocalModel",),
-    "partition": ("LayerProfile", "NetworkProfile", "PartitionController", "choose_partition"),
-    "publish": ("publish_model",),
-    "rollout": ("RolloutController", "RolloutSpec"),
-    "split": ("SplitModel",),
-    "strategies": ("EDGE_STRATEGIES", "EdgeStrategy"),
-    "uplink_sender": ("UplinkSender",),
-    "uplink_store": ("UplinkPolicy", "UplinkStore"),
-}
-_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
-
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'skyline.edge' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"skyline.edge.{module}"), name)
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        "agent": ("AgentConfig", "EdgeAgent", "FederatedNode"),
+        "agent_app": ("create_agent_app",),
+        "cascade": ("CascadeRouter",),
+        "cloud": ("CloudConfig", "EdgeCloud"),
+        "cloud_client": ("CloudClient",),
+        "detector": ("HardExampleDetector",),
+        "fleet": ("FleetStore",),
+        "fleet_client": ("FleetClient",),
+        "fleet_training": ("FleetTrainingConfig", "train_on_fleet"),
+        "link": ("LinkConditions", "LinkProxy"),
+        "local_model": ("LocalModel",),
+        "partition": ("LayerProfile", "NetworkProfile", "PartitionController", "choose_partition"),
+        "publish": ("publish_model",),
+        "rollout": ("RolloutController", "RolloutSpec"),
+        "split": ("SplitModel",),
+        "strategies": ("EDGE_STRATEGIES", "EdgeStrategy"),
+        "uplink_sender": ("UplinkSender",),
+        "uplink_store": ("UplinkPolicy", "UplinkStore"),
+    },
+)
