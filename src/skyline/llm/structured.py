@@ -2,12 +2,12 @@
 
 Three pieces, each built once and shared:
 
-- `TokenVocabulary` (one per tokenizer): the bytes of every token, sorted by length into a matrix.
+- `TokenVocabulary` (one per tokenizer): the bytes of every token, as a trie of their distinct prefixes.
 - `TokenAutomaton` (one per schema and vocabulary): the byte-level recognizer of `structured_grammar`,
   made deterministic on the fly. Each set of parser configurations reached so far is interned as a
   state number, and ``table[state, byte]`` (filled lazily) is the state that byte leads to. The tokens
-  allowed in a state are found by walking *all* tokens at once through the table, one byte column at a
-  time, with numpy: a few hundred thousand table look-ups, about a millisecond, cached per state.
+  allowed in a state are found by walking the *whole* trie at once through the table, one level at a
+  time, with numpy: about 100,000 table look-ups, a millisecond or so, cached per state.
 - `JsonConstraint` (one per request): the engine's `TokenConstraint`. It allows a token only if the
   text can still be completed within the tokens left (each state knows the fewest bytes to a complete
   value, and every byte is a token of its own in a byte-level vocabulary), and the end-of-sequence token
