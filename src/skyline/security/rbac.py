@@ -106,7 +106,9 @@ PERMISSIONS: Mapping[str, Mapping[str, frozenset[str]]] = _table(
         },
         Role.AGENT: {
             ResourceKind.NODES: frozenset({Action.READ, Action.CREATE, Action.UPDATE}),
-            ResourceKind.JOBS: frozenset({Action.READ, Action.UPDATE}),
+            # Read only: an agent reports its replicas' state through its node (update nodes); updating
+            # jobs would let one node's token rewrite a service's command, run on every other node.
+            ResourceKind.JOBS: _READ,
             ResourceKind.METRICS: frozenset({Action.READ, Action.CREATE}),
         },
         Role.INVOKER: {
