@@ -265,6 +265,6 @@ def parse_topics(raw: str | None) -> frozenset[str]:
 
 def last_event_id(header: str | None, query: str | None) -> int | None:
     for raw in (header, query):
-        if raw and raw.isdigit():
-            return int(raw)
+        if (found := queries.row_id(raw)) is not None:
+            return found
     return None

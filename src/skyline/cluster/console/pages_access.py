@@ -11,6 +11,7 @@ from skyline.cluster.console.app import SECURITY_HEADERS, Console
 from skyline.cluster.console.feed import last_event_id, parse_topics
 from skyline.cluster.console.session import COOKIE, LoginRequiredError, check_csrf, check_origin, safe_next
 from skyline.errors import AuthError, ConfigError
+from skyline.security.rbac import authorize
 
 MAX_FORM_BYTES = 256 * 1024
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -80,10 +81,16 @@ def _files_and_events(ui: FastAPI, console: Console) -> None:
 
     @ui.get("/events")
     async def events(request: Request, topics: str | None = None, last_event: str | None = None) -> Response:
-        """Server-sent events: ``jobs`` (transitions and counts) and ``nodes`` (states and samples)."""
+        """Server-sent events: ``jobs`` (transitions and counts) and ``nodes`` (states and samples), each
+        only for a principal the permission table lets read it (as the pages that show them)."""
         session = console.session(request)
+        wanted = parse_topics(topics)
+        for kind in sorted(wanted):  # a topic is named after the resource kind it carries
+            authorize(session.principal, "read", kind)
+        if "nodes" in wanted:
+            authorize(session.principal, "read", "metrics")  # node events carry their latest samples
         after = last_event_id(request.headers.get("last-event-id"), last_event)
-        stream = console.feed.stream(session.principal, parse_topics(topics), after)
+        stream = console.feed.stream(session.principal, wanted, after)
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 

@@ -7,9 +7,9 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
@@ -26,18 +26,14 @@ FINISHED = frozenset(s.value for s in JobStatus if s.is_finished())
 LOG_POLL_S = 0.5
 
 
-def _int_or_none(raw: str | None) -> int | None:
-    return int(raw) if raw and raw.isdigit() else None
-
-
 def _job_filter(console: Console, session: Session, params: dict[str, str]) -> queries.JobFilter:
     """The table's filter from the query string; an operator sees only its own jobs (as in the API)."""
     status = params.get("status") if params.get("status") in queries.STATUSES else None
     tier = params.get("tier") if params.get("tier") in queries.TIERS else None
     owner = owner_scope(session.principal) or (params.get("user") or "").strip()[:255] or None
     return queries.JobFilter(
-        status=status, owner=owner, tier=tier, before=_int_or_none(params.get("before")),
-        after=_int_or_none(params.get("after")), limit=console.config.page_size,
+        status=status, owner=owner, tier=tier, before=queries.row_id(params.get("before")),
+        after=queries.row_id(params.get("after")), limit=console.config.page_size,
     )  # fmt: skip
 
 
@@ -63,6 +59,7 @@ def _views(ui: FastAPI, console: Console) -> None:
     @ui.get("/jobs/{job_id}")
     def job_page(request: Request, job_id: str) -> Response:
         session = console.session(request)
+        authorize(session.principal, "read", "jobs")  # the role first: a 404 would tell who exists
         last_event = console.newest_event()
         with console.engine.connect() as conn:
             job = queries.job_detail(conn, job_id)
@@ -75,14 +72,17 @@ def _views(ui: FastAPI, console: Console) -> None:
         )  # fmt: skip
 
     @ui.get("/jobs/{job_id}/logs/stream")
-    async def follow_logs(request: Request, job_id: str, after: int = 0) -> Response:
+    async def follow_logs(
+        request: Request, job_id: str, after: Annotated[int, Query(ge=0, le=queries.MAX_ROW_ID)] = 0
+    ) -> Response:
         """Server-sent ``lines`` events as the job's replicas print; ``end`` once it finished."""
         session = console.session(request)
+        authorize(session.principal, "read", "jobs")
         with console.engine.connect() as conn:
             owner = queries.job_owner(conn, job_id)
         authorize(session.principal, "read", "jobs", owner=owner)
-        resume = request.headers.get("last-event-id", "")
-        start = int(resume) if resume.isdigit() else after
+        resume = queries.row_id(request.headers.get("last-event-id"))
+        start = resume if resume is not None else after
         stream = _log_events(console, job_id, start)
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
@@ -108,6 +108,7 @@ def _actions(ui: FastAPI, console: Console) -> None:
         form = await read_form(request)
         session = console.session(request)
         check_csrf(request, session, form.get("csrf"))
+        authorize(session.principal, "delete", "jobs")
         with console.engine.connect() as conn:
             owner = queries.job_owner(conn, job_id)
         authorize(session.principal, "delete", "jobs", owner=owner)

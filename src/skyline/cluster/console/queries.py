@@ -23,6 +23,17 @@ TIERS = tuple(x.value for x in Tier)
 ACTIVE = (JobStatus.PLACED.value, JobStatus.RUNNING.value)
 LIVE_REPLICA = ("assigned", "running")
 _j, _r, _n, _m = t.jobs.c, t.replicas.c, t.nodes.c, t.node_metrics.c
+MAX_ROW_ID = 2**63 - 1  # SQL's BIGINT: a larger number cannot even be bound to a statement
+
+
+def row_id(raw: str | None) -> int | None:
+    """A keyset or event id from a query string or header, None when it is not one: ASCII digits only
+    (``"²".isdigit()`` is true, yet not a number ``int`` reads) and within SQL's 64-bit integers."""
+    if not raw or not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+        return None
+    value = int(raw)
+    return value if value <= MAX_ROW_ID else None
+
 
 # What the jobs table shows: never ``env`` (it may hold secrets) nor the idempotency key.
 _ROW = (
