@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
@@ -40,6 +41,7 @@ from skyline.cluster.service_spec import RoutingSpec
 from skyline.cluster.service_telemetry import ServiceStats, TelemetryWindow
 from skyline.errors import AuthError, OverloadedError, SkylineError, UnavailableError
 from skyline.security.http import RateLimiter
+from skyline.security.tls import server_ssl_context
 from skyline.security.tokens import TokenAuthority
 from skyline.serving.fastpath import Guard
 from skyline.serving.server import bind_socket
@@ -56,6 +58,7 @@ class _NoTokens:
 
 
 _NO_TOKENS: Any = _NoTokens()
+_CONSUMED = frozenset({b"authorization"})  # what a service with ``routing.auth`` does not pass on
 
 
 class Gateway:
@@ -68,14 +71,17 @@ class Gateway:
         port: int = 0,
         on_demand: Callable[[str], None] | None = None,
         authority: TokenAuthority | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.host = host
         self.authority = authority  # checks the tokens of services that require them
+        # HTTPS only when the control plane's API is (the same pair): tokens never cross the wire in clear.
+        self._ssl = None if tls is None else server_ssl_context(*tls)
         self._sock = bind_socket(host, port, flag="--gateway-port")
         self._sock.listen(1024)
         self._sock.setblocking(False)
         self.port: int = self._sock.getsockname()[1]
-        self.url = f"http://{host}:{self.port}"
+        self.url = f"{'https' if tls is not None else 'http'}://{host}:{self.port}"
         self.on_demand = on_demand or (lambda _name: None)
         self.routes: dict[str, Route] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -101,7 +107,9 @@ class Gateway:
             loop = asyncio.new_event_loop()
         self.loop = loop
         asyncio.set_event_loop(loop)
-        self._server = loop.run_until_complete(loop.create_server(self._protocol, sock=self._sock))
+        self._server = loop.run_until_complete(
+            loop.create_server(self._protocol, sock=self._sock, ssl=self._ssl)
+        )
         ready.set()
         loop.run_forever()
         loop.run_until_complete(loop.shutdown_asyncgens())
@@ -283,8 +291,11 @@ class Gateway:
 
     def _send(self, call: Call, endpoint: Endpoint, conn: UpstreamConnection) -> None:
         exchange = Exchange(call, conn, endpoint, lambda outcome: self._after(call, endpoint, outcome))
+        # A control-plane token the gateway checked stays here: a replica runs its deployer's code,
+        # which must never hold its callers' tokens (an admin's would make that operator an admin).
+        drop = _CONSUMED if call.route.guard is not None else frozenset()
         conn.send(
-            call.request.encode(call.target, endpoint.hostport),
+            call.request.encode(call.target, endpoint.hostport, drop=drop),
             exchange,
             head_only=call.request.method == b"HEAD",
         )

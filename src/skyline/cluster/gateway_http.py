@@ -51,12 +51,13 @@ class Request:
                 return value
         return None
 
-    def encode(self, target: bytes, host: bytes) -> bytes:
-        """The request as sent to a replica: ``target`` (its path there), framed by a content length."""
+    def encode(self, target: bytes, host: bytes, *, drop: frozenset[bytes] = frozenset()) -> bytes:
+        """The request as sent to a replica: ``target`` (its path there), framed by a content length,
+        without the headers named in ``drop``."""
         head = [self.method, b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\ncontent-length: "]
         head += [str(len(self.body)).encode(), b"\r\n"]
         for key, value in self.headers:
-            if key not in _NOT_FORWARDED:
+            if key not in _NOT_FORWARDED and key not in drop:
                 head += [key, b": ", value, b"\r\n"]
         head += [b"\r\n", self.body]
         return b"".join(head)

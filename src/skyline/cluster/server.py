@@ -133,7 +133,7 @@ def build(config: ServerConfig) -> Built:
     authority = TokenAuthority(config.tokens_path)
     services = ServicePlane(
         store, control, config.services, gateway_host=config.host, gateway_port=config.gateway_port,
-        authority=authority,
+        authority=authority, tls=config.tls,
     )  # fmt: skip
     app = create_app(
         control,

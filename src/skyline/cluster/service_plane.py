@@ -7,6 +7,7 @@ Built and started with the control plane (`skyline.cluster.server`); the API's s
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 
 class ServicePlane:
     """Gateway on ``gateway_host:gateway_port`` (0: any free port), controller and autoscale loop;
-    ``authority`` checks the tokens of services that require them (``routing.auth``)."""
+    ``authority`` checks the tokens of services that require them (``routing.auth``); ``tls`` (certificate,
+    key) serves the gateway over HTTPS only."""
 
     def __init__(
         self,
@@ -37,9 +39,10 @@ class ServicePlane:
         gateway_host: str = "127.0.0.1",
         gateway_port: int = 0,
         authority: TokenAuthority | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.store, self.config = store, config or ServicesConfig()
-        self.gateway = Gateway(host=gateway_host, port=gateway_port, authority=authority)
+        self.gateway = Gateway(host=gateway_host, port=gateway_port, authority=authority, tls=tls)
         self.controller = ServiceController(store, control, self.gateway, self.config)
         self.gateway.on_demand = self.controller.demand
         self.autoscale = AutoscaleLoop(
@@ -86,8 +89,11 @@ class ServicePlane:
         services = self.store.services
         latest = services.metrics(record.id, since_s=self.store.now() - 60.0)
         forecast = self.forecasts().get(f"service:{record.name}")
+        spec = record.spec.to_json()
+        # As for jobs (whose API never shows env): values may be secrets, and viewers read every service.
+        spec["env"] = dict.fromkeys(spec["env"], "<hidden>")
         return self.summary(record) | {
-            "spec": record.spec.to_json(),
+            "spec": spec,
             "replicas": [r.to_json() for r in services.replicas(record.id)],
             "telemetry": latest[-1] if latest else None,
             "forecast": None

@@ -101,8 +101,8 @@ class RoutingSpec:
     go to the same replica while it has room (an LLM's prefix cache keeps hitting). ``drain_timeout_s``:
     how long a replica being retired may finish its requests. ``auth``: the gateway admits only requests
     with a control-plane bearer token allowed to ``invoke`` the service's model (an ``invoker`` token,
-    possibly scoped to models), each token at most ``rate_limit_per_s`` (then 429); the header still goes
-    on to the replica.
+    possibly scoped to models), each token at most ``rate_limit_per_s`` (then 429); the checked token is not
+    passed on to the replica (it runs its deployer's code). Without ``auth`` every header goes on.
     """
 
     max_concurrency: int | None = None

@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from skyline.errors import ConfigError
 from skyline.security.keyfile import check_private, write_private
 
-__all__ = ["client_ssl_context", "generate_self_signed", "uvicorn_ssl_kwargs"]
+__all__ = ["client_ssl_context", "generate_self_signed", "server_ssl_context", "uvicorn_ssl_kwargs"]
 
 
 def _san(hosts: Sequence[str]) -> x509.SubjectAlternativeName:
@@ -85,6 +85,16 @@ def uvicorn_ssl_kwargs(cert_path: Path | None, key_path: Path | None) -> dict[st
         raise ConfigError(f"TLS certificate {cert_path} does not exist")
     check_private(Path(key_path))
     return {"ssl_certfile": str(cert_path), "ssl_keyfile": str(key_path)}
+
+
+def server_ssl_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
+    """A server context over (certificate, key), TLS 1.2 or newer, for servers that are not uvicorn (the
+    services' gateway); the same checks as `uvicorn_ssl_kwargs` (both files present, key private)."""
+    uvicorn_ssl_kwargs(cert_path, key_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert_path), str(key_path))
+    return context
 
 
 def client_ssl_context(ca_path: Path | None = None) -> ssl.SSLContext:
