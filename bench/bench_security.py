@@ -1,9 +1,13 @@
 """Security benchmark: every HTTP API fuzzed (≥ 1,000 schemathesis requests each), the role × endpoint
-matrix, abusive bodies, and what the cryptography costs (signing, envelope encryption, tokens, audit).
+matrix, abusive bodies, malformed HTTP, per-token rate limits, and what the cryptography costs (signing,
+envelope encryption, tokens, audit).
 
-Records bench/results/security.json: per API the requests tried, refused (4xx) and server errors (5xx),
-matrix cases and mismatches, abusive bodies accepted; and medians of the crypto timings. The machine is
-shared by other jobs: timings are medians of interleaved repeats, counts are exact.
+The APIs are those of `skyline.testing.api_targets.TARGETS`: the control plane (jobs, nodes, tokens,
+services), the web console, the services' gateway, the inference server, the LLM server, the edge cloud
+and an edge agent. Records bench/results/security.json: per API the requests tried, refused (4xx) and
+server errors (5xx), matrix cases and mismatches, abusive bodies and malformed requests accepted, the
+rate limit seen; and medians of the crypto timings. ``--quick`` (or ``SKYLINE_BENCH_QUICK=1``) is a smoke
+run: 50 fuzz requests per API, a small crypto payload, nothing recorded.
 """
 
 from __future__ import annotations
@@ -18,19 +22,45 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.record import record
 from skyline.security.audit import AuditLog, verify_audit_log
 from skyline.security.envelope import decrypt, encrypt
 from skyline.security.rbac import authorize
 from skyline.security.signing import generate_signing_keys, sign_directory, verify_directory
 from skyline.security.tokens import TokenAuthority
-from skyline.testing.api_fuzz import call_matrix_case, fuzz, matrix_cases, operations, send_abuse
+from skyline.testing.api_abuse import check_rate_limit, send_abuse, send_raw_abuse
+from skyline.testing.api_fuzz import fuzz
+from skyline.testing.api_matrix import run_matrix
+from skyline.testing.api_target import ApiTarget
 from skyline.testing.api_targets import TARGETS, TargetUnavailableError
 
-FUZZ_REQUESTS = int(os.environ.get("SKYLINE_BENCH_FUZZ_REQUESTS", "1000"))
-REPEATS = 3
+QUICK = "--quick" in sys.argv or os.environ.get("SKYLINE_BENCH_QUICK", "") not in ("", "0")
+FUZZ_REQUESTS = int(os.environ.get("SKYLINE_BENCH_FUZZ_REQUESTS", "50" if QUICK else "1000"))
+REPEATS = 1 if QUICK else 3
+PAYLOAD_MIB = 4 if QUICK else 64
+
+
+def _checks(target: ApiTarget) -> dict[str, Any]:
+    cases, wrong = run_matrix(target)
+    totals = fuzz(target, requests=FUZZ_REQUESTS, seed=7)
+    abuse = send_abuse(target)
+    raw, alive = send_raw_abuse(target)
+    return {
+        **totals.to_json(),
+        "matrix_cases": cases,
+        "matrix_mismatches": wrong,
+        "abusive_bodies_sent": len(abuse),
+        "abusive_bodies_refused": sum(r.refused for r in abuse),
+        "abusive_bodies_accepted": [
+            f"{r.method} {r.path}: {r.label} → {r.status}" for r in abuse if not r.refused
+        ],
+        "abusive_bodies_5xx": sum(r.status >= 500 for r in abuse),
+        "malformed_http_sent": len(raw),
+        "malformed_http_answers": {r.label: r.status for r in raw},  # 0: connection closed unanswered
+        "malformed_http_5xx": sum(r.status >= 500 for r in raw),
+        "alive_after_malformed_http": alive,
+        "rate_limit": None if target.rate_limit is None else check_rate_limit(target),
+    }
 
 
 def _api(name: str, folder: Path) -> dict[str, Any]:
@@ -41,33 +71,10 @@ def _api(name: str, folder: Path) -> dict[str, Any]:
     except TargetUnavailableError as exc:
         return {"skipped": str(exc)}
     try:
-        ops = [op for op in operations(target) if f"{op[0]} {op[1]}" in target.rules]
-        wrong = []
-        cases = matrix_cases(target, ops)
-        with httpx.Client(timeout=60) as client:
-            for case in cases:
-                status = call_matrix_case(client, target, case).status_code
-                allowed = status not in (401, 403) and status < 500
-                if not (allowed if case.expected == "allow" else str(status) == case.expected):
-                    wrong.append(
-                        f"{case.caller} {case.method} {case.path}: expected {case.expected}, got {status}"
-                    )
-        totals = fuzz(target, requests=FUZZ_REQUESTS, seed=7)
-        abuse = send_abuse(target)
+        results = _checks(target)
     finally:
         context.__exit__(None, None, None)
-    return {
-        **totals.to_json(),
-        "matrix_cases": len(cases),
-        "matrix_mismatches": wrong,
-        "abusive_bodies_sent": len(abuse),
-        "abusive_bodies_refused": sum(r.refused for r in abuse),
-        "abusive_bodies_accepted": [
-            f"{r.method} {r.path}: {r.label} → {r.status}" for r in abuse if not r.refused
-        ],
-        "abusive_bodies_5xx": sum(r.status >= 500 for r in abuse),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+    return {**results, "seconds": round(time.perf_counter() - started, 1)}
 
 
 def _interleaved_medians_s(actions: dict[str, Callable[[], object]]) -> dict[str, float]:
@@ -82,14 +89,15 @@ def _interleaved_medians_s(actions: dict[str, Callable[[], object]]) -> dict[str
 
 
 def _crypto(folder: Path) -> dict[str, Any]:
-    size_mib = 64
+    size_mib = PAYLOAD_MIB
     data = secrets.token_bytes(size_mib << 20)
     kek = secrets.token_bytes(32)
     blob = encrypt(data, kek)
     model = folder / "model"
     model.mkdir(parents=True)
-    for i in range(8):  # 8 files of 8 MiB, like a sharded checkpoint
-        (model / f"shard-{i}.bin").write_bytes(data[i << 23 : (i + 1) << 23])
+    shard = len(data) // 8
+    for i in range(8):  # 8 files, like a sharded checkpoint
+        (model / f"shard-{i}.bin").write_bytes(data[i * shard : (i + 1) * shard])
     private, public = generate_signing_keys(folder / "k.key", folder / "k.pub")
     authority = TokenAuthority(folder / "tokens.json")
     token = authority.issue("bench", "invoker")
@@ -129,37 +137,52 @@ def _crypto(folder: Path) -> dict[str, Any]:
     }
 
 
+def _totals(tested: list[dict[str, Any]]) -> dict[str, Any]:
+    def total(key: str) -> int:
+        return sum(a[key] if isinstance(a[key], int) else len(a[key]) for a in tested)
+
+    keys = ["requests_tried", "refused_4xx", "server_errors_5xx", "unavailable_503", "matrix_cases"]
+    keys += ["matrix_mismatches", "abusive_bodies_sent", "abusive_bodies_accepted", "abusive_bodies_5xx"]
+    keys += ["malformed_http_sent", "malformed_http_5xx"]
+    limits = [a["rate_limit"] for a in tested if a["rate_limit"] is not None]
+    return {
+        "apis_tested": len(tested),
+        **{key: total(key) for key in keys},
+        "apis_dead_after_malformed_http": sum(not a["alive_after_malformed_http"] for a in tested),
+        "rate_limits_checked": len(limits),
+        "rate_limits_enforced": sum(bool(r["ok"]) for r in limits),
+    }
+
+
 def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # before any server imports numpy or onnxruntime
+    load_before = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="bench-security-") as tmp:
         root = Path(tmp)
         apis = {}
         for name in sorted(TARGETS):
-            print(f"  {name}: matrix, {FUZZ_REQUESTS} fuzz requests, abusive bodies ...", flush=True)
+            print(
+                f"  {name}: matrix, {FUZZ_REQUESTS} fuzz requests, abusive bodies, malformed HTTP ...",
+                flush=True,
+            )
             apis[name] = _api(name, root / name)
             print(f"    {apis[name]}", flush=True)
         crypto = _crypto(root / "crypto")
-    tested = [a for a in apis.values() if "skipped" not in a]
     results = {
         "note": (
-            "machine shared with other jobs; counts are exact, timings are medians of 3 interleaved repeats; "
-            "server errors are 5xx except 503, the deliberate 'not ready' answer (counted apart, with samples)"
+            f"counts are exact, timings are medians of {REPEATS} interleaved repeats; server errors are 5xx "
+            "except 503, the deliberate 'not ready' answer (counted apart, with samples)"
         ),
+        "load_average_before": load_before,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "fuzz_requests_per_api_target": FUZZ_REQUESTS,
-        "totals": {
-            "apis_tested": len(tested),
-            "requests_tried": sum(a["requests_tried"] for a in tested),
-            "refused_4xx": sum(a["refused_4xx"] for a in tested),
-            "server_errors_5xx": sum(a["server_errors_5xx"] for a in tested),
-            "unavailable_503": sum(a["unavailable_503"] for a in tested),
-            "matrix_cases": sum(a["matrix_cases"] for a in tested),
-            "matrix_mismatches": sum(len(a["matrix_mismatches"]) for a in tested),
-            "abusive_bodies_sent": sum(a["abusive_bodies_sent"] for a in tested),
-            "abusive_bodies_accepted": sum(len(a["abusive_bodies_accepted"]) for a in tested),
-        },
+        "totals": _totals([a for a in apis.values() if "skipped" not in a]),
         "apis": apis,
         "crypto": crypto,
     }
+    if QUICK:  # a smoke run: too few requests to keep
+        print(f"quick run, not recorded: {results['totals']}")
+        return
     path = record("security", results)
     print(f"recorded {path}: {results['totals']}")
 

@@ -1,84 +1,20 @@
-"""Security checks over a live `ApiTarget`: the role × endpoint matrix, schemathesis fuzzing, abusive bodies.
+"""Schemathesis fuzzing of a live `ApiTarget`: valid and invalid requests for every operation of its
+OpenAPI document, until a request budget is spent; every answer counted, every server error kept.
 
-Every check returns plain counts so that the test suite (small budgets) and the benchmark (≥ 1,000
-requests per API) share one implementation.
+It returns plain counts so that the test suite (small budgets) and the benchmark (≥ 1,000 requests per
+API) share one implementation.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+from skyline.testing.api_matrix import ANONYMOUS, openapi
+from skyline.testing.api_target import ApiTarget
 
-from skyline.security.rbac import Principal, Role, is_allowed
-from skyline.testing.api_targets import STATIC, ApiTarget, Rule
-
-__all__ = [
-    "FORGED_TOKEN",
-    "AbuseResult",
-    "FuzzTotals",
-    "MatrixCase",
-    "abusive_bodies",
-    "expected_status",
-    "fuzz",
-    "json_body_operations",
-    "matrix_cases",
-    "operations",
-    "oversized_body",
-    "send_abuse",
-]
-
-FORGED_TOKEN = "sky_0123456789ab_forged-secret"
-# Callers that are not a role: no header, a well-formed but unknown token, and garbage.
-ANONYMOUS = {"none": None, "forged": FORGED_TOKEN, "malformed": "not a token at all"}
-
-
-def operations(target: ApiTarget) -> list[tuple[str, str]]:
-    """(METHOD, path template) of every operation in the target's OpenAPI document."""
-    spec = httpx.get(f"{target.url}/openapi.json", timeout=30).json()
-    methods = {"get", "post", "put", "patch", "delete"}
-    return sorted((m.upper(), p) for p, ops in spec.get("paths", {}).items() for m in ops if m in methods)
-
-
-def expected_status(rule: Rule | None, caller: str) -> str:
-    """'allow' (anything but 401/403, never 5xx), '401' or '403' for this caller on this rule."""
-    if rule is None:
-        return "allow"
-    if caller in ANONYMOUS:
-        return "401"
-    if rule is STATIC:
-        return "allow"
-    principal = Principal(subject=f"{caller}-1", role=Role(caller), token_id="matrix")
-    return "allow" if is_allowed(principal, rule.action, rule.kind) else "403"
-
-
-@dataclass(frozen=True, slots=True)
-class MatrixCase:
-    method: str
-    path: str
-    caller: str
-    expected: str  # "allow" | "401" | "403"
-
-
-def matrix_cases(target: ApiTarget, ops: list[tuple[str, str]]) -> list[MatrixCase]:
-    callers = [*target.tokens, *ANONYMOUS]
-    return [
-        MatrixCase(method, path, caller, expected_status(target.rules[f"{method} {path}"], caller))
-        for method, path in ops
-        for caller in callers
-    ]
-
-
-def call_matrix_case(client: httpx.Client, target: ApiTarget, case: MatrixCase) -> httpx.Response:
-    """Send the case: sample path values, an empty JSON object as the body of writes."""
-    path = case.path.format_map(dict(target.path_values))
-    token = target.tokens.get(case.caller, ANONYMOUS.get(case.caller))
-    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-    body: dict[str, Any] | None = {} if case.method in {"POST", "PUT", "PATCH"} else None
-    return client.request(case.method, f"{target.url}{path}", json=body, headers=headers)
+__all__ = ["FuzzTotals", "fuzz"]
 
 
 @dataclass(slots=True)
@@ -140,6 +76,38 @@ def _caller(target: ApiTarget, k: int) -> str | None:
     return others[(k // 10 * 3 + k % 10 - 7) % len(others)]
 
 
+def _pins(target: ApiTarget, document: dict[str, Any], op: Any) -> tuple[dict[str, str], bool]:
+    """The path values to pin for ``op``, and whether its JSON bodies get the target's body values."""
+    path = {k: v for k, v in target.path_values.items() if "{" + k + "}" in op.path}
+    declared = document["paths"][op.path][op.method.lower()].get("requestBody", {}).get("content", {})
+    return path, bool(target.body_values) and "application/json" in declared
+
+
+def _send_cases(target: ApiTarget, totals: FuzzTotals, strategy: Any, *, pin_body: bool, seed: int,
+                examples: int) -> None:  # fmt: skip
+    """Draw up to ``examples`` cases from ``strategy`` and send each with the next caller's credentials."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hypothesis_seed
+
+    @hypothesis_seed(seed)
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+        phases=[Phase.generate],
+    )
+    @given(case=strategy)
+    def send(case: Any) -> None:
+        if pin_body and isinstance(case.body, dict):
+            case.body.update(target.body_values)
+        headers = target.credentials(_caller(target, totals.tried))
+        response = case.call(base_url=target.url, headers=headers, timeout=60)
+        totals.record(case, response.status_code, response.text)
+
+    send()
+
+
 def fuzz(
     target: ApiTarget, *, requests: int, seed: int = 0, negative: bool = True, examples_per_run: int = 25
 ) -> FuzzTotals:
@@ -149,12 +117,10 @@ def fuzz(
     and 5xx answers kept as samples. Generation, not the server, dominates the time.
     """
     import schemathesis
-    from hypothesis import HealthCheck, Phase, given, settings
-    from hypothesis import seed as hypothesis_seed
     from hypothesis.errors import Unsatisfiable
 
-    schema = schemathesis.openapi.from_url(f"{target.url}/openapi.json")
-    ops = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
+    document = openapi(target)
+    ops = [result.ok() for result in schemathesis.openapi.from_dict(document).get_all_operations()]  # type: ignore[union-attr]
     totals = FuzzTotals(api=target.name, operations=len(ops))
     modes = [schemathesis.GenerationMode.POSITIVE]
     if negative:
@@ -165,101 +131,22 @@ def fuzz(
         before = totals.tried
         for index, op in enumerate(ops):
             # Free path parameters mostly hit 404s; pinning them to real names (a served model, an
-            # existing job) drives the generated bodies and queries into the handlers themselves.
-            pins = {k: v for k, v in target.path_values.items() if "{" + k + "}" in op.path}
-            for mode, pinned in [(m, p) for m in modes for p in ([False, True] if pins else [False])]:
+            # existing job) — and a body's fields to the served model's — drives the generated bodies
+            # and queries into the handlers themselves.
+            path_pins, pin_body = _pins(target, document, op)
+            pinnings = [False, True] if path_pins or pin_body else [False]
+            for mode, pinned in [(m, p) for m in modes for p in pinnings]:
                 if (index, mode.value, pinned) in impossible or totals.tried >= requests:
                     continue
-
-                @hypothesis_seed(seed * 1_000_003 + round_no * 1_009 + index)
-                @settings(
-                    max_examples=examples_per_run,
-                    deadline=None,
-                    suppress_health_check=list(HealthCheck),
-                    database=None,
-                    phases=[Phase.generate],
-                )
-                @given(case=op.as_strategy(generation_mode=mode, path_parameters=pins if pinned else None))
-                def send(case: Any) -> None:
-                    token = _caller(target, totals.tried)
-                    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-                    response = case.call(base_url=target.url, headers=headers, timeout=60)
-                    totals.record(case, response.status_code, response.text)
-
+                strategy = op.as_strategy(generation_mode=mode, path_parameters=path_pins if pinned else None)
                 try:
-                    send()
+                    _send_cases(
+                        target, totals, strategy, pin_body=pinned and pin_body, examples=examples_per_run,
+                        seed=seed * 1_000_003 + round_no * 1_009 + index,
+                    )  # fmt: skip
                 except Unsatisfiable:
                     impossible.add((index, mode.value, pinned))
         round_no += 1
         if totals.tried == before:
             break  # nothing left to generate: report what was tried
     return totals
-
-
-def _nested(depth: int) -> bytes:
-    return b"[" * depth + b"]" * depth
-
-
-UNDOCUMENTED_LIMIT_BYTES = 16 * 1024 * 1024  # what "oversized" means for a server that documents no cap
-
-
-def json_body_operations(target: ApiTarget) -> list[tuple[str, str]]:
-    """(METHOD, path) of the operations whose OpenAPI document declares a JSON request body."""
-    spec = httpx.get(f"{target.url}/openapi.json", timeout=30).json()
-    found = []
-    for path, ops in spec.get("paths", {}).items():
-        for method, op in ops.items():
-            if "application/json" in op.get("requestBody", {}).get("content", {}):
-                found.append((method.upper(), path))
-    return sorted(found)
-
-
-def abusive_bodies(target: ApiTarget) -> Iterator[tuple[str, bytes, dict[str, str]]]:
-    """(label, body, headers) of requests a server must refuse with 4xx — never accept, never 5xx."""
-    json_type = {"content-type": "application/json"}
-    yield "not json", b"{not json", json_type
-    yield "binary garbage", bytes(range(256)) * 4, json_type
-    yield "json array instead of object", b"[1, 2, 3]", json_type
-    yield "deeply nested json", _nested(50_000), json_type
-    yield "wrong content type", b"a=1&b=2", {"content-type": "application/x-www-form-urlencoded"}
-
-
-def oversized_body(target: ApiTarget) -> bytes:
-    """A syntactically valid JSON body one byte over the server's cap (or 16 MiB when it has none)."""
-    limit = target.body_limit_bytes or UNDOCUMENTED_LIMIT_BYTES
-    return b"{" + b" " * (limit - 1) + b"}"
-
-
-@dataclass(frozen=True, slots=True)
-class AbuseResult:
-    method: str
-    path: str
-    label: str
-    status: int
-
-    @property
-    def refused(self) -> bool:
-        return 400 <= self.status < 500
-
-
-def send_abuse(target: ApiTarget, *, oversized_ops: int | None = None) -> list[AbuseResult]:
-    """Every abusive body to every JSON-body operation, and an oversized body to every POST/PUT/PATCH
-    operation (or the first ``oversized_ops`` of them), all with the most privileged token so that only
-    the body is at fault."""
-    spec_ops = operations(target)
-    token = {"Authorization": f"Bearer {target.tokens[target.fuzz_token]}"}
-    results = []
-    with httpx.Client(timeout=120) as client:
-        for method, path in json_body_operations(target):
-            url = target.url + path.format_map(dict(target.path_values))
-            for label, body, headers in abusive_bodies(target):
-                response = client.request(method, url, content=body, headers={**token, **headers})
-                results.append(AbuseResult(method, path, label, response.status_code))
-        big = oversized_body(target)
-        writes = [(m, p) for m, p in spec_ops if m in {"POST", "PUT", "PATCH"}]
-        for method, path in writes[:oversized_ops]:
-            url = target.url + path.format_map(dict(target.path_values))
-            headers = {**token, "content-type": "application/json"}
-            response = client.request(method, url, content=big, headers=headers)
-            results.append(AbuseResult(method, path, f"oversized ({len(big)} bytes)", response.status_code))
-    return results

@@ -1,71 +1,60 @@
 """Every HTTP API of skyline, started for real on 127.0.0.1 with tokens for every role, for the security
 matrix and the fuzzers (tests/integration/test_security_matrix.py, bench/bench_security.py).
 
-A target says, for each operation of its OpenAPI document, which (action, resource kind) of the ONE
-permission table guards it (`Rule`), or that it is public (``None``), or that it accepts one shared edge
-token (`STATIC`). An API that does not exist in this tree yet is reported as `TargetUnavailableError`.
+`TARGETS` names them: the control plane (jobs, nodes, tokens and the services' routes), its web console
+(``/ui``: cookie sign-in, CSRF), the services' gateway (a service with ``routing.auth``), the inference
+server, the OpenAI-compatible LLM server, the edge cloud and an edge agent. What a target is:
+`skyline.testing.api_target`. An API that does not exist in this tree is `TargetUnavailableError`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-__all__ = ["STATIC", "TARGETS", "ApiTarget", "Rule", "TargetUnavailableError", "TlsPair", "serve_app"]
+from skyline.testing.api_target import (
+    SIGN_IN,
+    STATIC,
+    ApiTarget,
+    Guard,
+    RateLimit,
+    Rule,
+    TargetFactory,
+    TargetUnavailableError,
+    TlsPair,
+    role_tokens,
+    serve_app,
+)
+from skyline.testing.api_targets_edge import edge_agent_target, edge_target
+from skyline.testing.api_targets_llm import llm_target
+from skyline.testing.api_targets_serving import mlp_repository, serving_target
 
+__all__ = [
+    "SIGN_IN",
+    "STATIC",
+    "TARGETS",
+    "ApiTarget",
+    "RateLimit",
+    "Rule",
+    "TargetUnavailableError",
+    "TlsPair",
+    "serve_app",
+]
 
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """The permission an operation needs: ``authorize(principal, action, kind)``."""
-
-    action: str
-    kind: str
-
-
-STATIC = Rule("static", "token")  # a shared bearer secret (no roles): valid token → allowed
-
-
-class TargetUnavailableError(Exception):
-    """The API's package is not in this tree (yet); the caller skips it and says so."""
-
-
-@dataclass(slots=True, kw_only=True)
-class ApiTarget:
-    name: str
-    url: str
-    tokens: Mapping[str, str]  # role name (or "edge") → a valid token of that role
-    rules: Mapping[str, Rule | None]  # "GET /v1/jobs/{job_id}" → Rule, None = public
-    path_values: Mapping[str, str] = field(default_factory=dict)  # sample values for the matrix
-    body_limit_bytes: int | None = None  # the server's documented request body cap, if any
-    fuzz_token: str = "admin"  # the most privileged token: lets fuzz cases reach the handlers
-
-
-TlsPair = tuple[Path, Path]  # (certificate, private key)
-
-
-@contextmanager
-def serve_app(app: Any, *, tls: TlsPair | None = None, timeout_s: float = 30.0) -> Iterator[str]:
-    """Run an ASGI app on a free 127.0.0.1 port in a thread (HTTPS with ``tls``); the context yields its URL."""
-    from skyline.serving.server import BackgroundServer
-
-    with BackgroundServer(app, tls=tls, start_timeout_s=timeout_s) as server:
-        yield server.url
-
-
-def _role_tokens(authority: Any) -> dict[str, str]:
-    from skyline.security.rbac import Role
-
-    tokens = {"admin": authority.bootstrap_admin() or authority.issue("root", Role.ADMIN)}
-    for role in Role:
-        if role is not Role.ADMIN:
-            tokens[role.value] = authority.issue(f"{role.value}-1", role)
-    return tokens
-
-
-CLUSTER_RULES: dict[str, Rule | None] = {
+_SERVICES: dict[str, Guard] = {  # a service is a job kind: its replicas are jobs (docs/services.md)
+    "POST /v1/services": Rule("create", "jobs"),
+    "GET /v1/services": Rule("read", "jobs"),
+    "GET /v1/services/{name}": Rule("read", "jobs"),
+    "DELETE /v1/services/{name}": Rule("delete", "jobs"),
+    "POST /v1/services/{name}/scale": Rule("update", "jobs"),
+    "POST /v1/services/{name}/update": Rule("update", "jobs"),
+    "GET /v1/services/{name}/decisions": Rule("read", "jobs"),
+    "GET /v1/services/{name}/metrics": Rule("read", "metrics"),
+}
+CLUSTER_RULES: dict[str, Guard] = {
     "GET /healthz": None,
     "POST /v1/jobs": Rule("create", "jobs"),
     "GET /v1/jobs": Rule("read", "jobs"),
@@ -81,185 +70,180 @@ CLUSTER_RULES: dict[str, Rule | None] = {
     "GET /metrics": Rule("read", "metrics"),
     "POST /v1/tokens": Rule("create", "tokens"),
     "GET /v1/whoami": Rule("read", "jobs"),
+    **_SERVICES,
 }
 
 
+@dataclass(slots=True)
+class _ControlPlane:
+    built: Any  # skyline.cluster.server.Built
+    url: str
+    tokens: dict[str, str]
+
+
 @contextmanager
-def cluster_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
-    """The control plane (skyline.cluster), its loop stopped: the API and store are what is tested."""
+def _control_plane(folder: Path, tls: TlsPair | None) -> Iterator[_ControlPlane]:
+    """A control plane as `build` wires it, its services (gateway, controller, autoscaler) running and
+    its scheduling loop stopped: what is tested is the API and the store. One service, ``svc``, exists,
+    owned by the operator token's subject (no replicas)."""
     try:
         from skyline.cluster.server import ServerConfig, build
+        from skyline.cluster.service_spec import service_from_mapping
     except ImportError as exc:
         raise TargetUnavailableError(f"skyline.cluster has no server yet ({exc})") from exc
     built = build(ServerConfig(state_dir=folder / "cluster", port=0))
     try:
+        tokens = role_tokens(built.authority)
+        spec = service_from_mapping({"name": "svc", "command": "sleep 600", "replicas": 0, "max_replicas": 1})
+        built.store.services.create(spec, owner="operator-1")
+        built.services.start()
         with serve_app(built.app, tls=tls) as url:
-            yield ApiTarget(
-                name="cluster",
-                url=url,
-                tokens=_role_tokens(built.authority),
-                rules=CLUSTER_RULES,
-                path_values={"job_id": "job-missing", "node_id": "node-missing"},
-            )
+            yield _ControlPlane(built, url, tokens)
     finally:
+        built.console.close()  # ends open live streams
+        built.services.stop()  # its gateway's socket included
+        built.control.executor.close()
         built.store.close()
 
 
-SERVING_RULES: dict[str, Rule | None] = {
-    "GET /v2/health/live": None,
-    "GET /v2/health/ready": None,
-    "GET /v2": None,
-    "GET /v2/models/{name}": Rule("read", "models"),
-    "GET /v2/models/{name}/versions/{version}": Rule("read", "models"),
-    "GET /v2/models/{name}/ready": Rule("read", "models"),
-    "GET /v2/models/{name}/versions/{version}/ready": Rule("read", "models"),
-    "POST /v2/models/{name}/infer": Rule("invoke", "models"),
-    "POST /v2/models/{name}/versions/{version}/infer": Rule("invoke", "models"),
-    "POST /v2/repository/index": Rule("read", "repository"),
-    "POST /v2/repository/models/{name}/load": Rule("update", "repository"),
-    "POST /v2/repository/models/{name}/unload": Rule("update", "repository"),
-    "GET /metrics": Rule("read", "metrics"),
+@contextmanager
+def cluster_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
+    """The control plane's API (skyline.cluster): jobs, nodes, tokens, metrics and services."""
+    with _control_plane(folder, tls) as plane:
+        yield ApiTarget(
+            name="cluster",
+            url=plane.url,
+            tokens=plane.tokens,
+            rules=CLUSTER_RULES,
+            path_values={"job_id": "job-missing", "node_id": "node-missing", "name": "svc"},
+        )
+
+
+CONSOLE_RULES: dict[str, Guard] = {
+    "GET /ui/login": None,
+    "POST /ui/login": SIGN_IN,
+    "POST /ui/logout": None,  # signing out needs nothing (with a session, its CSRF token)
+    "GET /ui/static/{name}": None,
+    "GET /ui/vendor/{name}": None,
+    "GET /ui/events": (Rule("read", "jobs"), Rule("read", "nodes"), Rule("read", "metrics")),
+    "GET /ui/": Rule("read", "nodes"),
+    "GET /ui/jobs": Rule("read", "jobs"),
+    "POST /ui/jobs": Rule("create", "jobs"),
+    "GET /ui/jobs/{job_id}": Rule("read", "jobs"),
+    "GET /ui/jobs/{job_id}/logs/stream": Rule("read", "jobs"),
+    "POST /ui/jobs/{job_id}/cancel": Rule("delete", "jobs"),
+    "GET /ui/nodes": Rule("read", "nodes"),
+    "GET /ui/nodes/{node_id}": (Rule("read", "nodes"), Rule("read", "metrics")),
+    "GET /ui/scheduling": Rule("read", "jobs"),
+    "GET /ui/models": Rule("read", "repository"),
+    "GET /ui/audit": Rule("read", "audit"),
+}
+# What the console's routes read beyond their path (query strings, form fields, headers): they parse
+# them themselves, so its generated document lacks them; they are added for the fuzzer.
+CONSOLE_INPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "GET /ui/jobs": ("query", ("status", "tier", "user", "before", "after")),
+    "POST /ui/jobs": (
+        "form",
+        ("command", "name", "kind", "cpus", "gpus", "memory_mib", "replicas", "priority", "tier"),
+    ),
+    "POST /ui/login": ("form", ("token", "next")),
+    "GET /ui/events": ("header", ("last-event-id",)),
+    "GET /ui/jobs/{job_id}/logs/stream": ("header", ("last-event-id",)),
 }
 
 
+_ID_INPUTS = frozenset({"before", "after", "last-event-id"})  # row ids: any integer, huge ones included
+
+
+def console_document(app: Any) -> dict[str, Any]:
+    """An OpenAPI document of the console mounted at ``/ui`` of ``app`` (it serves none), with
+    `CONSOLE_INPUTS`: its routes come from the app itself, so a new page cannot go unclassified."""
+    from fastapi.openapi.utils import get_openapi
+    from starlette.routing import Mount
+
+    ui: Any = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "/ui")  # a FastAPI app
+    document = get_openapi(title="skyline console", version="1", routes=ui.routes)
+    document["paths"] = {"/ui" + path: ops for path, ops in document["paths"].items()}
+    for key, (where, names) in CONSOLE_INPUTS.items():
+        method, path = key.split(" ", 1)
+        op = document["paths"][path][method.lower()]
+        types = {n: {"type": "integer" if n in _ID_INPUTS else "string"} for n in names}
+        if where == "form":
+            fields = {"type": "object", "properties": types}
+            op["requestBody"] = {"content": {"application/x-www-form-urlencoded": {"schema": fields}}}
+        else:
+            params = [{"name": n, "in": where, "required": False, "schema": types[n]} for n in names]
+            op["parameters"] = [*op.get("parameters", []), *params]
+    return document
+
+
+def console_credentials(token: str | None) -> dict[str, str]:
+    """A signed-in browser's headers: the session cookie and the page's CSRF token."""
+    from skyline.cluster.console.session import COOKIE, CSRF_HEADER, csrf_for
+
+    return {} if token is None else {"Cookie": f"{COOKIE}={token}", CSRF_HEADER: csrf_for(token)}
+
+
 @contextmanager
-def serving_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
-    """The inference server (skyline.serving) over a one-model repository (a small ONNX MLP)."""
-    try:
-        from skyline.security.tokens import TokenAuthority
-        from skyline.serving.app import MAX_BODY_BYTES, create_app
-        from skyline.serving.repository import ModelRepository
-        from skyline.serving.samples import write_mlp_onnx
-    except ImportError as exc:
-        raise TargetUnavailableError(f"skyline.serving has no app yet ({exc})") from exc
-    root = folder / "serving" / "repo"
-    root.mkdir(parents=True, exist_ok=True)
-    repo = ModelRepository(root)
-    repo.add(write_mlp_onnx(folder / "serving" / "mlp.onnx"), name="mlp", version=1)
-    authority = TokenAuthority(folder / "serving" / "tokens.json")
-    with serve_app(create_app(repo, authority=authority, cores=1), tls=tls) as url:
+def console_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
+    """The web console (skyline.cluster.console) at ``/ui`` of a control plane."""
+    with _control_plane(folder, tls) as plane:
+        plane.built.console.feed.lifetime_s = (
+            1.0  # a live stream then ends, so a fuzzed one is answered whole
+        )
         yield ApiTarget(
-            name="serving",
-            url=url,
-            tokens=_role_tokens(authority),
-            rules=SERVING_RULES,
+            name="console",
+            url=plane.url,
+            tokens=plane.tokens,
+            rules=CONSOLE_RULES,
+            path_values={"job_id": "job-missing", "node_id": "node-missing", "name": "console.css"},
+            document=console_document(plane.built.app),
+            credentials=console_credentials,
+            sign_in="/ui/login",
+        )
+
+
+@contextmanager
+def gateway_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
+    """The services' gateway (skyline.cluster.gateway) in front of an inference server, for a service with
+    ``routing.auth``: every path of the service needs ``invoke`` on its model. A second service,
+    ``mlp-limited``, also has a per-token rate limit of 5 requests/s."""
+    try:
+        import httpx
+
+        from skyline.cluster.gateway import Gateway
+        from skyline.cluster.gateway_http import MAX_BODY_BYTES
+        from skyline.cluster.gateway_routing import EndpointInfo
+        from skyline.cluster.service_spec import RoutingSpec
+        from skyline.security.tokens import TokenAuthority
+        from skyline.serving.app import create_app
+    except ImportError as exc:
+        raise TargetUnavailableError(f"skyline.cluster has no gateway yet ({exc})") from exc
+    repo = mlp_repository(folder / "gateway")
+    authority = TokenAuthority(folder / "gateway" / "tokens.json")
+    # The replica as a service runs it: `skyline serve --insecure-no-auth-local-only` on loopback.
+    with serve_app(create_app(repo, cores=1)) as replica, Gateway(authority=authority, tls=tls) as gateway:
+        ready = [EndpointInfo(id="replica-1", host="127.0.0.1", port=int(replica.rsplit(":", 1)[1]))]
+        gateway.publish("mlp", RoutingSpec(auth=True), ready, model="mlp")
+        gateway.publish("mlp-limited", RoutingSpec(auth=True, rate_limit_per_s=5.0), ready, model="mlp")
+        paths = httpx.get(f"{replica}/openapi.json", timeout=30).json()["paths"]
+        yield ApiTarget(
+            name="gateway",
+            url=f"{gateway.url}/services/mlp",
+            tokens=role_tokens(authority),
+            rules={f"{m.upper()} {p}": Rule("invoke", "models") for p, ops in paths.items() for m in ops},
             path_values={"name": "mlp", "version": "1"},
             body_limit_bytes=MAX_BODY_BYTES,
+            rate_limit=RateLimit("GET /v2/health/live", 5.0, 10, url=f"{gateway.url}/services/mlp-limited"),
         )
-
-
-EDGE_RULES: dict[str, Rule | None] = {
-    **SERVING_RULES,  # the edge cloud IS the inference server, plus the edge's routers
-    "GET /health": None,
-    "POST /v1/uplink": Rule("create", "uplink"),
-    "POST /v1/echo": Rule("read", "uplink"),
-    "POST /v1/telemetry": Rule("create", "metrics"),
-    "GET /v1/telemetry": Rule("read", "metrics"),
-    "GET /v1/repository/{model}": Rule("read", "repository"),
-    "GET /v1/repository/{model}/{version}": Rule("read", "repository"),
-    "GET /v1/repository/{model}/{version}/{filename}": Rule("read", "repository"),
-    "GET /v1/split/{name}/{version}/profile": Rule("invoke", "models"),
-    "POST /v1/split/{name}/{version}/{partition}": Rule("invoke", "models"),
-    "GET /v1/fleet/agents/{agent}/models/{model}": Rule("read", "repository"),
-    "GET /v1/fleet": Rule("read", "metrics"),
-    "POST /v1/rollouts": Rule("update", "repository"),
-    "GET /v1/rollouts": Rule("read", "metrics"),
-    "GET /v1/rollouts/{rollout_id}": Rule("read", "metrics"),
-}
-
-
-@contextmanager
-def edge_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
-    """The edge cloud (skyline.edge.cloud: the inference server + uplink, repository, split, fleet routes)
-    over a repository with one signed, splittable model."""
-    try:
-        from skyline.edge.cloud import CloudConfig, EdgeCloud
-        from skyline.edge.publish import publish_model
-        from skyline.security.signing import generate_signing_keys
-        from skyline.security.tokens import TokenAuthority
-        from skyline.serving.app import MAX_BODY_BYTES
-        from skyline.testing.edge import constant_classifier
-    except ImportError as exc:
-        raise TargetUnavailableError(f"skyline.edge has no cloud yet ({exc})") from exc
-    private, public = generate_signing_keys(folder / "edge" / "k.key", folder / "edge" / "k.pub")
-    publish_model(
-        constant_classifier((8,), label=1), (8,), root=folder / "edge" / "repo", name="digits", version=1,
-        private_key=private, split=True,
-    )  # fmt: skip
-    authority = TokenAuthority(folder / "edge" / "tokens.json")
-    config = CloudConfig(
-        repository=folder / "edge" / "repo", tokens=folder / "edge" / "tokens.json",
-        ingest=folder / "edge" / "ingest.db", public_key=public, port=0, tls=tls,
-    )  # fmt: skip
-    with EdgeCloud(config, authority=authority) as cloud:
-        yield ApiTarget(
-            name="edge",
-            url=cloud.url,
-            tokens=_role_tokens(authority),
-            rules=EDGE_RULES,
-            path_values={
-                "name": "digits",
-                "model": "digits",
-                "version": "1",
-                "filename": "model.onnx",
-                "partition": "1",
-                "agent": "edge-1",
-                "rollout_id": "1",
-            },
-            body_limit_bytes=MAX_BODY_BYTES,
-        )
-
-
-class TargetFactory(Protocol):
-    def __call__(self, folder: Path, tls: TlsPair | None = None) -> AbstractContextManager[ApiTarget]: ...
-
-
-EDGE_AGENT_RULES: dict[str, Rule | None] = {
-    "GET /health": None,
-    "GET /v1/status": Rule("read", "metrics"),
-    "POST /v2/models/{name}/infer": Rule("invoke", "models"),
-    "POST /v1/labels": Rule("invoke", "models"),
-}
-
-
-@contextmanager
-def edge_agent_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
-    """The edge agent's local API (skyline.edge.agent_app), its model synced (signed) from an edge cloud."""
-    try:
-        from skyline.edge.agent import AgentConfig, EdgeAgent
-        from skyline.edge.agent_app import create_agent_app
-        from skyline.security.http import DEFAULT_MAX_BODY_BYTES
-        from skyline.security.tokens import TokenAuthority
-    except ImportError as exc:
-        raise TargetUnavailableError(f"skyline.edge has no agent app yet ({exc})") from exc
-    with edge_target(folder / "cloud") as cloud:
-        config = AgentConfig(
-            cloud_url=cloud.url,
-            token=cloud.tokens["edge"],
-            model="digits",
-            store=folder / "agent",
-            public_key=folder / "cloud" / "edge" / "k.pub",
-        )
-        agent = EdgeAgent(config)  # its loops are not started: stop() only closes its clients and store
-        try:
-            agent.refresh_model()
-            authority = TokenAuthority(folder / "agent-tokens.json")
-            with serve_app(create_agent_app(agent, authority=authority), tls=tls) as url:
-                yield ApiTarget(
-                    name="edge-agent",
-                    url=url,
-                    tokens=_role_tokens(authority),
-                    rules=EDGE_AGENT_RULES,
-                    path_values={"name": "digits"},
-                    body_limit_bytes=DEFAULT_MAX_BODY_BYTES,
-                )
-        finally:
-            agent.stop()
 
 
 TARGETS: dict[str, TargetFactory] = {
     "cluster": cluster_target,
+    "console": console_target,
+    "gateway": gateway_target,
     "serving": serving_target,
+    "llm": llm_target,
     "edge": edge_target,
     "edge-agent": edge_agent_target,
 }
