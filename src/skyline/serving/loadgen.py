@@ -15,6 +15,7 @@ import re
 import ssl
 import time
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -129,36 +130,81 @@ async def _closed_worker(
     await conn.close()
 
 
-async def _open_loop(
-    conns: list[HttpConnection], path: str, body: bytes, headers: dict[str, str], rate: float,
-    duration_s: float, log: list[Any],
-) -> None:  # fmt: skip
-    idle: asyncio.Queue[HttpConnection] = asyncio.Queue()
-    for conn in conns:
-        idle.put_nowait(conn)
+class ConnectionPool:
+    """Idle keep-alive connections; a new one while fewer than ``limit`` exist, else wait for one back."""
+
+    def __init__(self, url: str, limit: int, ssl_context: ssl.SSLContext | None = None) -> None:
+        if limit < 1:
+            raise ConfigError(f"a connection pool needs at least one connection, got {limit}")
+        self.url, self.limit, self._ssl = url, limit, ssl_context
+        self._idle: asyncio.Queue[HttpConnection] = asyncio.Queue()
+        self._all: list[HttpConnection] = []
+
+    async def get(self) -> HttpConnection:
+        if self._idle.empty() and len(self._all) < self.limit:
+            conn = HttpConnection(self.url, self._ssl)
+            self._all.append(conn)
+            return conn
+        return await self._idle.get()
+
+    def put(self, conn: HttpConnection) -> None:
+        self._idle.put_nowait(conn)
+
+    async def close(self) -> None:
+        for conn in self._all:
+            await conn.close()
+
+
+def poisson_arrivals(
+    rates_rps: Sequence[float], step_s: float, start: float, rng: random.Random
+) -> Iterator[float]:
+    """Poisson arrival times (``perf_counter`` seconds) at ``rates_rps[i]`` during step ``i``."""
+    for step, rate in enumerate(rates_rps):
+        due, end = start + step * step_s, start + (step + 1) * step_s
+        while rate > 0:
+            due += rng.expovariate(rate)
+            if due >= end:
+                break
+            yield due
+
+
+async def open_loop(
+    pool: ConnectionPool,
+    *,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    rates_rps: Sequence[float],
+    step_s: float,
+    seed: int = 0,
+) -> list[tuple[float, float, int]]:
+    """Requests at Poisson arrivals whose rate follows ``rates_rps`` (one rate per ``step_s``): each as
+    (seconds into the run it was due, latency in seconds counted from then, status; 599 = connection broke).
+    """
+    if step_s <= 0 or any(r < 0 for r in rates_rps):
+        raise ConfigError(f"an open loop needs step_s > 0 and rates >= 0, got {step_s} and {list(rates_rps)}")
+    log: list[tuple[float, float, int]] = []
+    start = time.perf_counter()
 
     async def one(due: float) -> None:
-        conn = await idle.get()
+        conn = await pool.get()
         try:
             status, _ = await conn.request("POST", path, body, headers)
         except UnavailableError:
             status = 599
         finally:
-            idle.put_nowait(conn)
-        log.append((time.perf_counter() - due, status))
+            pool.put(conn)
+        log.append((due - start, time.perf_counter() - due, status))
 
-    rng, tasks = random.Random(0), []
-    start = time.perf_counter()
-    due = start
-    while due < start + duration_s:
-        due += rng.expovariate(rate)
+    tasks: list[asyncio.Task[None]] = []
+    for due in poisson_arrivals(rates_rps, step_s, start, random.Random(seed)):
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+        tasks = [t for t in tasks if not t.done()] if len(tasks) > 1000 else tasks
         tasks.append(asyncio.create_task(one(due)))
     await asyncio.gather(*tasks)
-    for conn in conns:
-        await conn.close()
+    return log
 
 
 _METRIC = re.compile(
@@ -210,14 +256,19 @@ async def run_load(
         )
     sent_headers = {"content-type": "application/json", **(headers or {})}
     before = await scrape_batches(url, model, headers, ssl_context) if model else None
-    conns = [HttpConnection(url, ssl_context) for _ in range(concurrency)]
     log: list[tuple[float, int]] = []
     cpu0, start = time.process_time(), time.perf_counter()
     if rate_per_s is None:
         stop_at = start + duration_s
+        conns = [HttpConnection(url, ssl_context) for _ in range(concurrency)]
         await asyncio.gather(*(_closed_worker(c, path, body, sent_headers, stop_at, log) for c in conns))
     else:
-        await _open_loop(conns, path, body, sent_headers, rate_per_s, duration_s, log)
+        pool = ConnectionPool(url, concurrency, ssl_context)
+        sent = await open_loop(
+            pool, path=path, body=body, headers=sent_headers, rates_rps=[rate_per_s], step_s=duration_s
+        )
+        await pool.close()
+        log = [(latency, status) for _, latency, status in sent]
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
     after = await scrape_batches(url, model, headers, ssl_context) if model else None
     batch_mean = None
