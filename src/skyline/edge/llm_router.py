@@ -103,9 +103,11 @@ class LLMRouter:
 
     def choose(self, body: dict[str, Any]) -> str:
         """``edge`` or ``cloud`` for this request body."""
-        tokens = int(
-            body.get("max_tokens") or body.get("max_completion_tokens") or self.config.default_max_tokens
-        )
+        asked = body.get("max_tokens") or body.get("max_completion_tokens")
+        # Only to estimate: an invalid value is the LLM server's to refuse (4xx), not a reason to fail here.
+        tokens = self.config.default_max_tokens
+        if isinstance(asked, int) and not isinstance(asked, bool) and 0 < asked < 2**31:
+            tokens = asked
         here, cloud = self.estimates_ms(tokens)
         if self.local.ms_per_token is None:
             return "edge"  # measure both ways before trusting either
@@ -212,7 +214,7 @@ def add_llm_routes(app: FastAPI, router: LLMRouter, invoke: Any) -> None:
     async def route(request: Request, path: str) -> Response:
         try:
             body = json.loads(await request.body())
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python recurses
             raise ConfigError("the body is not JSON; send an OpenAI chat or completion request") from None
         if not isinstance(body, dict):
             raise ConfigError("the body must be a JSON object (an OpenAI chat or completion request)")
