@@ -65,7 +65,7 @@ def test_role_by_endpoint_matrix(target: ApiTarget) -> None:
 
 def test_fuzzing_gets_no_server_error(target: ApiTarget) -> None:
     totals = fuzz(target, requests=FUZZ_REQUESTS, seed=1, examples_per_run=4)
-    assert totals.tried >= FUZZ_REQUESTS
+    assert totals.tried >= FUZZ_REQUESTS and len(totals.fuzzed) == totals.operations  # every operation
     unexpected = {op for op in totals.errors_by_operation if (target.name, op) not in KNOWN_SERVER_ERRORS}
     assert unexpected == set(), "\n".join(totals.server_errors)
     assert totals.refused > 0  # anonymous and invalid cases were among them
@@ -159,6 +159,18 @@ def test_a_services_env_values_are_shown_to_no_role(target: ApiTarget) -> None:
     for role, token in target.tokens.items():
         for path in ("/v1/services", "/v1/services/with-secret"):
             assert secret not in httpx.get(target.url + path, headers=bearer(token), timeout=30).text, role
+
+
+@pytest.mark.parametrize("target", ["edge-agent"], indirect=True)
+def test_the_edge_agents_llm_router_leaves_bad_token_counts_to_the_llm_server(target: ApiTarget) -> None:
+    # The router estimated each way's time with int(max_tokens): a string or a 400-digit number was a 500.
+    invoker = target.credentials(target.tokens["invoker"])
+    chat = {"model": target.body_values["model"], "messages": [{"role": "user", "content": "Hi"}]}
+    for bad in ("many", [3], 10**400):
+        answer = httpx.post(
+            f"{target.url}/v1/chat/completions", json={**chat, "max_tokens": bad}, headers=invoker
+        )
+        assert 400 <= answer.status_code < 500, (bad, answer.text)
 
 
 def test_the_gateway_keeps_a_token_it_checked_from_the_replica(tmp_path: Path) -> None:

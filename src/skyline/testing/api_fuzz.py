@@ -33,6 +33,7 @@ class FuzzTotals:
     unavailable: list[str] = field(default_factory=list)  # the same for 503 answers (first 5)
     errors_by_operation: Counter[str] = field(default_factory=Counter)  # "METHOD /path/{template}" → 5xx
     operations: int = 0
+    fuzzed: set[str] = field(default_factory=set)  # the operations at least one request went to
 
     @property
     def refused(self) -> int:
@@ -45,6 +46,7 @@ class FuzzTotals:
     def record(self, case: Any, status: int, text: str) -> None:
         self.tried += 1
         self.statuses[status] += 1
+        self.fuzzed.add(f"{case.method.upper()} {case.path}")
         sample = f"{case.method} {case.formatted_path} → {status}: {text[:200]}"
         if status == 503 and len(self.unavailable) < 5:
             self.unavailable.append(sample)
@@ -60,6 +62,7 @@ class FuzzTotals:
             "server_errors_5xx": self.server_error_count,
             "unavailable_503": self.statuses.get(503, 0),
             "operations": self.operations,
+            "operations_fuzzed": len(self.fuzzed),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "server_errors_by_operation": dict(self.errors_by_operation),
             "server_error_samples": self.server_errors[:20],
@@ -103,7 +106,8 @@ def _send_cases(target: ApiTarget, totals: FuzzTotals, strategy: Any, *, pin_bod
             case.body.update(target.body_values)
         headers = target.credentials(_caller(target, totals.tried))
         response = case.call(base_url=target.url, headers=headers, timeout=60)
-        totals.record(case, response.status_code, response.text)
+        # Binary answers (OIP's binary tensors) are not UTF-8: a sample only needs to be readable.
+        totals.record(case, response.status_code, response.content.decode("utf-8", "replace"))
 
     send()
 
@@ -113,8 +117,10 @@ def fuzz(
 ) -> FuzzTotals:
     """Schemathesis cases for every operation, round-robin, until ``requests`` requests were sent.
 
-    Cases alternate between valid (by the schema) and invalid ones (``negative``); statuses are counted
-    and 5xx answers kept as samples. Generation, not the server, dominates the time.
+    A round draws up to ``examples_per_run`` cases (fewer when the budget is small, so that a round
+    reaches every operation) per operation and variant: valid cases for every operation first, then
+    invalid ones (``negative``), each with its path values and body fields pinned to real ones and free.
+    Statuses are counted and 5xx answers kept as samples. Generation, not the server, dominates the time.
     """
     import schemathesis
     from hypothesis.errors import Unsatisfiable
@@ -125,27 +131,36 @@ def fuzz(
     modes = [schemathesis.GenerationMode.POSITIVE]
     if negative:
         modes.append(schemathesis.GenerationMode.NEGATIVE)
+    # Free path parameters mostly hit 404s; pinning them to real names (a served model, an existing
+    # job) — and a body's fields to the served model's — drives the generated bodies and queries into
+    # the handlers themselves.
+    pins = [_pins(target, document, op) for op in ops]
+    runs = [
+        (index, mode, pinned)
+        for mode in modes
+        for pinned in (True, False)
+        for index in range(len(ops))
+        if not pinned or any(pins[index])
+    ]
+    per_run = max(1, min(examples_per_run, requests // len(runs)))
     impossible: set[tuple[int, str, bool]] = set()  # (operation, mode, pinned) with nothing to generate
     round_no = 0
     while totals.tried < requests:
         before = totals.tried
-        for index, op in enumerate(ops):
-            # Free path parameters mostly hit 404s; pinning them to real names (a served model, an
-            # existing job) — and a body's fields to the served model's — drives the generated bodies
-            # and queries into the handlers themselves.
-            path_pins, pin_body = _pins(target, document, op)
-            pinnings = [False, True] if path_pins or pin_body else [False]
-            for mode, pinned in [(m, p) for m in modes for p in pinnings]:
-                if (index, mode.value, pinned) in impossible or totals.tried >= requests:
-                    continue
-                strategy = op.as_strategy(generation_mode=mode, path_parameters=path_pins if pinned else None)
-                try:
-                    _send_cases(
-                        target, totals, strategy, pin_body=pinned and pin_body, examples=examples_per_run,
-                        seed=seed * 1_000_003 + round_no * 1_009 + index,
-                    )  # fmt: skip
-                except Unsatisfiable:
-                    impossible.add((index, mode.value, pinned))
+        for index, mode, pinned in runs:
+            if (index, mode.value, pinned) in impossible or totals.tried >= requests:
+                continue
+            path_pins, pin_body = pins[index]
+            strategy = ops[index].as_strategy(
+                generation_mode=mode, path_parameters=path_pins if pinned else None
+            )
+            try:
+                _send_cases(
+                    target, totals, strategy, pin_body=pinned and pin_body, examples=per_run,
+                    seed=seed * 1_000_003 + round_no * 1_009 + index,
+                )  # fmt: skip
+            except Unsatisfiable:
+                impossible.add((index, mode.value, pinned))
         round_no += 1
         if totals.tried == before:
             break  # nothing left to generate: report what was tried

@@ -4,6 +4,7 @@ edge agent's local API, its model synced (signed) from that cloud."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from skyline.testing.api_target import (
     role_tokens,
     serve_app,
 )
+from skyline.testing.api_targets_llm import OPENAI_BODIES, TINY_NAME, tiny_llm_server, with_openai_bodies
 from skyline.testing.api_targets_serving import SERVING_RULES
 
 __all__ = ["EDGE_AGENT_RULES", "EDGE_RULES", "edge_agent_target", "edge_target"]
@@ -88,20 +90,24 @@ EDGE_AGENT_RULES: dict[str, Rule | None] = {
     "GET /v1/status": Rule("read", "metrics"),
     "POST /v2/models/{name}/infer": Rule("invoke", "models"),
     "POST /v1/labels": Rule("invoke", "models"),
+    "POST /v1/chat/completions": Rule("invoke", "models"),  # its LLM router (``skyline edge run --llm``)
+    "POST /v1/completions": Rule("invoke", "models"),
 }
 
 
 @contextmanager
 def edge_agent_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
-    """The edge agent's local API (skyline.edge.agent_app), its model synced (signed) from an edge cloud."""
+    """The edge agent's local API (skyline.edge.agent_app), its model synced (signed) from an edge cloud,
+    with its LLM routes: a router whose edge and cloud ways are one small LLM server."""
     try:
         from skyline.edge.agent import AgentConfig, EdgeAgent
         from skyline.edge.agent_app import create_agent_app
+        from skyline.edge.llm_router import LLMRouteConfig, LLMRouter
         from skyline.security.http import DEFAULT_MAX_BODY_BYTES
         from skyline.security.tokens import TokenAuthority
     except ImportError as exc:
         raise TargetUnavailableError(f"skyline.edge has no agent app yet ({exc})") from exc
-    with edge_target(folder / "cloud") as cloud:
+    with edge_target(folder / "cloud") as cloud, tiny_llm_server(folder / "llm") as llm:
         config = AgentConfig(
             cloud_url=cloud.url,
             token=cloud.tokens["edge"],
@@ -113,14 +119,18 @@ def edge_agent_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiT
         try:
             agent.refresh_model()
             authority = TokenAuthority(folder / "agent-tokens.json")
-            with serve_app(create_agent_app(agent, authority=authority), tls=tls) as url:
+            router = LLMRouter(LLMRouteConfig(local_url=llm.url, cloud_url=llm.url, cloud_model=TINY_NAME))
+            app = create_agent_app(agent, authority=authority, llm=router)
+            with serve_app(app, tls=tls) as url:
                 yield ApiTarget(
                     name="edge-agent",
                     url=url,
                     tokens=role_tokens(authority),
                     rules=EDGE_AGENT_RULES,
                     path_values={"name": "digits"},
+                    body_values={"model": TINY_NAME},
                     body_limit_bytes=DEFAULT_MAX_BODY_BYTES,
+                    document=with_openai_bodies(copy.deepcopy(app.openapi()), OPENAI_BODIES),
                 )
         finally:
             agent.stop()

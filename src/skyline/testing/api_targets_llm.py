@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from skyline.testing.api_target import (
     ApiTarget,
@@ -22,7 +23,15 @@ from skyline.testing.api_target import (
     role_tokens,
 )
 
-__all__ = ["LLM_RULES", "llm_target", "tiny_llm"]
+__all__ = [
+    "LLM_RULES",
+    "OPENAI_BODIES",
+    "TINY_NAME",
+    "llm_target",
+    "tiny_llm",
+    "tiny_llm_server",
+    "with_openai_bodies",
+]
 
 LLM_RULES: dict[str, Rule | None] = {
     "GET /health": None,
@@ -33,6 +42,7 @@ LLM_RULES: dict[str, Rule | None] = {
     "GET /v1/models/{model}": Rule("read", "models"),
     "GET /metrics": Rule("read", "metrics"),
 }
+TINY_NAME = "tiny-llm"  # the name the server answers to (its folder's)
 RATE_PER_S = 20.0  # per token: generous for an LLM, low enough that a burst test trips it at once
 _TINY = {
     "hidden_size": 64,
@@ -66,31 +76,60 @@ def tiny_llm(folder: Path) -> Path:
 
 
 @contextmanager
+def tiny_llm_server(
+    folder: Path,
+    *,
+    tokens: Path | None = None,
+    tls: TlsPair | None = None,
+    rate_limit_per_s: float | None = None,
+) -> Iterator[Any]:
+    """`skyline llm serve`'s runner over `tiny_llm` on a free loopback port (no ``tokens``: open, as the
+    edge agent runs its own); yields the running `BackgroundServer`."""
+    from skyline.llm.engine import EngineConfig
+    from skyline.llm.server import LLMServerConfig, running_server
+
+    model = tiny_llm(folder / TINY_NAME)
+    config = LLMServerConfig(
+        engine=EngineConfig(model=str(model), threads=1, kv_blocks=128, max_num_seqs=8),
+        port=0, tokens=tokens, tls=tls, rate_limit_per_s=rate_limit_per_s,
+    )  # fmt: skip
+    with running_server(config) as server:
+        yield server
+
+
+def with_openai_bodies(document: dict[str, Any], paths: dict[str, str]) -> dict[str, Any]:
+    """``document`` with the OpenAI request bodies (`skyline.llm.api_protocol`) declared on ``paths``
+    ({"/v1/completions": "CompletionRequest", ...}): routes that parse their bodies themselves declare none."""
+    from skyline.llm.api_protocol import openapi_components
+
+    document.setdefault("components", {}).setdefault("schemas", {}).update(openapi_components())
+    for path, schema in paths.items():
+        ref = {"$ref": f"#/components/schemas/{schema}"}
+        document["paths"][path]["post"]["requestBody"] = {"content": {"application/json": {"schema": ref}}}
+    return document
+
+
+OPENAI_BODIES = {"/v1/chat/completions": "ChatCompletionRequest", "/v1/completions": "CompletionRequest"}
+
+
+@contextmanager
 def llm_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
     """`skyline llm serve` (its `running_server`) with tokens and a rate limit of 20 requests/s per token."""
     try:
         from skyline.llm.api import DEFAULT_MAX_BODY_BYTES
-        from skyline.llm.engine import EngineConfig
-        from skyline.llm.server import LLMServerConfig, running_server
         from skyline.security.tokens import TokenAuthority
     except ImportError as exc:
         raise TargetUnavailableError(f"skyline.llm has no server yet ({exc})") from exc
-    model = tiny_llm(folder / "tiny-llm")
     tokens = folder / "llm-tokens.json"
-    authority = TokenAuthority(tokens)
-    issued = role_tokens(authority)
-    config = LLMServerConfig(
-        engine=EngineConfig(model=str(model), threads=1, kv_blocks=128, max_num_seqs=8),
-        port=0, tokens=tokens, tls=tls, rate_limit_per_s=RATE_PER_S,
-    )  # fmt: skip
-    with running_server(config) as server:
+    issued = role_tokens(TokenAuthority(tokens))
+    with tiny_llm_server(folder, tokens=tokens, tls=tls, rate_limit_per_s=RATE_PER_S) as server:
         yield ApiTarget(
             name="llm",
             url=server.url,
             tokens=issued,
             rules=LLM_RULES,
-            path_values={"model": model.name},
-            body_values={"model": model.name},
+            path_values={"model": TINY_NAME},
+            body_values={"model": TINY_NAME},
             body_limit_bytes=DEFAULT_MAX_BODY_BYTES,
             rate_limit=RateLimit("GET /v1/models", RATE_PER_S, round(2 * RATE_PER_S)),
         )
