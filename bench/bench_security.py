@@ -141,7 +141,8 @@ def _totals(tested: list[dict[str, Any]]) -> dict[str, Any]:
     def total(key: str) -> int:
         return sum(a[key] if isinstance(a[key], int) else len(a[key]) for a in tested)
 
-    keys = ["requests_tried", "refused_4xx", "server_errors_5xx", "unavailable_503", "matrix_cases"]
+    keys = ["operations", "operations_fuzzed", "requests_tried", "refused_4xx", "server_errors_5xx"]
+    keys += ["unavailable_503", "matrix_cases"]
     keys += ["matrix_mismatches", "abusive_bodies_sent", "abusive_bodies_accepted", "abusive_bodies_5xx"]
     keys += ["malformed_http_sent", "malformed_http_5xx"]
     limits = [a["rate_limit"] for a in tested if a["rate_limit"] is not None]
