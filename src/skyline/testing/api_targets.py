@@ -188,9 +188,8 @@ def console_credentials(token: str | None) -> dict[str, str]:
 def console_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
     """The web console (skyline.cluster.console) at ``/ui`` of a control plane."""
     with _control_plane(folder, tls) as plane:
-        plane.built.console.feed.lifetime_s = (
-            1.0  # a live stream then ends, so a fuzzed one is answered whole
-        )
+        # A live stream then ends within a second, so that a fuzzed one is answered whole.
+        plane.built.console.feed.lifetime_s = 1.0
         yield ApiTarget(
             name="console",
             url=plane.url,
