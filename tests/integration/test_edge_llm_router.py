@@ -27,9 +27,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def routed(
     make_native_engine: Callable[..., Any],  # noqa: F811 - the fixture imported above
     tmp_path: Path,
-) -> Iterator[tuple[str, dict[str, str], Any, LLMRouter]]:
+) -> Iterator[tuple[str, dict[str, str], Any, LLMRouter, dict[str, str]]]:
     tokens = TokenAuthority(tmp_path / "tokens.json")
     headers = {"authorization": f"Bearer {tokens.issue('app', Role.INVOKER)}"}
+    other_model = {"authorization": f"Bearer {tokens.issue('other', Role.INVOKER, models=['mlp'])}"}
     with (
         running_server(LLMServerConfig(port=0), engine=make_native_engine()) as cloud,
         running_server(LLMServerConfig(port=0), engine=make_native_engine(quant="int8")) as local,
@@ -41,7 +42,7 @@ def routed(
         install_error_handlers(app)
         add_llm_routes(app, router, Depends(require(tokens, "invoke", "models")))
         with BackgroundServer(app) as agent:
-            yield agent.url, headers, cloud, router
+            yield agent.url, headers, cloud, router, other_model
 
 
 def _chat(url: str, headers: dict[str, str], max_tokens: int, **extra: Any) -> httpx.Response:
@@ -54,10 +55,11 @@ def _chat(url: str, headers: dict[str, str], max_tokens: int, **extra: Any) -> h
 
 
 def test_requests_go_the_faster_way_and_the_edge_answers_when_the_cloud_is_gone(
-    routed: tuple[str, dict[str, str], Any, LLMRouter],
+    routed: tuple[str, dict[str, str], Any, LLMRouter, dict[str, str]],
 ) -> None:
-    url, headers, cloud, router = routed
+    url, headers, cloud, router, other_model = routed
     assert httpx.post(f"{url}/v1/chat/completions", json={}).status_code == 401  # the agent's tokens
+    assert _chat(url, other_model, 4).status_code == 403  # a token scoped to another model
     first, second = _chat(url, headers, 4), _chat(url, headers, 4)
     assert (first.headers[ANSWERED_BY], second.headers[ANSWERED_BY]) == ("edge", "cloud")  # both measured
     assert (

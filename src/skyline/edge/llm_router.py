@@ -29,6 +29,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 
 from skyline.errors import ConfigError
+from skyline.security.rbac import Principal, authorize
 
 ANSWERED_BY = "x-skyline-answered-by"
 _FORWARDED = ("content-type", "cache-control")
@@ -211,7 +212,8 @@ def add_llm_routes(app: FastAPI, router: LLMRouter, invoke: Any) -> None:
     """``POST /v1/chat/completions`` and ``/v1/completions`` on ``app``, routed by ``router`` (a token that
     invokes models); the routed server's errors (4xx JSON) are passed through as they are."""
 
-    async def route(request: Request, path: str) -> Response:
+    async def route(request: Request, path: str, who: Principal) -> Response:
+        authorize(who, "invoke", "models", model=router.config.cloud_model)  # the token's model scope
         try:
             body = json.loads(await request.body())
         except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python recurses
@@ -228,13 +230,13 @@ def add_llm_routes(app: FastAPI, router: LLMRouter, invoke: Any) -> None:
         content = await _read_all(router, response, way, started)
         return Response(content, status_code=response.status_code, headers=headers)
 
-    @app.post("/v1/chat/completions", dependencies=[invoke])
-    async def chat(request: Request) -> Response:
-        return await route(request, "/v1/chat/completions")
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request, who: Principal = invoke) -> Response:
+        return await route(request, "/v1/chat/completions", who)
 
-    @app.post("/v1/completions", dependencies=[invoke])
-    async def completions(request: Request) -> Response:
-        return await route(request, "/v1/completions")
+    @app.post("/v1/completions")
+    async def completions(request: Request, who: Principal = invoke) -> Response:
+        return await route(request, "/v1/completions", who)
 
 
 @asynccontextmanager

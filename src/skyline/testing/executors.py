@@ -176,6 +176,7 @@ def local_harness(state_dir: Path) -> Iterator[ExecutorHarness]:
             _wait(lambda: len(built.store.nodes.find(alive_only=True)) == len(NODES), "agents registered")
             yield harness
     finally:
+        built.services.stop()
         built.control.executor.close()
         built.store.close()
 
