@@ -84,6 +84,7 @@ def _replica_pids(harness: ExecutorHarness, folder: Path, job_id: str) -> list[i
 
     return list(wait_until(both))
 
+
 def test_start_records_the_gang_where_the_policy_placed_it(harness: ExecutorHarness) -> None:
     record = harness.submit("true")
     harness.start(record, NODES)

@@ -158,7 +158,9 @@ def test_silent_nodes_are_lost_and_heartbeats_keep_a_history(store: Store) -> No
     assert store.nodes.heartbeat("n1", UsageSample(cpu_percent=12.5, memory_percent=40.0, running_replicas=1))
     store.db.now = lambda: 1e12  # far in the future: every node has been silent for ages
     assert sorted(store.nodes.mark_lost(silent_for_s=5)) == ["n1", "n2"]
-    assert not store.nodes.heartbeat("n1", UsageSample(cpu_percent=1, memory_percent=1))  # must register again
+    assert not store.nodes.heartbeat(
+        "n1", UsageSample(cpu_percent=1, memory_percent=1)
+    )  # must register again
     history = store.nodes.metrics("n1")
     assert [h["cpu_percent"] for h in history] == [12.5]
 

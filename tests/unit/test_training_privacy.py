@@ -45,7 +45,11 @@ def test_reported_epsilon_is_the_accountants_for_the_steps_taken(tmp_path: Path,
     assert [h.epsilon for h in result.history][-1] == result.epsilon
     assert result.metrics()["epsilon"] == result.epsilon
     assert result.privacy is not None and result.privacy.epsilon == result.epsilon
-    assert (result.privacy.unit, result.privacy.accountant, result.privacy.delta) == ("record", accountant, 1e-5)
+    assert (result.privacy.unit, result.privacy.accountant, result.privacy.delta) == (
+        "record",
+        accountant,
+        1e-5,
+    )
     assert result.privacy.noise_multiplier == pytest.approx(sigma) and result.privacy.clipping_norm == 1.0
     assert read_result(tmp_path).privacy == result.privacy  # result.json keeps the whole guarantee
 

@@ -138,7 +138,9 @@ def pack(
         None, help="Size for dynamic non-batch dimensions (sequence length)."
     ),
     sign_key: Path | None = typer.Option(None, help="Ed25519 private key: also write a signed manifest."),
-    split: bool = typer.Option(False, "--split", help="Also cut the ONNX graph into segments (split inference)."),
+    split: bool = typer.Option(
+        False, "--split", help="Also cut the ONNX graph into segments (split inference)."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the manifest here."),
 ) -> None:
     """Add MODEL to the repository as NAME/VERSION with its manifest (sha256, inputs, outputs, batching)."""
