@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from skyline.cluster.client import ClusterClient
+from skyline.security.tokens import TokenAuthority
 from skyline.testing.cluster import AgentProcess, ServerProcess, kill_local_agent, wait_until
 from skyline.testing.executors import process_alive
 
@@ -105,12 +106,17 @@ def test_a_sigkilled_server_restarts_from_its_database_and_loses_nothing(tmp_pat
         jobs = client.jobs()
         assert len(jobs) == 5 and sum(1 for j in jobs if j["idempotency_key"] == "retry-1") == 1
         client.close()
-        # The second server adopted the agent the first one started: its clean stop ends it too.
+        # The second server adopted the agent the first one started (and minted it no second token):
+        # its clean stop ends it too, and revokes its token.
+        agent_tokens = [r for r in TokenAuthority(state / "tokens.json").records() if r.role == "agent"]
+        assert len(agent_tokens) == 1
         agent_pid = int((state / "agent.pid").read_text())
         second.stop()
         assert second.process.returncode == 0
         assert wait_until(lambda: not process_alive(agent_pid), timeout_s=20)
         assert not (state / "agent.pid").exists()
+        agent_tokens = [r for r in TokenAuthority(state / "tokens.json").records() if r.role == "agent"]
+        assert len(agent_tokens) == 1 and agent_tokens[0].revoked_at is not None
     finally:
         first.stop()
         if second is not None:

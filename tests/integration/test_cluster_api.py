@@ -197,3 +197,20 @@ def test_a_lost_agent_has_its_job_requeued_and_finished_elsewhere(env: Env) -> N
         victim.kill()
         if rescuer is not None:
             rescuer.stop()
+
+
+def test_a_taken_port_is_one_error_and_leaves_nothing_open(tmp_path: Path) -> None:
+    import socket
+
+    from skyline.core.net import free_port
+    from skyline.errors import ConfigError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        gateway_port = free_port()
+        config = ServerConfig(state_dir=tmp_path, port=taken.getsockname()[1], gateway_port=gateway_port)
+        with pytest.raises(ConfigError, match="--port"):
+            ServerThread(config)
+    with socket.socket() as again:  # the gateway's socket was closed with the rest of what build() opened
+        again.bind(("127.0.0.1", gateway_port))

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,9 +66,16 @@ class LocalAgent:
 
     @classmethod
     def start(
-        cls, state_dir: Path, url: str, token: str, config: LocalAgentConfig, *, ca: Path | None = None
+        cls,
+        state_dir: Path,
+        url: str,
+        mint_token: Callable[[], str],
+        config: LocalAgentConfig,
+        *,
+        ca: Path | None = None,
     ) -> LocalAgent:
-        """Adopt the agent an earlier server left running (SIGKILL restart), else start one."""
+        """Adopt the agent an earlier server left running (SIGKILL restart), else start one with a token
+        from ``mint_token`` (called only then: an adopted agent keeps the token it was started with)."""
         pidfile = state_dir / PIDFILE
         with contextlib.suppress(OSError, ValueError):
             pid = int(pidfile.read_text().strip())
@@ -80,7 +88,7 @@ class LocalAgent:
         with (state_dir / "agent.log").open("ab") as log:
             process = subprocess.Popen(
                 command,
-                env={**os.environ, "SKYLINE_TOKEN": token},
+                env={**os.environ, "SKYLINE_TOKEN": mint_token()},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: killpg takes its replicas along

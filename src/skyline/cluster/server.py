@@ -36,6 +36,7 @@ from skyline.serving.server import BackgroundServer, wait_for_stop_signal
 # GIL and, at the default 5 ms switch interval, waits up to 5 ms to get it back while requests stream in
 # (a 3-job pass was measured taking 200 ms). A shorter interval keeps passes short.
 SWITCH_INTERVAL_S = 0.0005
+LOCAL_AGENT_SUBJECT = "agent-local"  # the subject of the local agent's token (revoked when it stops)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,10 +155,13 @@ class ServerThread:
 
     def __init__(self, config: ServerConfig) -> None:
         self.built = build(config)
-        # keep-alive longer than an agent's beat
-        self._server = BackgroundServer(
-            self.built.app, host=config.host, port=config.port, tls=config.tls, keep_alive_s=30
-        )
+        try:  # keep-alive longer than an agent's beat
+            self._server = BackgroundServer(
+                self.built.app, host=config.host, port=config.port, tls=config.tls, keep_alive_s=30
+            )
+        except BaseException:  # e.g. the port is taken: close what build() opened (store, executor, gateway)
+            self._close_built()
+            raise
         self.port, self.url = self._server.port, self._server.url
 
     def start(self) -> ServerThread:
@@ -169,6 +173,9 @@ class ServerThread:
     def stop(self) -> None:
         self.built.console.close()  # its live streams end now, so the server need not wait for them
         self._server.stop()
+        self._close_built()
+
+    def _close_built(self) -> None:
         self.built.services.stop()
         self.built.control.stop()
         self.built.store.close()
@@ -209,9 +216,12 @@ def serve_forever(
         thread.start()
         admin = thread.built.authority.bootstrap_admin()
         if config.local_agent is not None:
-            token = thread.built.authority.issue("agent-local", "agent")
             agent = LocalAgent.start(
-                config.state_dir, thread.url, token, config.local_agent, ca=config.tls_cert
+                config.state_dir,
+                thread.url,
+                lambda: thread.built.authority.issue(LOCAL_AGENT_SUBJECT, "agent"),
+                config.local_agent,
+                ca=config.tls_cert,
             )
         announce(
             Serving(
@@ -225,4 +235,12 @@ def serve_forever(
         thread.stop()
         if agent is not None:
             agent.stop()
+            _revoke_local_agent_tokens(thread.built.authority)
         sys.setswitchinterval(previous)
+
+
+def _revoke_local_agent_tokens(authority: TokenAuthority) -> None:
+    """The stopped local agent's token (and any an earlier instance left) can never be used again."""
+    for record in authority.records():
+        if record.subject == LOCAL_AGENT_SUBJECT and record.revoked_at is None:
+            authority.revoke(record.token_id)
