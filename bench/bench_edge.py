@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -339,9 +340,8 @@ def bench_fl() -> dict[str, Any]:
 
 
 def _fleet_world(work: Path, model: Any, *, architecture: str | None = None, superlink: bool = False) -> Any:
-    """A signed repository with ``model`` as digits v1 and a running edge cloud; returns (cloud, token, keys)."""
+    """A signed repository with ``model`` as digits v1 and a running edge cloud; returns (cloud, keys)."""
     from skyline.edge.cloud import CloudConfig, EdgeCloud
-    from skyline.edge.cloud_app import edge_authority
     from skyline.edge.publish import publish_model
     from skyline.security.signing import generate_signing_keys
 
@@ -355,17 +355,19 @@ def _fleet_world(work: Path, model: Any, *, architecture: str | None = None, sup
         private_key=private,
         architecture=architecture,
     )
-    authority, token = edge_authority(work / "tokens.json")
     config = CloudConfig(
         repository=work / "repo", tokens=work / "tokens.json", ingest=work / "ingest.db", public_key=public,
         port=0, tick_s=0.5, superlink_port=0 if superlink else None,
     )  # fmt: skip
-    return EdgeCloud(config, authority=authority).start(), token, private, public
+    return EdgeCloud(config).start(), private, public
 
 
-def _agent(cloud: Any, token: str, public: Path, work: Path, name: str, **options: Any) -> Any:
+def _agent(cloud: Any, public: Path, work: Path, name: str, **options: Any) -> Any:
+    """Agent ``name`` with its own edge token (a token speaks only for the agent it names)."""
     from skyline.edge.agent import AgentConfig, EdgeAgent
+    from skyline.security.rbac import Role
 
+    token = cloud.authority.issue(name, Role.EDGE)
     config = AgentConfig(
         cloud_url=cloud.url, token=token, model="digits", store=work / name, public_key=public, name=name,
         **options,
@@ -394,9 +396,7 @@ def bench_fl_agents() -> dict[str, Any]:
     simulation_s = time.monotonic() - started
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        cloud, token, private, public = _fleet_world(
-            work, new_model(config), architecture="mlp", superlink=True
-        )
+        cloud, private, public = _fleet_world(work, new_model(config), architecture="mlp", superlink=True)
         agents = []
         try:
             for i in range(clients):
@@ -404,7 +404,7 @@ def bench_fl_agents() -> dict[str, Any]:
                 write_rows(work / f"data-{i}", x.numpy(), y.numpy())
                 node = FederatedNode(superlink=cloud.superlink)
                 agents.append(
-                    _agent(cloud, token, public, work, f"agent-{i}", data=work / f"data-{i}", federated=node)
+                    _agent(cloud, public, work, f"agent-{i}", data=work / f"data-{i}", federated=node)
                 )
             test_x, test_y = evaluation_rows(config)
             write_rows(work / "test", test_x.numpy(), test_y.numpy())
@@ -441,9 +441,17 @@ def _roll(cloud: Any, version: int, available: list[int], agents: int) -> tuple[
     )  # fmt: skip
     started = time.monotonic()
     rollout = cloud.controller.create(spec, available)
-    while cloud.fleet.rollout(rollout.id).state == "running":
-        time.sleep(0.1)
+    _wait(lambda: cloud.fleet.rollout(rollout.id).state != "running", f"rollout of v{version}")
     return cloud.fleet.rollout(rollout.id), time.monotonic() - started
+
+
+def _wait(done: Callable[[], bool], what: str, timeout_s: float = 600.0) -> None:
+    """Poll ``done`` until it holds; a rollout that never settles fails the benchmark instead of hanging it."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not reached within {timeout_s:.0f} s")
+        time.sleep(0.1)
 
 
 def bench_rollout() -> dict[str, Any]:
@@ -466,15 +474,12 @@ def bench_rollout() -> dict[str, Any]:
     )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        cloud, token, private, public = _fleet_world(work, train_digit_models(seed=1, epochs=10).edge)
+        cloud, private, public = _fleet_world(work, train_digit_models(seed=1, epochs=10).edge)
         agents = []
         try:
             for i in range(count):
-                agents.append(
-                    _agent(cloud, token, public, work, f"agent-{i:02d}", poll_s=0.5, telemetry_s=0.5)
-                )
-            while any(a.model_version != 1 for a in agents):
-                time.sleep(0.2)
+                agents.append(_agent(cloud, public, work, f"agent-{i:02d}", poll_s=0.5, telemetry_s=0.5))
+            _wait(lambda: all(a.model_version == 1 for a in agents), "every agent serving v1")
             publish_model(
                 models.edge, (1, 8, 8), root=work / "repo", name="digits", version=2, private_key=private
             )
@@ -482,12 +487,10 @@ def bench_rollout() -> dict[str, Any]:
             with LabelledTraffic(agents, splits.test.x.numpy(), splits.test.y.numpy()) as traffic:
                 good, good_s = _roll(cloud, 2, [1, 2, 3], count)
                 converge_started = time.monotonic()
-                while any(a.model_version != 2 for a in agents):
-                    time.sleep(0.1)
+                _wait(lambda: all(a.model_version == 2 for a in agents), "every agent serving v2")
                 converged_s = time.monotonic() - converge_started
                 worse, worse_s = _roll(cloud, 3, [1, 2, 3], count)
-                while any(a.model_version != 2 for a in agents):
-                    time.sleep(0.1)
+                _wait(lambda: all(a.model_version == 2 for a in agents), "every agent back on v2")
         finally:
             for agent in agents:
                 agent.stop()
@@ -514,7 +517,7 @@ def _record_section(section: str, value: Any) -> None:
     results: dict[str, Any] = json.loads(path.read_text())["results"] if path.exists() else {}
     results[section] = value
     results["note"] = (
-        "shared 2-core machine (other jobs running); latencies are medians of interleaved repeats"
+        "latencies are medians of interleaved repeats; the load average of each run is under machine"
     )
     print(f"recorded {record('edge', results)}")
 

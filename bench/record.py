@@ -9,6 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# The load average when the benchmark process started (this module is imported first) and when a result is
+# written: a figure counts only when both show a quiet machine (nothing else using the cores).
+_LOAD_AT_START = os.getloadavg()
+
 
 def describe_machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
@@ -30,6 +34,8 @@ def describe_machine() -> dict[str, Any]:
         "os": platform.platform(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "load_average_at_start": [round(x, 2) for x in _LOAD_AT_START],
+        "load_average_at_record": [round(x, 2) for x in os.getloadavg()],
     }
 
 

@@ -32,9 +32,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EdgeWorld,
 
 def _agent(world: tuple[EdgeWorld, LinkProxy], strategy: str, store: Path) -> EdgeAgent:
     built, link = world
+    name = f"agent-{strategy}"
     config = AgentConfig(
-        cloud_url=link.url, token=built.token, model="digits", store=store, public_key=built.public_key,
-        strategy=strategy, cloud_model="digits", threshold=0.0, cloud_timeout_s=2.0, name=f"agent-{strategy}",
+        cloud_url=link.url, token=built.agent_token(name), model="digits", store=store,
+        public_key=built.public_key, strategy=strategy, cloud_model="digits", threshold=0.0, cloud_timeout_s=2.0,
+        name=name,
     )  # fmt: skip
     return EdgeAgent(config)
 

@@ -140,7 +140,7 @@ def test_edge_run_pulls_a_signed_model_and_serves_it(tmp_path: Path) -> None:
         version=1,
         private_key=private,
     )
-    authority, token = edge_authority(tmp_path / "cloud-tokens.json")
+    authority, token = edge_authority(tmp_path / "cloud-tokens.json", subject="edge-agent")  # its --name
     config = CloudConfig(
         repository=tmp_path / "repo", tokens=tmp_path / "cloud-tokens.json", ingest=tmp_path / "ingest.db",
         public_key=public, port=0,

@@ -73,7 +73,6 @@ def test_agents_train_federated_rounds_on_their_own_data(tmp_path: Path) -> None
     write_rows(tmp_path / "eval", splits.test.x.numpy(), splits.test.y.numpy())
     tokens = TokenAuthority(tmp_path / "tokens.json")
     admin = tokens.bootstrap_admin() or ""
-    edge = tokens.issue("edge", Role.EDGE)
     port, link = free_port(), free_port()
     cloud = _skyline(
         "edge", "cloud", "--port", str(port), "--repository", str(tmp_path / "repo"), "--public-key", str(public),
@@ -85,7 +84,8 @@ def test_agents_train_federated_rounds_on_their_own_data(tmp_path: Path) -> None
         _wait_for(f"http://127.0.0.1:{port}/health", {}, lambda h: h.get("status") == "ok")
         for i in range(2):
             agents.append(_skyline(
-                "edge", "run", "--cloud", f"http://127.0.0.1:{port}", "--token", edge, "--model", "digits",
+                "edge", "run", "--cloud", f"http://127.0.0.1:{port}", "--model", "digits",
+                "--token", tokens.issue(f"agent-{i}", Role.EDGE),  # one token per agent, named as it is
                 "--public-key", str(public), "--name", f"agent-{i}", "--label", f"site=s{i}",
                 "--store", str(tmp_path / f"agent-{i}"), "--data", str(tmp_path / f"data-{i}"),
                 "--fl", "--superlink", f"127.0.0.1:{link}", "--poll-s", "0.5", "--telemetry-s", "0.5",

@@ -95,7 +95,7 @@ def test_agent_splits_with_the_cloud_process(tmp_path: Path) -> None:
     try:
         _wait_for(f"http://127.0.0.1:{cloud_port}/health", {}, lambda h: h.get("status") == "ok")
         agent = _start(
-            "edge", "run", "--cloud", f"http://127.0.0.1:{cloud_port}", "--token", edge_token,
+            "edge", "run", "--cloud", f"http://127.0.0.1:{cloud_port}", "--token", edge_token, "--name", "edge-1",
             "--model", "digits", "--strategy", "split", "--public-key", str(public),
             "--store", str(tmp_path / "edge"), "--port", str(agent_port), "--probe-s", "1", "--poll-s", "0.5",
             "--tokens", str(tmp_path / "local-tokens.json"), "--duration-s", "120",

@@ -73,8 +73,11 @@ def test_serve_generate_and_bench(tmp_path: Path) -> None:
         trace = tmp_path / "trace.csv"
         trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9799600,300,3\n"
                          "2023-11-16 18:17:04.5319600,120,2\n2023-11-16 18:17:09.0781490,110,27\n")  # fmt: skip
-        for mode in (("--concurrency", "2", "--duration", "2"), ("--trace", str(trace), "--duration", "2")):
-            bench = skyline("bench", "llm", *remote, *mode, "--max-tokens", "4", "--prompt-tokens", "16",
+        for mode in (
+            ("--concurrency", "2", "--duration", "2", "--prompt-tokens", "16"),
+            ("--trace", str(trace), "--duration", "2"),
+        ):
+            bench = skyline("bench", "llm", *remote, *mode, "--max-tokens", "4",
                             "--json", str(tmp_path / "bench.json"))  # fmt: skip
             assert bench.returncode == 0, bench.stderr
             result = json.loads((tmp_path / "bench.json").read_text())
@@ -99,12 +102,40 @@ def test_serve_generate_and_bench(tmp_path: Path) -> None:
         (("bench", "llm", "--url", "ftp://example"), "http"),
         (("bench", "llm", "--url", "http://127.0.0.1:9", "--rate", "2", "--trace", "t.csv"), "not both"),
         (("bench", "llm", "--url", "http://127.0.0.1:9", "--trace", "missing.csv"), "cannot read trace"),
+        (("llm", "generate", "x", "--url", "http://127.0.0.1:9", "--quant", "int8"), "drop them"),
+        (("llm", "generate", "x", "--token", "sky_0123456789ab_x"), "--url"),
+        (("bench", "llm", "--url", "http://127.0.0.1:9", "--output-scale", "2"), "--trace"),
+        (
+            ("bench", "llm", "--url", "http://127.0.0.1:9", "--trace", "t.csv", "--prompt-tokens", "9"),
+            "--trace",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     result = skyline(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and message in result.stderr
+
+
+def test_a_refused_serve_mints_no_token(tmp_path: Path) -> None:
+    """The configuration is checked before an admin token is created and printed."""
+    result = skyline("llm", "serve", "--max-num-seqs", "0", "--state", str(tmp_path / "state"), cwd=tmp_path)
+    assert result.returncode == 2 and not (tmp_path / "state").exists(), result.stderr
+    assert "sky_" not in result.stdout + result.stderr
+
+
+def test_generate_with_the_transformers_engine_exits(tmp_path: Path) -> None:
+    """The reference engine's background thread is stopped: the process ends once it has answered."""
+    result = skyline(
+        "llm",
+        "generate",
+        "Hi",
+        "--engine",
+        "transformers",
+        "--max-tokens",
+        "2",
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_generate_with_a_local_model(tmp_path: Path) -> None:

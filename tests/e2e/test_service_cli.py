@@ -70,7 +70,12 @@ def test_deploy_scale_update_delete_and_errors(tmp_path: Path) -> None:
             refused.returncode == 2 and "autoscaled" in refused.stderr and "Traceback" not in refused.stderr
         )
 
+        (tmp_path / "other.yaml").write_text("name: other\ncommand: serve\n")
         for bad, why in (
+            (
+                ("service", "update", "mlp", "--file", str(tmp_path / "other.yaml")),
+                "describes service 'other'",
+            ),
             (("service", "deploy", "--name", "Bad_Name", "--command", "x"), "service name"),
             (("service", "deploy", "--name", "x", "--command", "x", "--model", "mlp"), "NAME:VERSION"),
             (

@@ -119,3 +119,38 @@ def test_a_restarted_loop_reads_the_history_and_does_not_decide_the_past_again(
     assert decision["observed"] == 0.0 and decision["at_s"] == T0 + 6 * STEP_S
     # Steps 0..4 are in its history (70 requests each), but the reactive rule looks at the last step.
     assert (decision["current"], decision["target"]) == (1, 1)
+
+
+def test_one_failing_service_does_not_stop_the_others(
+    tmp_path: Path, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service whose autoscaling raises (here: its history cannot be read) is logged and skipped; the
+    other service still gets its decision in the same pass, and the broken one in a later pass once it heals."""
+    autoscale = {"mode": "reactive", "target_rps_per_replica": 1.0, "step_s": STEP_S, "startup_s": 0.0}
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}", now=lambda: T0)
+    records = {
+        name: store.services.create(
+            service_from_mapping(
+                {"name": name, "command": "serve", "max_replicas": 50, "autoscale": autoscale}
+            ),
+            owner="test",
+        )
+        for name in ("broken", "healthy")
+    }
+    loop = AutoscaleLoop(store, gateway, ServicesConfig())
+    loop.run_once(T0)
+    real_sync = loop._sync
+
+    def sync(record: object, scaler: object, now_s: float) -> None:
+        if getattr(record, "name", "") == "broken":
+            raise RuntimeError("history unreadable")
+        real_sync(record, scaler, now_s)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "_sync", sync)
+    loop.run_once(T0 + STEP_S)
+    assert store.services.decisions(records["broken"].id) == []
+    assert len(store.services.decisions(records["healthy"].id)) == 1
+    monkeypatch.setattr(loop, "_sync", real_sync)
+    loop.run_once(T0 + 2 * STEP_S)
+    assert len(store.services.decisions(records["broken"].id)) >= 1
+    store.close()

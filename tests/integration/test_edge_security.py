@@ -117,3 +117,44 @@ def test_each_edge_token_has_its_own_rate_limit(tmp_path: Path) -> None:
         assert int(limited.headers["retry-after"]) >= 1 and "rate limit" in limited.json()["error"]
         assert client.post("/v1/echo", content=b"x", headers=bearer(second)).status_code == 200
         assert client.get("/health").status_code == 200  # the unauthenticated probe is not limited
+
+
+def test_a_device_token_speaks_only_for_its_own_agent(tmp_path: Path) -> None:
+    """Rollouts decide on what agents report about themselves: agent-a's token may not report telemetry,
+    uplink labelled records or ask the desired version as agent-b (403, nothing stored); an admin may."""
+    authority = TokenAuthority(tmp_path / "tokens.json")
+    a, admin = authority.issue("agent-a", "edge"), authority.issue("root", "admin")
+    node = authority.issue("node-1", "agent")  # a cluster node's token is one machine's too
+    labelled = {"agent": "agent-b", "model": "m", "model_version": 1, "label": 1, "predicted": 1}
+    forged = {"records": [{"id": "f1", "kind": "labelled", "payload": labelled, "created_at": 1.0}]}
+    own = {"records": [{"id": "o1", "kind": "labelled", "payload": {**labelled, "agent": "agent-a"},
+                        "created_at": 1.0}, {"id": "o2", "kind": "result", "payload": {}, "created_at": 1.0}]}  # fmt: skip
+    stats = {"m": {"version": 1, "stats": {"1": {"answered": 1000, "errors": 0}}}}
+    with (
+        _cloud(tmp_path, authority) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        for token in (a, node):
+            refused = client.post(
+                "/v1/telemetry", json={"agent": "agent-b", "models": stats}, headers=bearer(token)
+            )
+            assert refused.status_code == 403 and "give each agent its own token" in refused.json()["error"]
+        assert client.post("/v1/uplink", json=forged, headers=bearer(a)).status_code == 403
+        mixed = {"records": [*own["records"], *forged["records"]]}  # one forged record refuses the batch
+        assert client.post("/v1/uplink", json=mixed, headers=bearer(a)).status_code == 403
+        assert client.get("/v1/fleet/agents/agent-b/models/m", headers=bearer(a)).status_code == 403
+        assert server.fleet.agents() == [] and server.ingest.count() == 0  # nothing forged was stored
+
+        assert client.post("/v1/telemetry", json={"agent": "agent-a"}, headers=bearer(a)).status_code == 200
+        assert client.post("/v1/uplink", json=own, headers=bearer(a)).json() == {
+            "accepted": 2,
+            "duplicates": 0,
+        }
+        assert client.get("/v1/fleet/agents/agent-a/models/m", headers=bearer(a)).json() == {"version": 1}
+        assert client.get("/v1/fleet/agents/agent-b/models/m", headers=bearer(admin)).status_code == 200
+        assert (
+            client.post("/v1/telemetry", json={"agent": "agent-b"}, headers=bearer(admin)).status_code == 200
+        )
+        assert server.ingest.labelled_accuracy("m", 1, ["agent-a"]) == (1, 1)
+        assert server.ingest.labelled_accuracy("m", 1, ["agent-b"]) == (0, 0)
+        assert [agent.name for agent in server.fleet.agents()] == ["agent-a", "agent-b"]

@@ -59,7 +59,7 @@ def test_the_local_api_answers_split_requests(world: EdgeWorld, agent: EdgeAgent
 
 
 def test_a_revoked_token_is_a_failed_probe_not_a_dead_thread(world: EdgeWorld, tmp_path: Path) -> None:
-    token = world.cloud.authority.issue("revoked-edge", Role.EDGE)
+    token = world.cloud.authority.issue("revoked", Role.EDGE)  # the agent's own name
     agent = world.agent("revoked", strategy="split", store=tmp_path / "revoked", token=token)
     try:
         assert agent.refresh_model() == 1 and agent.status()["split_link"] == "up"

@@ -15,6 +15,7 @@ from skyline.security.rbac import (
     Role,
     authorize,
     is_allowed,
+    owner_scope,
     owns,
 )
 
@@ -75,6 +76,12 @@ def test_an_operator_acts_only_on_its_own_jobs_but_admin_on_any() -> None:
         authorize(who(Role.OPERATOR, "alice"), "delete", "jobs", owner="bob")
     authorize(who(Role.ADMIN, "root"), "delete", "jobs", owner="bob")
     assert owns(who(Role.OPERATOR, "alice"), "alice") and not owns(who(Role.OPERATOR, "alice"), None)
+    # Listings follow the same table: an operator lists its own jobs, admins and viewers everyone's.
+    assert owner_scope(who(Role.OPERATOR, "alice"), "jobs") == "alice"
+    assert (
+        owner_scope(who(Role.VIEWER, "v"), "jobs") is None
+        and owner_scope(who(Role.ADMIN, "r"), "jobs") is None
+    )
 
 
 def test_a_model_scoped_token_reaches_only_its_models() -> None:

@@ -116,12 +116,16 @@ def _cascade(
 def run(
     cloud: str = CLOUD,
     token: str = typer.Option(
-        ..., envvar="SKYLINE_EDGE_TOKEN", help="Bearer token (or $SKYLINE_EDGE_TOKEN)."
+        ...,
+        envvar="SKYLINE_EDGE_TOKEN",
+        help="This agent's own edge token, issued to its --name (or $SKYLINE_EDGE_TOKEN).",
     ),
     model: str = typer.Option(..., help="Model name in the cloud's repository."),
     public_key: Path = typer.Option(..., help="Ed25519 public key that signs the models."),
     strategy: str = typer.Option("local", help="local, cascade, split or cloud."),
-    name: str = typer.Option("edge-agent", help="This agent's name in the fleet."),
+    name: str = typer.Option(
+        "edge-agent", help="This agent's name in the fleet: the subject its --token was issued to."
+    ),
     label: list[str] = typer.Option([], help="A label KEY=VALUE (repeatable): site=paris, hardware=rpi4."),
     store: Path = typer.Option(Path("runs/edge-agent"), help="Where models, data and the uplink queue live."),
     data: Path | None = typer.Option(None, help="Training data (.npz shards; default STORE/data)."),

@@ -6,6 +6,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import typer
 
 from skyline.cli.output import console, err_console, write_json
 from skyline.cli.serve import _check_no_auth, _token_file
+from skyline.errors import ConfigError
 
 llm_app = typer.Typer(
     help="Serve and query large language models (OpenAI-compatible API).", no_args_is_help=True
@@ -54,13 +56,14 @@ def serve(
     tls = (tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
     if insecure_no_auth:
         _check_no_auth(host, tokens)
-    token_file = None if insecure_no_auth else _token_file(Path("."), tokens, state)
-    config = LLMServerConfig(
+    config = LLMServerConfig(  # validated before a token is minted (the token file stands in for now)
         engine=EngineConfig(model=model, quant=quant, max_num_seqs=max_num_seqs, kv_blocks=kv_blocks,  # type: ignore[arg-type]
                             threads=threads),
-        engine_name=engine, host=host, port=port, tokens=token_file, tls=tls, max_waiting=max_waiting,
-        rate_limit_per_s=rate_limit,
+        engine_name=engine, host=host, port=port, tokens=None if insecure_no_auth else Path("tokens.json"),
+        tls=tls, max_waiting=max_waiting, rate_limit_per_s=rate_limit,
     )  # fmt: skip
+    if not insecure_no_auth:
+        config = replace(config, tokens=_token_file(Path("."), tokens, state))
     console.print(f"loading {model} ({engine} engine, quantization {quant}) ...", soft_wrap=True)
     serve_forever(
         config,
@@ -80,10 +83,13 @@ def _local(
     err_console.print(f"loading {model} ...")
     engine = create_engine(engine_name, EngineConfig(model=model, quant=quant, kv_blocks=256, max_num_seqs=1))  # type: ignore[arg-type]
     last = None
-    for output in run_to_completion(engine, chat_request(engine, prompt, **fields)):
-        last = output
-        if output.text_delta:
-            yield output.text_delta, None
+    try:
+        for output in run_to_completion(engine, chat_request(engine, prompt, **fields)):
+            last = output
+            if output.text_delta:
+                yield output.text_delta, None
+    finally:
+        engine.close()  # transformers' engine keeps a thread that would keep this process alive
     assert last is not None
     usage = {"prompt_tokens": last.prompt_tokens, "completion_tokens": last.completion_tokens}
     yield "", {"finish_reason": last.finish_reason, "usage": usage}
@@ -114,6 +120,12 @@ def generate(
     from skyline.llm.api_client import remote_chat
 
     pieces: Iterator[tuple[str, Any]]
+    if url is not None and (engine, quant) != ("native", "none"):
+        raise ConfigError(
+            "--engine and --quant choose a local model; the server at --url has its own: drop them"
+        )
+    if url is None and (token is not None or ca is not None):
+        raise ConfigError("--token and --ca are for a server at --url; a local model needs neither")
     if url is not None:
         pieces = remote_chat(
             url, prompt, token=token, model=model, stream=stream, ssl_context=_ssl_context(url, ca),
@@ -168,6 +180,14 @@ def bench_llm(
     """Load an LLM server with streamed completions; report TTFT, inter-token and end-to-end latency, tokens/s."""
     from skyline.llm.loadgen import LoadConfig, run_load
 
+    if trace is None and (prompt_scale, output_scale) != (0.1, 1.0):
+        raise ConfigError(
+            "--prompt-scale and --output-scale scale a --trace's lengths; give --trace or drop them"
+        )
+    if trace is not None and prompt_tokens != 128:
+        raise ConfigError(
+            "--prompt-tokens sets synthetic prompts; a --trace has its own lengths (--prompt-scale)"
+        )
     config = LoadConfig(
         url=url, model=model, concurrency=concurrency, duration_s=duration, rate_per_s=rate, trace=trace,
         prompt_tokens=prompt_tokens, max_tokens=max_tokens, prompt_scale=prompt_scale, output_scale=output_scale,

@@ -209,7 +209,11 @@ def update(
                "forecaster": forecaster, "startup_s": startup_s}  # fmt: skip
     routing = {"max_concurrency": max_concurrency, "affinity_header": affinity_header}
     changes = _body(file, top, scaling, routing)
-    changes.pop("name", None)
+    named = changes.pop("name", name)
+    if named != name:
+        raise ConfigError(
+            f"{file} describes service {named!r}, not {name!r}: update {named}, or fix the file"
+        )
     if not changes:
         raise ConfigError("nothing to change: give --file or a flag (e.g. --model mlp:2)")
     with _services(server, token, ca) as services:

@@ -27,7 +27,7 @@ from skyline.errors import NotFoundError, SkylineError
 from skyline.security.audit import AuditLog
 from skyline.security.http import RateLimiter, install_error_handlers, require
 from skyline.security.http_audit import install_audit
-from skyline.security.rbac import Principal, Role, authorize
+from skyline.security.rbac import Principal, authorize, owner_scope
 from skyline.security.tokens import TokenAuthority
 
 JOB_STATUSES = ("pending", "placed", "running", "succeeded", "failed", "cancelled")
@@ -102,7 +102,7 @@ def _job_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
         wanted = [s for s in (status or []) if s in JOB_STATUSES]
         if status and len(wanted) != len(status):
             raise NotFoundError(f"unknown job status in {status}; statuses are {', '.join(JOB_STATUSES)}")
-        owner = principal.subject if principal.role is Role.OPERATOR else None
+        owner = owner_scope(principal, "jobs")
         return [j.to_json() for j in store.jobs.find(statuses=wanted, owner=owner, limit=limit)]
 
     @app.get("/v1/jobs/{job_id}", tags=["jobs"])

@@ -155,9 +155,12 @@ class AutoscaleLoop:
                 self._scalers.pop(record.name, None)
                 self.forecasts.pop(f"service:{record.name}", None)
                 continue
-            scaler = self._scaler(record, now_s)
-            self._sync(record, scaler, now_s)
-            self._decide_due(record, scaler, now_s)
+            try:
+                scaler = self._scaler(record, now_s)
+                self._sync(record, scaler, now_s)
+                self._decide_due(record, scaler, now_s)
+            except Exception:  # one service's failure (a forecaster that cannot fit) never stops the others
+                log.exception("service %s: autoscaling failed", record.name)
         if self.forecasts != before:
             self.publish(dict(self.forecasts))
         if now_s - self._pruned_at > 3600:

@@ -138,8 +138,13 @@ class ServiceController:
         with self._lock:
             demand, self._demand = self._demand, set()
         for i, record in enumerate(services):
-            if self._settle(record, by_service.get(record.id, []), set(ejected.get(record.name, ()))):
-                services[i] = self.store.services.get(record.name)  # its backoff starts now, not next pass
+            try:
+                if self._settle(record, by_service.get(record.id, []), set(ejected.get(record.name, ()))):
+                    services[i] = self.store.services.get(
+                        record.name
+                    )  # its backoff starts now, not next pass
+            except Exception:  # one broken service never stops the others
+                log.exception("service %s: settling its replicas failed", record.name)
         results = self.gateway.probe(
             self._probe_targets(services, by_service, now), timeout_s=self.config.probe_timeout_s
         )

@@ -10,7 +10,9 @@ Protocol v2 with dynamic batching over the signed model repository) plus the edg
 
 Every route but the health checks takes a bearer token of the `TokenAuthority`, authorized by the ONE
 permission table (`skyline.security.rbac`, deny by default): an ``edge`` token uplinks, pulls models,
-invokes and reports telemetry; reading telemetry and the fleet takes a metrics reader; starting a rollout
+invokes and reports telemetry — each agent has its own, whose subject is the agent's name, and speaks only
+for that agent (`skyline.edge.fleet_api.speaks_for`: telemetry, uplinked records naming an agent, the
+desired version); reading telemetry and the fleet takes a metrics reader; starting a rollout
 takes ``update`` on the repository (admin). With ``audit_log``, every state-changing edge call and every
 repository load/unload is appended to the hash-chained audit log (refused attempts too); inference, split
 tails and the echo probe change nothing and are not. With ``rate_limit_per_s``, each token gets that many
@@ -29,6 +31,7 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
 from skyline.edge.fleet import FleetStore
+from skyline.edge.fleet_api import fleet_routes, speaks_for
 from skyline.edge.ingest import IngestStore
 from skyline.edge.rollout import RolloutController
 from skyline.errors import NotFoundError
@@ -77,7 +80,6 @@ def create_cloud_app(
 ) -> FastAPI:
     """The inference server over ``repository`` with the edge's routers (see the module docstring)."""
     from skyline.edge.cloud_split import SplitTails, split_routes
-    from skyline.edge.fleet_api import fleet_routes
     from skyline.serving.app import create_app
 
     app = create_app(
@@ -102,13 +104,18 @@ def create_cloud_app(
 
 
 def _ingest_routes(app: FastAPI, ingest: IngestStore, fleet: FleetStore, allowed: Allowed) -> None:
+    create_uplink, create_metrics = allowed("create", "uplink"), allowed("create", "metrics")
+
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/v1/uplink", dependencies=[allowed("create", "uplink")])
-    def uplink(batch: UplinkBatch) -> dict[str, int]:
-        result = ingest.ingest([r.model_dump() for r in batch.records])
+    @app.post("/v1/uplink")
+    def uplink(batch: UplinkBatch, who: Principal = create_uplink) -> dict[str, int]:
+        for record in batch.records:  # a labelled record names its agent: a rollout counts it for that one
+            if "agent" in record.payload:
+                speaks_for(who, str(record.payload["agent"]))
+        result = ingest.ingest([r.model_dump() for r in batch.records], source=who.subject)
         return {"accepted": result.accepted, "duplicates": result.duplicates}
 
     @app.post("/v1/echo", dependencies=[allowed("read", "uplink")])
@@ -116,8 +123,9 @@ def _ingest_routes(app: FastAPI, ingest: IngestStore, fleet: FleetStore, allowed
         """Network probe: the edge times a tiny and a big body to measure RTT and bandwidth."""
         return {"bytes": len(await request.body())}
 
-    @app.post("/v1/telemetry", dependencies=[allowed("create", "metrics")])
-    def report(item: Telemetry) -> dict[str, str]:
+    @app.post("/v1/telemetry")
+    def report(item: Telemetry, who: Principal = create_metrics) -> dict[str, str]:
+        speaks_for(who, item.agent)
         fleet.report(item.agent, labels=item.labels, metrics=item.metrics, models=item.models)
         return {"status": "ok"}
 

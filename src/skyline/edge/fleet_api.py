@@ -1,7 +1,7 @@
 """HTTP routes of the fleet: what each agent should run, the fleet's state, staged rollouts.
 
 - ``GET /v1/fleet/agents/{agent}/models/{model}`` → ``{"version": V | null}``, the agent's desired
-  version (an ``edge`` token: read on ``repository``);
+  version (read on ``repository``; an ``edge`` token asks only for its own agent, `speaks_for`);
 - ``GET /v1/fleet`` → every agent with labels, version served and desired, health, uplink backlog;
 - ``POST /v1/rollouts`` (``update`` on ``repository``: admin) starts a rollout, ``GET /v1/rollouts[/{id}]``
   (a metrics reader) shows them.
@@ -18,10 +18,27 @@ from pydantic import BaseModel, Field
 
 from skyline.edge.fleet import AgentRecord, FleetStore
 from skyline.edge.rollout import RolloutController, RolloutSpec
-from skyline.security.rbac import Principal, authorize
+from skyline.errors import PermissionDeniedError
+from skyline.security.rbac import Principal, Role, authorize
 from skyline.serving.repository import ModelRepository, check_model_name
 
 OFFLINE_AFTER_S = 30.0  # an agent that has not reported for this long is listed offline
+# Roles whose token stands for one machine: it speaks only for the agent named by its subject.
+_MACHINE_ROLES = frozenset({Role.EDGE, Role.AGENT})
+
+
+def speaks_for(who: Principal, agent: str) -> None:
+    """Refuse (403) a device's token that speaks for another agent than its own.
+
+    An agent's token is issued to its name (``skyline token create --role edge --subject NAME``); a rollout
+    decides on what agents report about themselves (telemetry, versions, labelled records), so a token
+    that could report for another agent could forge a canary's statistics or block a rollout. People's
+    roles (admin, operator, viewer) are bounded by the permission table alone."""
+    if who.role in _MACHINE_ROLES and who.subject != agent:
+        raise PermissionDeniedError(
+            f"this token speaks for agent {who.subject!r}, not {agent!r}; give each agent its own token: "
+            f"skyline token create --role edge --subject {agent}"
+        )
 
 
 class RolloutIn(BaseModel):
@@ -76,6 +93,7 @@ def fleet_routes(
     @app.get("/v1/fleet/agents/{agent}/models/{model}")
     def desired(agent: str, model: str, who: Principal = read_repository) -> dict[str, int | None]:
         authorize(who, "read", "repository", model=model)
+        speaks_for(who, agent)
         return {"version": fleet.desired(agent, model, versions(model))}
 
     @app.get("/v1/fleet", dependencies=[read_metrics])

@@ -43,7 +43,8 @@ class IngestStore(SqliteStore):
         super().__init__(path, _SCHEMA)
 
     def ingest(self, records: Sequence[dict[str, Any]], *, source: str = "edge") -> IngestResult:
-        """Store every record whose id is new; count the rest as duplicates. One transaction."""
+        """Store every record whose id is new; count the rest as duplicates. One transaction. ``source``:
+        who delivered them (the cloud passes the token's subject)."""
         now = time.time()
         with self._transaction() as db:
             accepted = 0

@@ -56,15 +56,19 @@ class LLMServerConfig:
             )
 
 
+def _check_tls(config: LLMServerConfig) -> None:
+    if config.tls is not None:
+        from skyline.security.tls import uvicorn_ssl_kwargs
+
+        uvicorn_ssl_kwargs(*config.tls)  # files present, key private: fail before loading a model
+
+
 def build_app(config: LLMServerConfig, engine: Engine | None = None) -> FastAPI:
     """The app of ``config`` around ``engine`` (built from ``config.engine`` when None: loads the model)."""
     from skyline.llm.api import create_app
     from skyline.security.tokens import TokenAuthority
 
-    if config.tls is not None:
-        from skyline.security.tls import uvicorn_ssl_kwargs
-
-        uvicorn_ssl_kwargs(*config.tls)  # files present, key private: fail before loading a model
+    _check_tls(config)
     return create_app(
         engine if engine is not None else create_engine(config.engine_name, config.engine),
         authority=TokenAuthority(config.tokens) if config.tokens is not None else None,
@@ -78,11 +82,19 @@ def running_server(config: LLMServerConfig, engine: Engine | None = None) -> Ite
     """Serve in a background thread of this process; yields once warmed up (``server.url``), stops after."""
     from skyline.serving.server import BackgroundServer
 
-    app = build_app(config, engine)
-    with BackgroundServer(
-        app, host=config.host, port=config.port, tls=config.tls, start_timeout_s=START_TIMEOUT_S
-    ) as server:
-        yield server
+    owned = engine is None  # an engine built here is closed here (transformers' keeps a thread alive)
+    if engine is None:
+        _check_tls(config)
+        engine = create_engine(config.engine_name, config.engine)
+    try:
+        app = build_app(config, engine)
+        with BackgroundServer(
+            app, host=config.host, port=config.port, tls=config.tls, start_timeout_s=START_TIMEOUT_S
+        ) as server:
+            yield server
+    finally:
+        if owned:
+            engine.close()
 
 
 def serve_forever(config: LLMServerConfig, *, on_ready: Callable[[str], None] | None = None) -> None:

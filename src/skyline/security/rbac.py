@@ -154,6 +154,12 @@ class Principal:
         object.__setattr__(self, "models", frozenset(self.models))
 
 
+def owner_scope(principal: Principal, resource_kind: str) -> str | None:
+    """Whose ``resource_kind`` a listing shows the principal: its own where its grant is scoped to what it
+    owns (an operator's jobs), everyone's otherwise (None)."""
+    return principal.subject if (principal.role.value, resource_kind) in OWNER_SCOPED else None
+
+
 def owns(principal: Principal, owner: str | None) -> bool:
     """True when ``owner`` is this principal's subject (used by list endpoints to filter jobs)."""
     return owner is not None and owner == principal.subject

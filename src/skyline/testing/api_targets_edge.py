@@ -111,6 +111,7 @@ def edge_agent_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiT
         config = AgentConfig(
             cloud_url=cloud.url,
             token=cloud.tokens["edge"],
+            name="edge-1",  # the edge token's subject: a token speaks only for its own agent
             model="digits",
             store=folder / "agent",
             public_key=folder / "cloud" / "edge" / "k.pub",

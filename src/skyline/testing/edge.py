@@ -1,5 +1,6 @@
 """An edge world for tests and contract suites: a signing key, a repository, a running edge cloud with an
-edge token, and digits classifiers trained here (cached per process: tests share them)."""
+edge token, one more token per agent it makes, and digits classifiers trained here (cached per process:
+tests share them)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from skyline.edge.cloud import CloudConfig, EdgeCloud
 from skyline.edge.cloud_app import edge_authority
 from skyline.edge.digit_models import fit_model, fit_settings
 from skyline.edge.publish import publish_model
+from skyline.security.rbac import Role
 from skyline.security.signing import generate_signing_keys
 from skyline.training.data import DatasetSplits, load_dataset
 from skyline.training.models import build_model
@@ -56,7 +58,8 @@ def constant_classifier(input_shape: tuple[int, ...], label: int, classes: int =
 
 @dataclass
 class EdgeWorld:
-    """A running edge cloud over a signed repository; ``publish`` adds versions, ``agent`` makes agents."""
+    """A running edge cloud over a signed repository; ``publish`` adds versions, ``agent`` makes agents.
+    ``token`` is an edge token of the device ``edge-device`` (for clients that are no agent)."""
 
     folder: Path
     cloud: EdgeCloud
@@ -76,11 +79,17 @@ class EdgeWorld:
             model, digits().input_shape, root=self.repository, name=name, version=version, **options
         )
 
+    def agent_token(self, name: str) -> str:
+        """A fresh ``edge`` token for agent ``name``: an agent's token speaks only for that agent."""
+        return self.cloud.authority.issue(name, Role.EDGE)
+
     def agent(self, name: str = "edge-agent", **options: Any) -> EdgeAgent:
+        """An agent named ``name`` (not started) with its own token unless ``token`` is given."""
         settings: dict[str, Any] = {
-            "cloud_url": self.cloud.url, "token": self.token, "public_key": self.public_key, "model": "digits",
+            "cloud_url": self.cloud.url, "public_key": self.public_key, "model": "digits",
             "store": self.folder / "agents" / name, "name": name, **options,
         }  # fmt: skip
+        settings.setdefault("token", self.agent_token(name))
         return EdgeAgent(AgentConfig(**settings))
 
 

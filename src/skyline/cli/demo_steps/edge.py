@@ -16,7 +16,6 @@ from skyline.cli.demo import DemoContext, StepReport
 from skyline.edge.agent import AgentConfig, EdgeAgent, FederatedNode
 from skyline.edge.cascade_eval import CLOUD_MODEL, CascadeEvalConfig, calibrate
 from skyline.edge.cloud import CloudConfig, EdgeCloud
-from skyline.edge.cloud_app import edge_authority
 from skyline.edge.digit_models import DigitModels, predict_proba, train_digit_models
 from skyline.edge.link import LinkConditions, LinkProxy
 from skyline.edge.local_model import LocalModel
@@ -25,7 +24,9 @@ from skyline.edge.rollout import RolloutSpec
 from skyline.edge.strategies import SplitStrategy
 from skyline.edge.traffic import LabelledTraffic
 from skyline.errors import UnavailableError
+from skyline.security.rbac import Role
 from skyline.security.signing import generate_signing_keys
+from skyline.security.tokens import TokenAuthority
 
 
 class _World:
@@ -48,17 +49,18 @@ class _World:
                 private_key=self.private,
                 **options,
             )
-        authority, self.token = edge_authority(folder / "tokens.json")
+        self.authority = TokenAuthority(folder / "tokens.json")
         config = CloudConfig(
             repository=folder / "repo", tokens=folder / "tokens.json", ingest=folder / "ingest.db",
             public_key=self.public, port=0, tick_s=0.2, superlink_port=0 if federated else None,
         )  # fmt: skip
-        self.cloud = EdgeCloud(config, authority=authority).start()
+        self.cloud = EdgeCloud(config, authority=self.authority).start()
 
     def agent(self, url: str, name: str, **options: Any) -> EdgeAgent:
+        """Agent ``name`` with its own edge token (a token speaks only for the agent it names)."""
         config = AgentConfig(
             cloud_url=url,
-            token=self.token,
+            token=self.authority.issue(name, Role.EDGE),
             store=self.folder / name,
             public_key=self.public,
             name=name,

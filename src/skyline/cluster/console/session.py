@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 from fastapi import Request
 
 from skyline.errors import AuthError, PermissionDeniedError
-from skyline.security.rbac import OWNER_SCOPED, Principal, is_allowed
+from skyline.security.rbac import Principal, is_allowed
+from skyline.security.rbac import owner_scope as rbac_owner_scope
 from skyline.security.tokens import TokenAuthority
 
 COOKIE = "skyline_console"
@@ -51,9 +52,8 @@ class Session:
 
 
 def owner_scope(principal: Principal) -> str | None:
-    """Whose jobs the principal may read: its own where the permission table scopes its job grant to
-    what it owns (an operator, as in the API's job list), everyone's otherwise."""
-    return principal.subject if (principal.role.value, "jobs") in OWNER_SCOPED else None
+    """Whose jobs the principal may read (as in the API's job list): `skyline.security.rbac.owner_scope`."""
+    return rbac_owner_scope(principal, "jobs")
 
 
 def session_of(request: Request, authority: TokenAuthority) -> Session:
