@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from skyline.edge.agent_app import create_agent_app
-from skyline.federated.data_folder import count_rows
+from skyline.federated.data_folder import read_rows
 from skyline.security.rbac import Role
 from skyline.security.signing import generate_signing_keys
 from skyline.security.tokens import TokenAuthority
@@ -141,4 +141,4 @@ def test_agent_serves_cascades_labels_and_reports(world: EdgeWorld, tmp_path: Pa
     assert agent.sender.drain(deadline_s=10)
     assert world.cloud.ingest.count("result") == 1 and world.cloud.ingest.count("labelled") == 4
     agent.stop()
-    assert count_rows(tmp_path / "agents" / "edge-1" / "data") == 4  # the labelled rows are training data now
+    assert len(read_rows(tmp_path / "agents" / "edge-1" / "data")[1]) == 4  # the labelled rows are training data now

@@ -181,6 +181,10 @@ def test_a_node_trains_on_the_rows_of_its_own_folder(tmp_path: Path) -> None:
     write_rows(tmp_path / "data", np.zeros((2, 4)), [2, 2])
     x, y = client_rows(FederatedConfig(), {"data-path": str(tmp_path / "data")})
     assert tuple(x.shape) == (5, 4) and sorted(y.tolist()) == [0, 1, 1, 2, 2]
+    (tmp_path / "data" / "torn.npz").write_bytes(b"PK\x03\x04 half a file")  # skipped, the rest still read
+    assert len(read_rows(tmp_path / "data")[1]) == 5
+    first, second = (write_rows(tmp_path / "same", np.ones((1, 4)), [0]) for _ in range(2))
+    assert first != second  # two writers in one instant never overwrite each other
     write_rows(tmp_path / "data", np.zeros((1, 5)), [0])
     with pytest.raises(ConfigError, match="disagree on the input shape"):
         read_rows(tmp_path / "data")

@@ -6,7 +6,6 @@ Clients find the server and their token in ``--server``/``--token`` or ``SKYLINE
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -197,12 +196,8 @@ def agent_join(
         cpus=cpus, memory_mib=memory_mib, gpus=gpus, gpu_type=gpu_type,
     )  # fmt: skip
     node_agent = NodeAgent(_client(server, token, ca), config)
-    signal.signal(signal.SIGTERM, lambda *_: node_agent.stop())
     console.print(f"agent {config.name} joining {server}")
-    try:
-        node_agent.run()
-    except KeyboardInterrupt:
-        node_agent.stop()
+    node_agent.run_in_foreground()
 
 
 # ---------------------------------------------------------------------- jobs

@@ -10,6 +10,7 @@ loses nothing.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 import time
@@ -90,6 +91,19 @@ class NodeAgent:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def run_in_foreground(self) -> None:
+        """`run` on the main thread of a foreground command: SIGTERM and SIGINT stop it cleanly (its
+        replicas' processes stopped and reported), and the previous handlers are put back afterwards."""
+        previous = {
+            signum: signal.signal(signum, lambda *_: self.stop())
+            for signum in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            self.run()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def run(self) -> None:
         next_beat = 0.0

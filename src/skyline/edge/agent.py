@@ -131,7 +131,6 @@ class EdgeAgent:
         )  # fmt: skip
         self.stats = VersionStats()
         self.telemetry_failures = 0
-        self._labelled: list[tuple[FloatArray, npt.NDArray[np.int64]]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -213,19 +212,6 @@ class EdgeAgent:
             )  # fmt: skip
         return np.asarray(predicted, dtype=np.int64)
 
-    def save_labelled(self) -> None:
-        """Write the labelled rows collected since the last save as one shard of the training data."""
-        from skyline.federated.data_folder import write_rows
-
-        with self._lock:
-            batch, self._labelled = self._labelled, []
-        if batch:
-            write_rows(
-                self.config.data_dir,
-                np.concatenate([x for x, _ in batch]),
-                np.concatenate([y for _, y in batch]),
-            )
-
     def status(self) -> dict[str, Any]:
         """Flat metrics: version, readiness, answers, the uplink queue, sync counters, the strategy's own."""
         totals = self.stats.totals()
@@ -248,9 +234,7 @@ class EdgeAgent:
         }
 
     def report(self) -> None:
-        """Send one telemetry report (labels, status, per-version statistics); a failure is counted. The
-        labelled rows collected so far are saved as training data first."""
-        self.save_labelled()
+        """Send one telemetry report (labels, status, per-version statistics); a failure is counted."""
         models = {self.config.model: {"version": self.model_version, "stats": self.stats.report()}}
         try:
             self.cloud.telemetry(
@@ -308,7 +292,6 @@ class EdgeAgent:
             thread.join(timeout=max(0.1, deadline - time.monotonic()))
         if self._node is not None:
             self._node.stop()
-        self.save_labelled()
         self.strategy.close()
         self.sender.close()
         self.cloud.close()

@@ -66,7 +66,13 @@ def _starting_point(config: FleetTrainingConfig, current: int | None) -> tuple[A
     if current is not None:
         folder = repository.version_dir(config.model, current)
         try:
-            return read_architecture(folder), folder / WEIGHTS_FILE
+            found = read_architecture(folder)
+            if config.arch is not None and config.arch != found.arch:
+                raise ConfigError(
+                    f"--arch {config.arch} but {config.model} v{current} is a {found.arch} the rounds continue "
+                    "from: drop --arch (it is for a model with no PyTorch weights yet)"
+                )
+            return found, folder / WEIGHTS_FILE
         except NotFoundError:
             if config.arch is None:
                 raise ConfigError(

@@ -4,8 +4,10 @@ it collected) and what its SuperNode trains on (``--node-config data-path=FOLDER
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from skyline.errors import ConfigError, NotFoundError
+
+log = logging.getLogger("skyline.federated.data")
 
 
 def write_rows(folder: Path, x: npt.ArrayLike, y: npt.ArrayLike, *, name: str | None = None) -> Path:
@@ -23,7 +27,7 @@ def write_rows(folder: Path, x: npt.ArrayLike, y: npt.ArrayLike, *, name: str | 
             f"need x of shape (rows, ...) and y of shape (rows,), got {features.shape}, {labels.shape}"
         )
     folder.mkdir(parents=True, exist_ok=True)
-    stem = name or f"rows-{time.time_ns()}-{os.getpid()}"
+    stem = name or f"rows-{time.time_ns()}-{uuid.uuid4().hex[:12]}"  # two writers never share a name
     final = folder / f"{stem}.npz"
     partial = folder / f".{stem}.partial.npz"
     np.savez(partial, x=features, y=labels)
@@ -32,28 +36,30 @@ def write_rows(folder: Path, x: npt.ArrayLike, y: npt.ArrayLike, *, name: str | 
 
 
 def read_rows(folder: Path) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """Every row of every shard in ``folder``, in file-name order (`NotFoundError` if there are none)."""
+    """Every row of every readable shard in ``folder``, in file-name order. A corrupt shard (a torn copy, a
+    stray file) is skipped with a warning: one bad file never stops a node from training on the rest.
+    `NotFoundError` if no shard is readable."""
     shards = sorted(p for p in Path(folder).glob("*.npz") if not p.name.startswith("."))
-    if not shards:
-        raise NotFoundError(f"no training data in {folder}: put .npz shards (x, y) there or label records")
     xs: list[npt.NDArray[Any]] = []
     ys: list[npt.NDArray[Any]] = []
+    skipped = 0
     for shard in shards:
         try:
             with np.load(shard) as data:
-                xs.append(np.asarray(data["x"], dtype=np.float32))
-                ys.append(np.asarray(data["y"], dtype=np.int64))
-        except (OSError, KeyError, ValueError) as exc:
-            raise ConfigError(f"{shard} is not a shard with arrays x and y ({exc})") from exc
+                x, y = np.asarray(data["x"], dtype=np.float32), np.asarray(data["y"], dtype=np.int64)
+        except (OSError, KeyError, ValueError, EOFError) as exc:
+            log.warning("skipping %s: not a shard with arrays x and y (%s)", shard, exc)
+            skipped += 1
+            continue
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        raise NotFoundError(
+            f"no training data in {folder}"
+            + (f" ({skipped} unreadable shard(s) skipped)" if skipped else "")
+            + ": put .npz shards (x, y) there or label records"
+        )
     shapes = {x.shape[1:] for x in xs}
     if len(shapes) != 1:
         raise ConfigError(f"the shards in {folder} disagree on the input shape: {sorted(shapes)}")
     return np.concatenate(xs), np.concatenate(ys)
-
-
-def count_rows(folder: Path) -> int:
-    """How many rows ``folder`` holds (0 when it is empty or missing)."""
-    try:
-        return len(read_rows(folder)[1])
-    except NotFoundError:
-        return 0

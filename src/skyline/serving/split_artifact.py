@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skyline.errors import ConfigError, NotFoundError
+from skyline.errors import ConfigError, DataError, NotFoundError
 from skyline.serving.tensors import TensorSpec
 
 SPLIT_DIR = "split"
@@ -143,14 +143,11 @@ def _folded(source: Path, target: Path) -> Path:
     """``source`` with ONNX Runtime's basic (hardware-independent, semantics-preserving) rewrites applied:
     constant folding removes the shape arithmetic that exporters emit for padding (``Shape`` of the input
     feeding every ``Pad``), which would otherwise keep the input alive across the whole graph."""
-    import onnxruntime as ort
+    from skyline.serving.runtime import onnx_session
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.optimized_model_filepath = str(target)
     try:
-        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ONNX Runtime raises its own types for a model it cannot load
+        onnx_session(source, intra_op_threads=1, optimization="basic", save_optimized=target)
+    except DataError as exc:
         raise ConfigError(f"ONNX Runtime cannot load {source} to split it: {exc}") from exc
     return target
 

@@ -22,7 +22,6 @@ __all__ = [
     "RateLimit",
     "Rule",
     "TargetFactory",
-    "TargetUnavailableError",
     "TlsPair",
     "bearer",
     "role_tokens",
@@ -41,10 +40,6 @@ class Rule:
 STATIC = Rule("static", "token")  # any valid token passes (a session without a permission of its own)
 SIGN_IN = Rule("sign-in", "token")  # the credential travels in the form body: valid → allowed, else 401
 Guard = Rule | tuple[Rule, ...] | None  # a tuple: every rule must allow; None: public
-
-
-class TargetUnavailableError(Exception):
-    """The API's package is not in this tree (yet); the caller skips it and says so."""
 
 
 def bearer(token: str | None) -> dict[str, str]:

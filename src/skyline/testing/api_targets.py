@@ -4,7 +4,7 @@ matrix and the fuzzers (tests/integration/test_security_matrix.py, bench/bench_s
 `TARGETS` names them: the control plane (jobs, nodes, tokens and the services' routes), its web console
 (``/ui``: cookie sign-in, CSRF), the services' gateway (a service with ``routing.auth``), the inference
 server, the OpenAI-compatible LLM server, the edge cloud and an edge agent. What a target is:
-`skyline.testing.api_target`. An API that does not exist in this tree is `TargetUnavailableError`.
+`skyline.testing.api_target`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from skyline.testing.api_target import (
     RateLimit,
     Rule,
     TargetFactory,
-    TargetUnavailableError,
     TlsPair,
     role_tokens,
     serve_app,
@@ -39,7 +38,6 @@ __all__ = [
     "ApiTarget",
     "RateLimit",
     "Rule",
-    "TargetUnavailableError",
     "TlsPair",
     "serve_app",
 ]
@@ -86,11 +84,9 @@ def _control_plane(folder: Path, tls: TlsPair | None) -> Iterator[_ControlPlane]
     """A control plane as `build` wires it, its services (gateway, controller, autoscaler) running and
     its scheduling loop stopped: what is tested is the API and the store. One service, ``svc``, exists,
     owned by the operator token's subject (no replicas)."""
-    try:
-        from skyline.cluster.server import ServerConfig, build
-        from skyline.cluster.service_spec import service_from_mapping
-    except ImportError as exc:
-        raise TargetUnavailableError(f"skyline.cluster has no server yet ({exc})") from exc
+    from skyline.cluster.server import ServerConfig, build
+    from skyline.cluster.service_spec import service_from_mapping
+
     built = build(ServerConfig(state_dir=folder / "cluster", port=0))
     try:
         tokens = role_tokens(built.authority)
@@ -207,17 +203,15 @@ def gateway_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarg
     """The services' gateway (skyline.cluster.gateway) in front of an inference server, for a service with
     ``routing.auth``: every path of the service needs ``invoke`` on its model. A second service,
     ``mlp-limited``, also has a per-token rate limit of 5 requests/s."""
-    try:
-        import httpx
+    import httpx
 
-        from skyline.cluster.gateway import Gateway
-        from skyline.cluster.gateway_http import MAX_BODY_BYTES
-        from skyline.cluster.gateway_routing import EndpointInfo
-        from skyline.cluster.service_spec import RoutingSpec
-        from skyline.security.tokens import TokenAuthority
-        from skyline.serving.app import create_app
-    except ImportError as exc:
-        raise TargetUnavailableError(f"skyline.cluster has no gateway yet ({exc})") from exc
+    from skyline.cluster.gateway import Gateway
+    from skyline.cluster.gateway_http import MAX_BODY_BYTES
+    from skyline.cluster.gateway_routing import EndpointInfo
+    from skyline.cluster.service_spec import RoutingSpec
+    from skyline.security.tokens import TokenAuthority
+    from skyline.serving.app import create_app
+
     repo = mlp_repository(folder / "gateway")
     authority = TokenAuthority(folder / "gateway" / "tokens.json")
     # The replica as a service runs it: `skyline serve --insecure-no-auth-local-only` on loopback.

@@ -12,7 +12,6 @@ from pathlib import Path
 from skyline.testing.api_target import (
     ApiTarget,
     Rule,
-    TargetUnavailableError,
     TlsPair,
     role_tokens,
     serve_app,
@@ -47,15 +46,13 @@ EDGE_RULES: dict[str, Rule | None] = {
 def edge_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
     """The edge cloud (skyline.edge.cloud: the inference server + uplink, repository, split, fleet routes)
     over a repository with one signed, splittable model."""
-    try:
-        from skyline.edge.cloud import CloudConfig, EdgeCloud
-        from skyline.edge.publish import publish_model
-        from skyline.security.signing import generate_signing_keys
-        from skyline.security.tokens import TokenAuthority
-        from skyline.serving.app import MAX_BODY_BYTES
-        from skyline.testing.edge import constant_classifier
-    except ImportError as exc:
-        raise TargetUnavailableError(f"skyline.edge has no cloud yet ({exc})") from exc
+    from skyline.edge.cloud import CloudConfig, EdgeCloud
+    from skyline.edge.publish import publish_model
+    from skyline.security.signing import generate_signing_keys
+    from skyline.security.tokens import TokenAuthority
+    from skyline.serving.app import MAX_BODY_BYTES
+    from skyline.testing.edge import constant_classifier
+
     private, public = generate_signing_keys(folder / "edge" / "k.key", folder / "edge" / "k.pub")
     publish_model(
         constant_classifier((8,), label=1), (8,), root=folder / "edge" / "repo", name="digits", version=1,
@@ -99,14 +96,12 @@ EDGE_AGENT_RULES: dict[str, Rule | None] = {
 def edge_agent_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
     """The edge agent's local API (skyline.edge.agent_app), its model synced (signed) from an edge cloud,
     with its LLM routes: a router whose edge and cloud ways are one small LLM server."""
-    try:
-        from skyline.edge.agent import AgentConfig, EdgeAgent
-        from skyline.edge.agent_app import create_agent_app
-        from skyline.edge.llm_router import LLMRouteConfig, LLMRouter
-        from skyline.security.http import DEFAULT_MAX_BODY_BYTES
-        from skyline.security.tokens import TokenAuthority
-    except ImportError as exc:
-        raise TargetUnavailableError(f"skyline.edge has no agent app yet ({exc})") from exc
+    from skyline.edge.agent import AgentConfig, EdgeAgent
+    from skyline.edge.agent_app import create_agent_app
+    from skyline.edge.llm_router import LLMRouteConfig, LLMRouter
+    from skyline.security.http import DEFAULT_MAX_BODY_BYTES
+    from skyline.security.tokens import TokenAuthority
+
     with edge_target(folder / "cloud") as cloud, tiny_llm_server(folder / "llm") as llm:
         config = AgentConfig(
             cloud_url=cloud.url,

@@ -18,7 +18,6 @@ from skyline.testing.api_target import (
     ApiTarget,
     RateLimit,
     Rule,
-    TargetUnavailableError,
     TlsPair,
     role_tokens,
 )
@@ -115,11 +114,9 @@ OPENAI_BODIES = {"/v1/chat/completions": "ChatCompletionRequest", "/v1/completio
 @contextmanager
 def llm_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
     """`skyline llm serve` (its `running_server`) with tokens and a rate limit of 20 requests/s per token."""
-    try:
-        from skyline.llm.api import DEFAULT_MAX_BODY_BYTES
-        from skyline.security.tokens import TokenAuthority
-    except ImportError as exc:
-        raise TargetUnavailableError(f"skyline.llm has no server yet ({exc})") from exc
+    from skyline.llm.api import DEFAULT_MAX_BODY_BYTES
+    from skyline.security.tokens import TokenAuthority
+
     tokens = folder / "llm-tokens.json"
     issued = role_tokens(TokenAuthority(tokens))
     with tiny_llm_server(folder, tokens=tokens, tls=tls, rate_limit_per_s=RATE_PER_S) as server:

@@ -10,7 +10,6 @@ from typing import Any
 from skyline.testing.api_target import (
     ApiTarget,
     Rule,
-    TargetUnavailableError,
     TlsPair,
     role_tokens,
     serve_app,
@@ -50,11 +49,9 @@ def mlp_repository(folder: Path) -> Any:
 @contextmanager
 def serving_target(folder: Path, tls: TlsPair | None = None) -> Iterator[ApiTarget]:
     """The inference server (skyline.serving) over a one-model repository (a small ONNX MLP)."""
-    try:
-        from skyline.security.tokens import TokenAuthority
-        from skyline.serving.app import MAX_BODY_BYTES, create_app
-    except ImportError as exc:
-        raise TargetUnavailableError(f"skyline.serving has no app yet ({exc})") from exc
+    from skyline.security.tokens import TokenAuthority
+    from skyline.serving.app import MAX_BODY_BYTES, create_app
+
     repo = mlp_repository(folder / "serving")
     authority = TokenAuthority(folder / "serving" / "tokens.json")
     with serve_app(create_app(repo, authority=authority, cores=1), tls=tls) as url:
