@@ -141,4 +141,5 @@ def test_agent_serves_cascades_labels_and_reports(world: EdgeWorld, tmp_path: Pa
     assert agent.sender.drain(deadline_s=10)
     assert world.cloud.ingest.count("result") == 1 and world.cloud.ingest.count("labelled") == 4
     agent.stop()
-    assert len(read_rows(tmp_path / "agents" / "edge-1" / "data")[1]) == 4  # the labelled rows are training data now
+    # the labelled rows are training data now
+    assert len(read_rows(tmp_path / "agents" / "edge-1" / "data")[1]) == 4
