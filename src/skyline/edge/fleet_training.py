@@ -62,9 +62,8 @@ class FleetTrainingConfig:
 
 def _starting_point(config: FleetTrainingConfig, current: int | None) -> tuple[Architecture, Path | None]:
     """The architecture to train and the weights to start from (None: fresh)."""
-    repository = ModelRepository(config.repository)
     if current is not None:
-        folder = repository.version_dir(config.model, current)
+        folder = ModelRepository(config.repository).version_dir(config.model, current)
         try:
             found = read_architecture(folder)
             if config.arch is not None and config.arch != found.arch:

@@ -8,6 +8,7 @@ import logging
 import os
 import time
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,10 @@ def read_rows(folder: Path) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int
     ys: list[npt.NDArray[Any]] = []
     skipped = 0
     for shard in shards:
-        try:
-            with np.load(shard) as data:
+        try:  # opened here, not by np.load: a file numpy fails to parse is still closed
+            with shard.open("rb") as file, np.load(file) as data:
                 x, y = np.asarray(data["x"], dtype=np.float32), np.asarray(data["y"], dtype=np.int64)
-        except (OSError, KeyError, ValueError, EOFError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             log.warning("skipping %s: not a shard with arrays x and y (%s)", shard, exc)
             skipped += 1
             continue
