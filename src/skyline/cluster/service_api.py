@@ -18,7 +18,7 @@ from skyline.cluster.service_spec import ServiceSpec, service_from_mapping
 from skyline.cluster.service_store import ServiceRecord
 from skyline.cluster.spec import MAX_REPLICAS
 from skyline.errors import ConflictError
-from skyline.security.rbac import Principal, Role, authorize
+from skyline.security.rbac import Principal, authorize, owner_scope
 
 Short = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_no_nul)]
 Seconds = Annotated[float, Field(gt=0, le=86_400 * 7, allow_inf_nan=False)]
@@ -161,7 +161,7 @@ def _deploy_routes(router: APIRouter, plane: ServicePlane, who: Any) -> None:
     @router.get("")
     def list_services(principal: Annotated[Principal, who("read", "jobs")]) -> list[dict[str, Any]]:
         """Services (an operator sees its own), each with its ready and desired replica counts."""
-        owner = principal.subject if principal.role is Role.OPERATOR else None
+        owner = owner_scope(principal, "jobs")  # services ride on the jobs grants
         return [plane.summary(r) for r in store.find(owner=owner)]
 
     @router.get("/{name}")
