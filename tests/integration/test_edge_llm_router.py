@@ -1,4 +1,4 @@
-"""An LLM at the edge: the agent's int8 SmolLM2 and the cloud's LLM service, both real skyline LLM servers on
+"""An LLM at the edge: the agent's quantized SmolLM2 and the cloud's LLM service, both real skyline LLM servers on
 127.0.0.1, with the router in front: both ways get measured, each request goes the faster way for its
 length and the local queue, streams pass through, and with the cloud gone the edge answers, degraded."""
 
