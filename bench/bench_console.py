@@ -13,9 +13,12 @@ Measured, in Debian's headless Chromium:
   resource) with a cold cache and a warm one; medians of ``PAGE_LOADS`` loads;
 - the control plane's submit throughput, server CPU per job and p99 submit-to-placed for a burst of
   ``BURST`` jobs (the control-plane benchmark's load generator) with 10 console pages open on the live
-  jobs table against none; rounds interleaved (none, consoles, consoles, none, ...), medians reported.
-  Target: the consoles cost ≤ 5% of throughput and of p99. The browser shares this machine's 2 cores
-  with the server; server CPU per job is reported beside throughput because it is not skewed by that.
+  jobs table against none, and with the same pages' requests and event streams opened by a plain HTTP
+  client (reconnecting from its last event id as the page's EventSource does) — the server's share of
+  the cost alone, since an operator's browser runs on the operator's machine, not on the control
+  plane's; rounds interleaved (none, browsers, streams, streams, browsers, none, ...), medians reported.
+  Target: the consoles cost ≤ 5% of throughput and of p99. Server CPU per job is reported beside
+  throughput because the browsers' share of the 2 cores does not skew it.
 
 ``SKYLINE_BENCH_QUICK=1``: 1,000 jobs, bursts of 200, 2 rounds, 3 loads — a smoke run, not recorded.
 """
@@ -144,32 +147,73 @@ def _page_timings(browser: Any, url: str, token: str, path: str) -> dict[str, An
     }
 
 
+async def _stream_consoles(url: str, token: str, stop: asyncio.Event) -> int:
+    """What ``CONSOLES`` open jobs pages ask of the server, without a browser on this machine: each loads
+    the page once, then reads its event stream (as console.js's EventSource does) until ``stop``."""
+    from skyline.cluster.console.session import COOKIE
+
+    received = 0
+
+    async def one(client: httpx.AsyncClient) -> None:
+        nonlocal received
+        (await client.get("/ui/jobs")).raise_for_status()
+        last_event: str | None = None
+        while not stop.is_set():  # a stream ends after its lifetime; the page reconnects from its last event
+            params = {"topics": "jobs", **({"last_event": last_event} if last_event else {})}
+            async with client.stream("GET", "/ui/events", params=params) as events:
+                async for line in events.aiter_lines():
+                    received += len(line) + 1
+                    if line.startswith("id: "):
+                        last_event = line[4:]
+
+    async with httpx.AsyncClient(base_url=url, cookies={COOKIE: token}, timeout=None) as client:
+        tasks = [asyncio.create_task(one(client)) for _ in range(CONSOLES)]
+        await stop.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return received
+
+
 def _round(
     background: Background,
     server: Any,
     headers: dict[str, str],
     browser: Any,
     token: str,
-    consoles: bool,
+    setting: str,
     n: int,
 ) -> dict[str, Any]:
+    """One burst with no console, ``CONSOLES`` browser pages on the live jobs table (``browsers``), or the
+    same pages' requests and event streams without a browser (``streams``: the server's share alone)."""
     host, port = server.url.removeprefix("http://").split(":")
-    pages = []
-    if consoles:
+    pages, streaming, stop = [], None, asyncio.Event()
+    if setting == "browsers":
         for _ in range(CONSOLES):
             page = _signed_in_context(browser, server.url, token).new_page()
             page.goto(server.url + "/ui/jobs")
             pages.append(page)
+    elif setting == "streams":
+        streaming = asyncio.run_coroutine_threadsafe(
+            _stream_consoles(server.url, token, stop), background.loop
+        )
+    if setting != "none":
         time.sleep(2.0)  # their streams are open and idle
     cpu_before = _cpu_s(server.process.pid)
-    burst = background.run(_submit_burst(host, int(port), headers, BURST, f"r{n}-{int(consoles)}"))
+    burst = background.run(_submit_burst(host, int(port), headers, BURST, f"r{n}-{setting}"))
     server_cpu_s = _cpu_s(server.process.pid) - cpu_before
     _wait_settled(server.url, headers)
     for page in pages:
         page.context.close()
+    streamed = None
+    if streaming is not None:
+        background.loop.call_soon_threadsafe(stop.set)
+        streamed = streaming.result(timeout=60)
     latencies = _latencies(server.url, headers, burst["ids"])
     return {
-        "consoles": len(pages),
+        "setting": setting,
+        "consoles": 0 if setting == "none" else CONSOLES,
+        "event_bytes_received": streamed,
         "submit_throughput_jobs_per_s": BURST / burst["seconds"],
         "server_cpu_ms_per_job": server_cpu_s / BURST * 1000,
         "submit_to_placed_p50_ms": _percentile(latencies, 50),
@@ -179,13 +223,15 @@ def _round(
     }
 
 
-def _cost(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    def median(consoles: bool, key: str) -> float:
-        return float(statistics.median(r[key] for r in rounds if bool(r["consoles"]) == consoles))
+def _cost(rounds: list[dict[str, Any]], setting: str) -> dict[str, Any]:
+    """Medians of ``setting``'s rounds against the rounds with no console."""
+
+    def median(name: str, key: str) -> float:
+        return float(statistics.median(r[key] for r in rounds if r["setting"] == name))
 
     out: dict[str, Any] = {}
     for key in ("submit_throughput_jobs_per_s", "server_cpu_ms_per_job", "submit_to_placed_p99_ms"):
-        none, some = median(False, key), median(True, key)
+        none, some = median("none", key), median(setting, key)
         out[key] = {
             "no_console": round(none, 2),
             "with_10_consoles": round(some, 2),
@@ -228,9 +274,9 @@ def main() -> None:
             }
             print(pages, flush=True)
             rounds = []
-            for n in range(2 * ROUNDS):
-                consoles = n % 4 in (1, 2)  # none, consoles, consoles, none, ...
-                rounds.append(_round(background, server, headers, browser, token, consoles, n))
+            order = ("none", "browsers", "streams", "streams", "browsers", "none")  # interleaved, mirrored
+            for n in range(3 * ROUNDS):
+                rounds.append(_round(background, server, headers, browser, token, order[n % 6], n))
                 print(rounds[-1], flush=True)
         background.loop.call_soon_threadsafe(agents.stop.set)
         agents_done.result(timeout=30)
@@ -241,10 +287,16 @@ def main() -> None:
         "setup": {
             "jobs_in_store": JOBS, "nodes": AGENTS, "burst": BURST, "consoles": CONSOLES, "page_loads": PAGE_LOADS,
             "browser": "Debian chromium, headless, one context per cold load",
-            "note": "2 cores shared by the server, the 100 simulated agents, the load and the browser",
+            "note": "2 cores shared by the server, the 100 simulated agents, the load and the browser; "
+                    "'streams' opens the same pages' requests and event streams without a browser, the "
+                    "server's share of the cost alone (an operator's browser runs on the operator's machine)",
         },
         "pages": pages,
-        "control_plane": {"rounds": rounds, **_cost(rounds)},
+        "control_plane": {
+            "rounds": rounds,
+            "browsers_on_this_machine": _cost(rounds, "browsers"),
+            "streams_without_browser": _cost(rounds, "streams"),
+        },
     }  # fmt: skip
     print(results)
     if QUICK:
