@@ -142,7 +142,7 @@ def test_client_level_dp_wraps_the_strategy_and_clips_on_the_clients() -> None:
 
 
 def test_the_deployment_run_config_carries_every_training_setting() -> None:
-    from skyline.federated.deployment import config_from_run, run_config_of
+    from skyline.federated.run_config import config_from_run, run_config_of
 
     tuned = FederatedConfig(
         clients=3,
@@ -162,7 +162,8 @@ def test_the_deployment_run_config_carries_every_training_setting() -> None:
 
 
 def test_a_fleet_run_config_carries_the_shape_data_and_weights(tmp_path: Path) -> None:
-    from skyline.federated.deployment import COMPONENTS, config_from_run, run_config_of
+    from skyline.federated.deployment import COMPONENTS
+    from skyline.federated.run_config import config_from_run, run_config_of
 
     fleet = FederatedConfig(
         clients=3, rounds=2, model="mlp", input_shape=(1, 8, 8), num_classes=10, secagg=True,

@@ -57,7 +57,7 @@ def create_app(
 
     limiter = None
     if rate_limit_per_s is not None:
-        limiter = RateLimiter(rate_per_s=rate_limit_per_s, burst=max(1, round(2 * rate_limit_per_s)))
+        limiter = RateLimiter.per_token(rate_limit_per_s)
 
     def who(action: str, kind: str) -> Any:
         return Depends(require(authority, action, kind, limiter=limiter))

@@ -176,7 +176,7 @@ class Gateway:
         key = (routing.auth, routing.rate_limit_per_s)
         if key != route.guard_key:  # a limiter keeps its buckets while the settings stay
             rate = routing.rate_limit_per_s
-            limiter = None if rate is None else RateLimiter(rate_per_s=rate, burst=max(1, round(2 * rate)))
+            limiter = None if rate is None else RateLimiter.per_token(rate)
             route.guard = Guard(self.authority or _NO_TOKENS, limiter) if routing.auth else None
             route.guard_key = key
         route.publish(routing, endpoints)

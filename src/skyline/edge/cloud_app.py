@@ -90,7 +90,7 @@ def create_cloud_app(
         install_audit(app, AuditLog(audit_log), authority=authority, paths=AUDITED_PATHS)
     limiter = None
     if rate_limit_per_s is not None:
-        limiter = RateLimiter(rate_per_s=rate_limit_per_s, burst=max(1, round(2 * rate_limit_per_s)))
+        limiter = RateLimiter.per_token(rate_limit_per_s)
 
     def allowed(action: str, kind: str) -> Any:
         # Dependencies as defaults, not Annotated: this module uses `from __future__ import annotations`.

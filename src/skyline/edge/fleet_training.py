@@ -23,9 +23,10 @@ from skyline.edge.publish import WEIGHTS_FILE, Architecture, publish_model, read
 from skyline.errors import ConfigError, NotFoundError
 from skyline.federated.apps import FederatedConfig, evaluation_rows, new_model
 from skyline.federated.data_folder import read_rows
-from skyline.federated.deployment import COMPONENTS, run_config_of
+from skyline.federated.deployment import COMPONENTS
 from skyline.federated.local_training import LocalTraining, accuracy
 from skyline.federated.loopback import submit_run
+from skyline.federated.run_config import run_config_of
 from skyline.serving.repository import ModelRepository
 from skyline.serving.split_artifact import SPLIT_DIR
 

@@ -3,7 +3,7 @@ deploy`: one SuperLink and N SuperNodes as separate processes (`skyline.federate
 holding the Dirichlet share of the data its ``partition-id`` names.
 
 A run is a Flower App: a ``pyproject.toml`` naming the server and client components (module-level apps,
-`skyline.federated.deployment`) and the run config (`skyline.federated.deployment.run_config_of`); the
+`skyline.federated.deployment`) and the run config (`skyline.federated.run_config.run_config_of`); the
 ServerApp writes its result (the ``skyline fl run`` JSON contract) to the run config's ``results-path``.
 """
 
@@ -121,7 +121,8 @@ class LoopbackFederation:
 
     def run(self, config: FederatedConfig, *, timeout_s: float = 1800.0) -> dict[str, Any]:
         """Submit one run with ``flwr run`` and wait for it; returns the ServerApp's result."""
-        from skyline.federated.deployment import COMPONENTS, run_config_of
+        from skyline.federated.deployment import COMPONENTS
+        from skyline.federated.run_config import run_config_of
 
         if config.clients != self.clients:
             raise ConfigError(f"the run wants {config.clients} clients; this federation has {self.clients}")

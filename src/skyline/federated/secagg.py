@@ -27,6 +27,7 @@ from skyline.federated.apps import (
     new_model,
 )
 from skyline.federated.local_training import accuracy
+from skyline.federated.run_config import config_from_run
 from skyline.federated.strategies import FEDERATED_STRATEGIES
 
 
@@ -64,8 +65,6 @@ def make_secagg_client_app(config: FederatedConfig | None) -> Any:
             return _weights(model), rows, metrics
 
     def client_fn(context: Context) -> Any:
-        from skyline.federated.deployment import config_from_run
-
         run = config if config is not None else config_from_run(dict(context.run_config))
         return EdgeClient(run, dict(context.node_config)).to_client()
 

@@ -167,7 +167,7 @@ def create_app(
     app.add_middleware(OpenAIBodySizeLimit, max_body_bytes=max_body_bytes)
     limiter = None
     if rate_limit_per_s is not None:
-        limiter = RateLimiter(rate_per_s=rate_limit_per_s, burst=max(1, round(2 * rate_limit_per_s)))
+        limiter = RateLimiter.per_token(rate_limit_per_s)
     guards = {
         (action, kind): _guard(authority, action, kind, limiter)
         for action, kind in (("invoke", "models"), ("read", "models"), ("read", "metrics"))

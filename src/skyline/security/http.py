@@ -28,7 +28,7 @@ Depends(dep)``, or drop the future import from that module.
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -175,6 +175,12 @@ class RateLimiter:
         self.rate_per_s, self.burst, self._clock, self._max_keys = rate_per_s, burst, clock, max_keys
         self._buckets: dict[str, tuple[float, float]] = {}  # key → (tokens left, time of last update)
         self._lock = threading.Lock()
+
+    @classmethod
+    def per_token(cls, rate_per_s: float) -> Self:
+        """The limit every skyline API applies with ``--rate-limit``: ``rate_per_s``, bursts of two seconds'
+        worth (a client that paused may catch up briefly; a flood is cut after two seconds)."""
+        return cls(rate_per_s=rate_per_s, burst=max(1, round(2 * rate_per_s)))
 
     def check(self, key: str) -> None:
         """Spend one request for ``key`` or raise `OverloadedError` (HTTP 429) with the wait in seconds."""

@@ -14,7 +14,7 @@ __all__, __getattr__ = lazy_exports(
         "batching": ("BatchingConfig", "DynamicBatcher"),
         "manager": ("LoadedModel", "ModelManager"),
         "protocol": ("InferenceRequest", "encode_response", "parse_request"),
-        "repository": ("ModelManifest", "ModelRepository", "onnx_signature"),
+        "repository": ("ModelManifest", "ModelRepository"),
         "runtime": (
             "RUNTIMES",
             "OnnxRuntime",
@@ -22,6 +22,7 @@ __all__, __getattr__ = lazy_exports(
             "TorchRuntime",
             "load_runtime",
             "onnx_session",
+            "onnx_signature",
             "plan_threads",
         ),
         "server": ("BackgroundServer", "bind_socket", "serve_forever", "wait_for_stop_signal"),

@@ -86,7 +86,7 @@ def create_app(
     if rate_limit_per_s is not None:  # per token, so it needs tokens; a burst of two seconds' worth
         if authority is None:
             raise ConfigError("a per-token rate limit needs tokens; give a token file as well")
-        limiter = RateLimiter(rate_per_s=rate_limit_per_s, burst=max(1, round(2 * rate_limit_per_s)))
+        limiter = RateLimiter.per_token(rate_limit_per_s)
     guard = Guard(authority, limiter)
     app.add_middleware(InferFastPath, manager=manager, guard=guard, max_body_bytes=MAX_BODY_BYTES)
     _health_routes(app, state)

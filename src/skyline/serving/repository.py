@@ -19,7 +19,8 @@ from typing import Any
 
 from skyline.errors import ConfigError, IntegrityError, NotFoundError
 from skyline.serving.batching import BatchingConfig
-from skyline.serving.runtime import RUNTIMES
+from skyline.serving.runtime import RUNTIMES, onnx_signature
+from skyline.serving.split_artifact import write_split
 from skyline.serving.tensors import TensorSpec
 
 MANIFEST_NAME = "manifest.json"
@@ -194,8 +195,6 @@ class ModelRepository:
         file = MODEL_FILES[fmt]
         shutil.copyfile(source, target / file)
         if split:
-            from skyline.serving.split_artifact import write_split
-
             try:
                 write_split(target / file, target)
             except ConfigError:
@@ -213,53 +212,3 @@ class ModelRepository:
         )
         (target / MANIFEST_NAME).write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
         return manifest
-
-
-def onnx_signature(
-    path: Path, *, dynamic_size: int | None = None
-) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    """Inputs and outputs of an ONNX file, with the first dimension as the batch (-1).
-
-    Other dimensions must be fixed; with ``dynamic_size`` (e.g. a sequence length) dynamic input
-    dimensions take that size and the output shapes are read from one inference on zeros.
-    """
-    import onnx
-    from onnx import helper
-
-    from skyline.serving.tensors import datatype_of
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and friends for a malformed file
-        raise ConfigError(f"{path} is not a readable ONNX model: {exc}") from exc
-    initializers = {i.name for i in model.graph.initializer}
-
-    def spec(value: Any, fill: int | None) -> TensorSpec:
-        tensor = value.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else (fill or -1) for d in tensor.shape.dim]
-        if not dims or any(d < 1 for d in dims[1:]):
-            raise ConfigError(
-                f"ONNX {value.name!r} has shape {dims}; only the first (batch) dimension may be dynamic "
-                "(pack with --dynamic-size N to fix the others, e.g. a sequence length)"
-            )
-        dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type)
-        return TensorSpec(name=value.name, datatype=datatype_of(dtype), shape=(-1, *dims[1:]))
-
-    inputs = tuple(spec(v, dynamic_size) for v in model.graph.input if v.name not in initializers)
-    if dynamic_size is None:
-        return inputs, tuple(spec(v, None) for v in model.graph.output)
-    return inputs, _observed_outputs(path, inputs)
-
-
-def _observed_outputs(path: Path, inputs: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
-    import numpy as np
-
-    from skyline.serving.runtime import OnnxRuntime
-    from skyline.serving.tensors import datatype_of
-
-    runtime = OnnxRuntime(path, intra_op_threads=1)
-    results = runtime.infer({s.name: np.zeros((1, *s.shape[1:]), dtype=s.dtype) for s in inputs})
-    return tuple(
-        TensorSpec(name=n, datatype=datatype_of(r.dtype), shape=(-1, *r.shape[1:]))
-        for n, r in results.items()
-    )

@@ -1,4 +1,5 @@
-"""Runtimes: one interface over ONNX Runtime (the default) and PyTorch, and the thread plan they share.
+"""Runtimes: one interface over ONNX Runtime (the default) and PyTorch, the thread plan they share, and
+the signature (inputs, outputs) of an ONNX file.
 
 A runtime holds ONE copy of the model and is safe to call from several threads at once, so the
 ``instances`` of a model (parallel batch workers) share it instead of loading a copy each. The thread plan
@@ -17,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from skyline.errors import ConfigError, DataError
-from skyline.serving.tensors import TensorSpec
+from skyline.serving.tensors import TensorSpec, datatype_of
 
 Arrays = dict[str, np.ndarray[Any, Any]]
 
@@ -181,3 +182,46 @@ def load_runtime(
     except KeyError:
         raise ConfigError(f"model format {fmt!r} has no runtime; formats are {sorted(RUNTIMES)}") from None
     return factory(path, inputs, outputs, threads)
+
+
+def onnx_signature(
+    path: Path, *, dynamic_size: int | None = None
+) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Inputs and outputs of an ONNX file, with the first dimension as the batch (-1).
+
+    Other dimensions must be fixed; with ``dynamic_size`` (e.g. a sequence length) dynamic input
+    dimensions take that size and the output shapes are read from one inference on zeros.
+    """
+    import onnx
+    from onnx import helper
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and friends for a malformed file
+        raise ConfigError(f"{path} is not a readable ONNX model: {exc}") from exc
+    initializers = {i.name for i in model.graph.initializer}
+
+    def spec(value: Any, fill: int | None) -> TensorSpec:
+        tensor = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else (fill or -1) for d in tensor.shape.dim]
+        if not dims or any(d < 1 for d in dims[1:]):
+            raise ConfigError(
+                f"ONNX {value.name!r} has shape {dims}; only the first (batch) dimension may be dynamic "
+                "(pack with --dynamic-size N to fix the others, e.g. a sequence length)"
+            )
+        dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type)
+        return TensorSpec(name=value.name, datatype=datatype_of(dtype), shape=(-1, *dims[1:]))
+
+    inputs = tuple(spec(v, dynamic_size) for v in model.graph.input if v.name not in initializers)
+    if dynamic_size is None:
+        return inputs, tuple(spec(v, None) for v in model.graph.output)
+    return inputs, _observed_outputs(path, inputs)
+
+
+def _observed_outputs(path: Path, inputs: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
+    runtime = OnnxRuntime(path, intra_op_threads=1)
+    results = runtime.infer({s.name: np.zeros((1, *s.shape[1:]), dtype=s.dtype) for s in inputs})
+    return tuple(
+        TensorSpec(name=n, datatype=datatype_of(r.dtype), shape=(-1, *r.shape[1:]))
+        for n, r in results.items()
+    )

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from skyline.errors import ConfigError, DataError, NotFoundError
+from skyline.serving.runtime import onnx_session, onnx_signature
 from skyline.serving.tensors import TensorSpec
 
 SPLIT_DIR = "split"
@@ -143,8 +144,6 @@ def _folded(source: Path, target: Path) -> Path:
     """``source`` with ONNX Runtime's basic (hardware-independent, semantics-preserving) rewrites applied:
     constant folding removes the shape arithmetic that exporters emit for padding (``Shape`` of the input
     feeding every ``Pad``), which would otherwise keep the input alive across the whole graph."""
-    from skyline.serving.runtime import onnx_session
-
     try:
         onnx_session(source, intra_op_threads=1, optimization="basic", save_optimized=target)
     except DataError as exc:
@@ -183,8 +182,6 @@ def _extract(model: Any, bounds: list[str], folder: Path) -> tuple[SplitSegment,
     """One segment file per pair of consecutive ``bounds`` (ONNX's own sub-model extraction)."""
     import onnx
     from onnx import utils
-
-    from skyline.serving.repository import onnx_signature
 
     (folder / SPLIT_DIR).mkdir(parents=True, exist_ok=True)
     segments = []

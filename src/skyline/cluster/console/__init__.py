@@ -5,6 +5,7 @@ Pages are rendered on the server; live updates arrive by server-sent events from
 every view and action goes through the permission table of `skyline.security.rbac`. docs/console.md.
 """
 
-from skyline.cluster.console.app import Console, ConsoleConfig, mount_console
+from skyline.cluster.console.app import mount_console
+from skyline.cluster.console.core import Console, ConsoleConfig
 
 __all__ = ["Console", "ConsoleConfig", "mount_console"]

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
-from skyline.cluster.console.app import SECURITY_HEADERS, Console
+from skyline.cluster.console.core import SECURITY_HEADERS, Console
 from skyline.cluster.console.feed import last_event_id, parse_topics
 from skyline.cluster.console.session import COOKIE, LoginRequiredError, check_csrf, check_origin, safe_next
 from skyline.errors import AuthError, ConfigError

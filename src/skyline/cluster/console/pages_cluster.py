@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from skyline.cluster.console import queries
-from skyline.cluster.console.app import Console
+from skyline.cluster.console.core import Console
 from skyline.cluster.console.services_view import scaling_panels, service_rows
 from skyline.cluster.console.session import owner_scope
 from skyline.security.rbac import authorize

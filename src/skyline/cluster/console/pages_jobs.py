@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from skyline.cluster.api_models import JobIn
 from skyline.cluster.console import queries
-from skyline.cluster.console.app import Console
+from skyline.cluster.console.core import Console
 from skyline.cluster.console.pages_access import SSE_HEADERS, read_form
 from skyline.cluster.console.session import Session, check_csrf, owner_scope
 from skyline.core import JobStatus

@@ -8,8 +8,8 @@ import asyncio
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from skyline.cluster.console.app import Console
 from skyline.cluster.console.catalog import Catalog
+from skyline.cluster.console.core import Console
 from skyline.cluster.console.services_view import served_by
 from skyline.security.rbac import authorize
 
