@@ -171,6 +171,9 @@ def start(
     arch: str | None = typer.Option(
         None, help="Architecture to train from scratch (no weights to continue)."
     ),
+    num_classes: int | None = typer.Option(
+        None, help="Outputs of a fresh --arch model (default: the largest label in --eval-data + 1)."
+    ),
     min_accuracy: float | None = typer.Option(None, help="Publish only when this accurate on --eval-data."),
     ca: Path | None = typer.Option(None, "--ca", help="Certificate the SuperLink's TLS must chain to."),
     workdir: Path = typer.Option(Path("runs/fl-start"), help="Where the run's app, logs and weights go."),
@@ -186,7 +189,7 @@ def start(
         repository=repo, model=model, superlink=superlink, private_key=sign_key, eval_data=eval_data,
         workdir=workdir, agents=agents, rounds=rounds, strategy=strategy, proximal_mu=proximal_mu,
         local=LocalTraining(epochs=local_epochs, batch_size=batch_size, lr=lr), dp_epsilon=dp_epsilon,
-        secagg=secagg, seed=seed, arch=arch, min_accuracy=min_accuracy, ca=ca,
+        secagg=secagg, seed=seed, arch=arch, num_classes=num_classes, min_accuracy=min_accuracy, ca=ca,
     )  # fmt: skip
     result = train_on_fleet(config)
     if json_path is not None:

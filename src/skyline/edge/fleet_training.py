@@ -50,6 +50,9 @@ class FleetTrainingConfig:
     secagg: bool = False
     seed: int = 0
     arch: str | None = None  # when the newest version has no PyTorch weights
+    num_classes: int | None = (
+        None  # a fresh --arch model's outputs (None: the largest label in eval_data + 1)
+    )
     min_accuracy: float | None = None  # publish only a model at least this accurate on eval_data
     ca: Path | None = None  # verifies the SuperLink's certificate
     timeout_s: float = 1800.0
@@ -59,6 +62,8 @@ class FleetTrainingConfig:
             raise ConfigError(f"--min-accuracy must be in [0, 1], got {self.min_accuracy}")
         if self.timeout_s <= 0:
             raise ConfigError(f"--timeout-s must be positive, got {self.timeout_s}")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise ConfigError(f"--num-classes must be at least 2, got {self.num_classes}")
 
 
 def _starting_point(config: FleetTrainingConfig, current: int | None) -> tuple[Architecture, Path | None]:
@@ -72,6 +77,11 @@ def _starting_point(config: FleetTrainingConfig, current: int | None) -> tuple[A
                     f"--arch {config.arch} but {config.model} v{current} is a {found.arch} the rounds continue "
                     "from: drop --arch (it is for a model with no PyTorch weights yet)"
                 )
+            if config.num_classes is not None and config.num_classes != found.num_classes:
+                raise ConfigError(
+                    f"--num-classes {config.num_classes} but {config.model} v{current} has "
+                    f"{found.num_classes} outputs the rounds continue from: drop --num-classes"
+                )
             return found, folder / WEIGHTS_FILE
         except NotFoundError:
             if config.arch is None:
@@ -82,7 +92,14 @@ def _starting_point(config: FleetTrainingConfig, current: int | None) -> tuple[A
     if config.arch is None:
         raise ConfigError(f"{config.model!r} has no version yet: pass --arch to train a fresh model")
     x, y = read_rows(config.eval_data)
-    return Architecture(arch=config.arch, input_shape=tuple(x.shape[1:]), num_classes=int(y.max()) + 1), None
+    seen = int(y.max()) + 1
+    if config.num_classes is not None and config.num_classes < seen:
+        raise ConfigError(
+            f"--num-classes {config.num_classes} but {config.eval_data} has label {seen - 1}; pass at least {seen}"
+        )
+    # Without --num-classes the eval rows decide: a class they lack (above their largest label) is not learnt.
+    classes = config.num_classes or seen
+    return Architecture(arch=config.arch, input_shape=tuple(x.shape[1:]), num_classes=classes), None
 
 
 def federated_config(
