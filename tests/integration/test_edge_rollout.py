@@ -103,7 +103,9 @@ def test_a_good_version_reaches_every_agent_and_a_returning_one(
 ) -> None:
     world, agents = fleet
     offline = agents.pop()
-    offline.stop()  # away during the whole rollout
+    offline.stop()  # away during the whole rollout: seen offline (3 s without a report) before it starts
+    name = offline.config.name
+    _wait(lambda: time.time() - next(a.last_seen for a in world.cloud.fleet.agents() if a.name == name) > 3.5)
     world.publish(trained_digits(seed=1), version=2)
     with Traffic(agents):
         rollout_id = _rollout(world, 2)

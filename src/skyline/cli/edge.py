@@ -20,6 +20,19 @@ JSON_PATH = typer.Option(None, "--json", help="Write the results here (quiet std
 CLOUD = typer.Option(..., help="The cloud's base URL, e.g. http://127.0.0.1:8500.")
 CA = typer.Option(None, "--ca", envvar="SKYLINE_CA", help="Certificate that the cloud's HTTPS must chain to.")
 ADMIN_TOKEN = typer.Option(..., envvar="SKYLINE_TOKEN", help="Bearer token of the cloud (or $SKYLINE_TOKEN).")
+AGENT_TOKEN = typer.Option(
+    ...,
+    envvar="SKYLINE_EDGE_TOKEN",
+    help="This agent's own edge token, issued to its --name (or $SKYLINE_EDGE_TOKEN).",
+)
+AGENT_NAME = typer.Option(
+    "edge-agent", help="This agent's name in the fleet: the subject its --token was issued to."
+)
+LOCAL_TOKENS = typer.Option(None, help="Token file of the local API (default STORE/local-tokens.json).")
+LLM_CLOUD = typer.Option(None, help="Also serve an LLM here, routed against this cloud LLM URL.")
+LLM_QUANT = typer.Option(
+    "int4", help="With --llm-cloud: its quantization (none, int8, int4; int4 is the fastest here)."
+)
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -115,17 +128,11 @@ def _cascade(
 @edge_app.command("run")
 def run(
     cloud: str = CLOUD,
-    token: str = typer.Option(
-        ...,
-        envvar="SKYLINE_EDGE_TOKEN",
-        help="This agent's own edge token, issued to its --name (or $SKYLINE_EDGE_TOKEN).",
-    ),
+    token: str = AGENT_TOKEN,
     model: str = typer.Option(..., help="Model name in the cloud's repository."),
     public_key: Path = typer.Option(..., help="Ed25519 public key that signs the models."),
     strategy: str = typer.Option("local", help="local, cascade, split or cloud."),
-    name: str = typer.Option(
-        "edge-agent", help="This agent's name in the fleet: the subject its --token was issued to."
-    ),
+    name: str = AGENT_NAME,
     label: list[str] = typer.Option([], help="A label KEY=VALUE (repeatable): site=paris, hardware=rpi4."),
     store: Path = typer.Option(Path("runs/edge-agent"), help="Where models, data and the uplink queue live."),
     data: Path | None = typer.Option(None, help="Training data (.npz shards; default STORE/data)."),
@@ -139,21 +146,15 @@ def run(
     probe_s: float = typer.Option(30.0, help="Split: seconds between link measurements."),
     int8: bool = typer.Option(False, "--int8", help="Split: send int8 activations."),
     duration_s: float | None = typer.Option(None, help="Stop after this many seconds."),
-    tokens: Path | None = typer.Option(
-        None, help="Token file of the local API (default STORE/local-tokens.json)."
-    ),
+    tokens: Path | None = LOCAL_TOKENS,
     ca: Path | None = CA,
     tls_cert: Path | None = typer.Option(None, help="Serve the local API over HTTPS with this certificate."),
     tls_key: Path | None = typer.Option(None, help="The certificate's key (PEM, 0600)."),
-    llm_cloud: str | None = typer.Option(
-        None, help="Also serve an LLM here, routed against this cloud LLM URL."
-    ),
+    llm_cloud: str | None = LLM_CLOUD,
     llm_cloud_model: str = typer.Option("smollm2-135m", help="With --llm-cloud: the cloud's LLM model name."),
     llm_cloud_token: str | None = typer.Option(None, envvar="SKYLINE_LLM_TOKEN", help="Its token."),
     llm_model: str = typer.Option("smollm2-135m", help="With --llm-cloud: the LLM served here."),
-    llm_quant: str = typer.Option(
-        "int4", help="With --llm-cloud: its quantization (none, int8, int4; int4 is the fastest here)."
-    ),
+    llm_quant: str = LLM_QUANT,
 ) -> None:
     """Run an edge agent: the fleet's version of its model (verified), a local inference API, a strategy
     with the cloud, labelled records, uplink, telemetry, with --fl federated learning, and with --llm-cloud
@@ -163,10 +164,6 @@ def run(
     from skyline.security.tls import uvicorn_ssl_kwargs
 
     uvicorn_ssl_kwargs(tls_cert, tls_key)  # both or neither, key 0600: fail before starting
-    if not public_key.is_file():
-        raise ConfigError(
-            f"--public-key {public_key} is not a file; pass the key that signs the cloud's models"
-        )
     if fl != (superlink is not None):
         raise ConfigError("--fl and --superlink HOST:PORT go together")
     config = AgentConfig(
@@ -176,12 +173,9 @@ def run(
         federated=FederatedNode(superlink=superlink, ca=ca) if superlink is not None else None,
     )  # fmt: skip
     tls = (tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
-    llm = None
-    if llm_cloud is not None:
-        llm = EdgeLLM(
-            cloud_url=llm_cloud, cloud_model=llm_cloud_model, cloud_token=llm_cloud_token, model=llm_model,
-            quant=llm_quant,
-        )  # fmt: skip
+    llm = None if llm_cloud is None else EdgeLLM(
+        cloud_url=llm_cloud, cloud_model=llm_cloud_model, cloud_token=llm_cloud_token, model=llm_model, quant=llm_quant
+    )  # fmt: skip
     serve_forever(
         config, tokens=tokens or store / "local-tokens.json", port=port, tls=tls, duration_s=duration_s,
         announce=console.print, llm=llm,

@@ -14,6 +14,8 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +93,19 @@ class NodeAgent:
 
     def stop(self) -> None:
         self._stop.set()
+
+    @contextmanager
+    def in_background(self) -> Iterator[NodeAgent]:
+        """`run` on a daemon thread for the ``with`` block; on exit stopped (its replicas' processes stopped
+        and reported), joined, and its client closed."""
+        thread = threading.Thread(target=self.run, name=f"agent-{self.config.name}", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+            thread.join(timeout=30)
+            self.client.close()
 
     def run_in_foreground(self) -> None:
         """`run` on the main thread of a foreground command: SIGTERM and SIGINT stop it cleanly (its

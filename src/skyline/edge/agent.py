@@ -84,6 +84,10 @@ class AgentConfig:
             raise ConfigError(
                 "poll_s, telemetry_s, cloud_timeout_s, probe_s and probe_timeout_s must be positive"
             )
+        if not Path(self.public_key).is_file():
+            raise ConfigError(
+                f"--public-key {self.public_key} is not a file; pass the key that signs the cloud's models"
+            )
         if not self.name or not all(key and value for key, value in self.labels.items()):
             raise ConfigError(
                 "the agent needs a name, and every label a key and a value (--label site=paris)"

@@ -50,9 +50,8 @@ class FleetTrainingConfig:
     secagg: bool = False
     seed: int = 0
     arch: str | None = None  # when the newest version has no PyTorch weights
-    num_classes: int | None = (
-        None  # a fresh --arch model's outputs (None: the largest label in eval_data + 1)
-    )
+    # A fresh --arch model's outputs (None: the largest label in eval_data + 1).
+    num_classes: int | None = None
     min_accuracy: float | None = None  # publish only a model at least this accurate on eval_data
     ca: Path | None = None  # verifies the SuperLink's certificate
     timeout_s: float = 1800.0

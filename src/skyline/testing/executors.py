@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -146,21 +145,12 @@ def node_agents(
     from skyline.cluster.agent import AgentConfig, NodeAgent
     from skyline.cluster.client import ClusterClient
 
-    agents: list[tuple[NodeAgent, threading.Thread]] = []
-    try:
+    with contextlib.ExitStack() as stack:
         for name in names:
             client = ClusterClient(url, authority.issue(f"agent-{name}", "agent"))
             config = AgentConfig(name=name, cpus=cpus, memory_mib=4096, gpus=0, heartbeat_s=0.1)
-            agent = NodeAgent(client, config)
-            thread = threading.Thread(target=agent.run, name=f"agent-{name}", daemon=True)
-            thread.start()
-            agents.append((agent, thread))
+            stack.enter_context(NodeAgent(client, config).in_background())
         yield
-    finally:
-        for agent, thread in agents:
-            agent.stop()
-            thread.join(timeout=30)
-            agent.client.close()
 
 
 @contextlib.contextmanager

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from typing import Any
 
 from skyline.cli.demo import DemoContext, StepReport
+from skyline.cli.demo_steps.node import demo_node
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -32,42 +32,25 @@ def _watch(
 
 
 def run(ctx: DemoContext) -> StepReport:
-    from skyline.cluster.agent import AgentConfig, NodeAgent
-    from skyline.cluster.client import ClusterClient
     from skyline.cluster.control import ControlConfig
     from skyline.cluster.server import ServerConfig, ServerThread
 
     config = ServerConfig(state_dir=ctx.out_dir / "state", port=0, control=ControlConfig(tick_s=0.2))
-    with ServerThread(config) as server:
-        authority = server.built.authority
-        # A rerun into the same --out finds the first admin token already issued: issue another.
-        admin = ClusterClient(server.url, authority.bootstrap_admin() or authority.issue("demo", "admin"))
-        agent = NodeAgent(
-            ClusterClient(server.url, authority.issue("agent-demo", "agent")),
-            AgentConfig(name="demo-node", heartbeat_s=0.2, cpus=4, memory_mib=4096, workdir=str(ctx.out_dir)),
-        )
-        thread = threading.Thread(target=agent.run, name="demo-agent", daemon=True)
-        thread.start()
-        try:
-            steps = 40 if ctx.quick else 200
-            ddp = admin.submit({
-                "name": "ddp-linear", "kind": "training", "replicas": 2, "cpus": 1, "memory_mib": 1024,
-                "command": f"{sys.executable} -m skyline.cluster.ddp_example --steps {steps}",
-            })  # fmt: skip
-            batch = admin.submit({
-                "name": "batch-primes", "cpus": 1,
-                "command": f"{sys.executable} -c \"print('primes below 10000:', "
-                "sum(all(n % d for d in range(2, int(n ** 0.5) + 1)) for n in range(2, 10000)))\"",
-            })  # fmt: skip
-            history = _watch(admin, [ddp, batch], timeout_s=240)
-            jobs = [admin.job(j["id"]) for j in (ddp, batch)]
-            logs = {j["id"]: [ln["line"] for ln in admin.logs(j["id"])["lines"]] for j in jobs}
-            nodes = admin.nodes()
-        finally:
-            agent.stop()
-            thread.join(timeout=30)
-            agent.client.close()
-            admin.close()
+    with ServerThread(config) as server, demo_node(ctx, server) as (admin, _):
+        steps = 40 if ctx.quick else 200
+        ddp = admin.submit({
+            "name": "ddp-linear", "kind": "training", "replicas": 2, "cpus": 1, "memory_mib": 1024,
+            "command": f"{sys.executable} -m skyline.cluster.ddp_example --steps {steps}",
+        })  # fmt: skip
+        batch = admin.submit({
+            "name": "batch-primes", "cpus": 1,
+            "command": f"{sys.executable} -c \"print('primes below 10000:', "
+            "sum(all(n % d for d in range(2, int(n ** 0.5) + 1)) for n in range(2, 10000)))\"",
+        })  # fmt: skip
+        history = _watch(admin, [ddp, batch], timeout_s=240)
+        jobs = [admin.job(j["id"]) for j in (ddp, batch)]
+        logs = {j["id"]: [ln["line"] for ln in admin.logs(j["id"])["lines"]] for j in jobs}
+        nodes = admin.nodes()
     rows = []
     for job in jobs:
         states = " → ".join(f"{status} ({at:.1f} s)" for at, status in history[job["id"]])

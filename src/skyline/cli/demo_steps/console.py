@@ -7,12 +7,12 @@ room); the step signs in to ``/ui`` with the admin token and saves a screenshot 
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from skyline.cli.demo import DemoContext, StepReport
+from skyline.cli.demo_steps.node import demo_node
 
 VIEWS = (
     ("overview", "/ui/", "Overview: jobs by state, nodes by tier, live utilization"),
@@ -94,8 +94,6 @@ def _screenshots(url: str, token: str, jobs: dict[str, dict[str, Any]], out: Pat
 
 def run(ctx: DemoContext) -> StepReport:
     from skyline.cli.cluster import edge_fleet
-    from skyline.cluster.agent import AgentConfig, NodeAgent
-    from skyline.cluster.client import ClusterClient
     from skyline.cluster.control import ControlConfig
     from skyline.cluster.server import ServerConfig, ServerThread
 
@@ -105,27 +103,12 @@ def run(ctx: DemoContext) -> StepReport:
         control=ControlConfig(tick_s=0.2), model_repository=repository, trusted_keys=(public_key,),
         edge_fleet=edge_fleet(repository),
     )  # fmt: skip
-    with ServerThread(config) as server:
-        authority = server.built.authority
-        token = authority.bootstrap_admin() or authority.issue("demo", "admin")
-        admin = ClusterClient(server.url, token)
-        agent = NodeAgent(
-            ClusterClient(server.url, authority.issue("agent-demo", "agent")),
-            AgentConfig(name="demo-node", heartbeat_s=0.5, cpus=2, memory_mib=4096, workdir=str(ctx.out_dir)),
-        )
-        thread = threading.Thread(target=agent.run, name="demo-agent", daemon=True)
-        thread.start()
-        try:
-            jobs = _submit_jobs(admin)
-            _wait_states(admin, jobs)
-            shots = _screenshots(server.url, token, jobs, ctx.out_dir)
-            for key in ("running", "waiting"):
-                admin.cancel(jobs[key]["id"])
-        finally:
-            agent.stop()
-            thread.join(timeout=30)
-            agent.client.close()
-            admin.close()
+    with ServerThread(config) as server, demo_node(ctx, server, cpus=2, heartbeat_s=0.5) as (admin, token):
+        jobs = _submit_jobs(admin)
+        _wait_states(admin, jobs)
+        shots = _screenshots(server.url, token, jobs, ctx.out_dir)
+        for key in ("running", "waiting"):
+            admin.cancel(jobs[key]["id"])
     rows = [f"| {title} | `{shot.name}` |" for (_, _, title), shot in zip(VIEWS, shots, strict=True)]
     summary = "\n".join([
         f"The console at `{server.url}/ui/` (same process and port as the API), signed in with the admin token "

@@ -13,15 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from skyline.cli.demo import DemoContext, StepReport
+from skyline.cli.demo_steps.node import demo_node
 
 STEP_S = 2.0
 TARGET_RPS = 10.0
@@ -50,30 +48,6 @@ def _spec(repo: Path) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@contextmanager
-def _node(ctx: DemoContext, server: Any) -> Iterator[Any]:
-    """One node agent in this process, joined to ``server``; yields an admin client."""
-    from skyline.cluster.agent import AgentConfig, NodeAgent
-    from skyline.cluster.client import ClusterClient
-
-    authority = server.built.authority
-    # A rerun into the same --out finds the first admin token already issued: issue another.
-    admin = ClusterClient(server.url, authority.bootstrap_admin() or authority.issue("demo", "admin"))
-    agent = NodeAgent(
-        ClusterClient(server.url, authority.issue("agent-demo", "agent")),
-        AgentConfig(name="demo-node", heartbeat_s=0.2, cpus=4, memory_mib=4096, workdir=str(ctx.out_dir)),
-    )
-    thread = threading.Thread(target=agent.run, name="demo-agent", daemon=True)
-    thread.start()
-    try:
-        yield admin
-    finally:
-        agent.stop()
-        thread.join(timeout=30)
-        agent.client.close()
-        admin.close()
-
-
 def _run_service(
     ctx: DemoContext, rates: np.ndarray
 ) -> tuple[dict[str, Any], dict[str, list[Any]], Any, float]:
@@ -89,7 +63,7 @@ def _run_service(
         ModelRepository(repo).add(write_mlp_onnx(ctx.out_dir / "mlp.onnx"), name="mlp", version=1)
     with (
         ServerThread(ServerConfig(state_dir=ctx.out_dir / "state", port=0)) as server,
-        _node(ctx, server) as admin,
+        demo_node(ctx, server) as (admin, _),
     ):
         services = ServiceClient(admin)
         services.deploy(_spec(repo))
