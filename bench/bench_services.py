@@ -70,7 +70,7 @@ TRACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "load" / "alib
 FACTOR = float(os.environ.get("SKYLINE_BENCH_SERVICES_FACTOR", 600.0 if QUICK else 220.0))
 PEAK_RPS, SERVICE_MS, TARGET_RPS, SLO_MS = 60.0, 100.0, 8.0, 500.0
 # One decision a second (the telemetry interval): at 220x a live second is 3.7 trace minutes, already far
-# coarser than an HPA's 15 s sync on the real clock; at 3 s (11 trace minutes) every setting missed the SLO.
+# coarser than an HPA's 15 s sync on the real clock.
 MIN_REPLICAS, MAX_REPLICAS, STEP_S, COOLDOWN_S = 1, 10, 1.0, 6.0
 _CHOSEN = os.environ.get("SKYLINE_BENCH_SERVICES_SETTINGS", "")
 SETTINGS = (
