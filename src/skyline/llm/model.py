@@ -24,6 +24,7 @@ import torch
 from torch.nn import functional
 
 from skyline.errors import ConfigError
+from skyline.llm.cpu_kernels import F32_MAX_ROWS, kernels
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",
@@ -39,8 +40,22 @@ Linear = Callable[[torch.Tensor], torch.Tensor]
 
 
 def dense(weight: torch.Tensor, bias: torch.Tensor | None = None) -> Linear:
-    """A plain ``x @ weight.T + bias``."""
-    return lambda x: functional.linear(x, weight, bias)
+    """``x @ weight.T + bias``: a decoding step's few rows on the engine's kernel, more on PyTorch's."""
+    kernel = kernels() if weight.dtype == torch.float32 else None
+    if kernel is None:
+        return lambda x: functional.linear(x, weight, bias)
+    weight = weight.contiguous()
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // x.shape[-1]
+        if rows > F32_MAX_ROWS or x.dtype != torch.float32:
+            return functional.linear(x, weight, bias)
+        out = kernel.f32(x.reshape(rows, x.shape[-1]).contiguous(), weight).reshape(
+            *x.shape[:-1], weight.shape[0]
+        )
+        return out if bias is None else out + bias
+
+    return forward
 
 
 @dataclass(slots=True)
@@ -170,6 +185,7 @@ class DecodeGroup:
     num_seqs: int  # D
     gather: torch.Tensor  # [D * L] slot of every context position (padding → the padding block)
     context_len: int  # L, the longest context in the group
+    lengths: torch.Tensor  # [D] int64, each sequence's context
     mask: torch.Tensor | None  # [D, 1, 1, L] additive (0 / -inf), None when every context is L long
 
 
@@ -207,6 +223,7 @@ class PagedDecoder:
         # as blocks are first used, where torch.zeros would touch every page up front.
         dtype = weights.embed.dtype
         self.kv_cache = torch.from_numpy(np.zeros(shape, dtype=torch.empty(0, dtype=dtype).numpy().dtype))
+        self.kernels = kernels() if dtype == torch.float32 else None
 
     @torch.inference_mode()
     def forward(self, inp: StepInputs) -> torch.Tensor:
@@ -216,14 +233,17 @@ class PagedDecoder:
         cos = w.rope_cos[inp.positions].unsqueeze(1)  # [T, 1, head_dim]
         sin = w.rope_sin_signed[inp.positions].unsqueeze(1)
         for layer, cache in zip(w.layers, self.kv_cache, strict=True):
-            h = functional.rms_norm(x, (x.shape[-1],), layer.input_norm, w.eps)
-            x = x + layer.o(self._attention(layer.qkv(h), cache, cos, sin, inp))
-            h = functional.rms_norm(x, (x.shape[-1],), layer.post_norm, w.eps)
-            gate_up = layer.gate_up(h)
+            x = x + layer.o(self._attention(layer.qkv(self._norm(x, layer.input_norm)), cache, cos, sin, inp))
+            gate_up = layer.gate_up(self._norm(x, layer.post_norm))
             x = x + layer.down(functional.silu(gate_up[:, : w.intermediate]) * gate_up[:, w.intermediate :])
         if inp.logits_rows is not None:
             x = x[inp.logits_rows]
-        return w.lm_head(functional.rms_norm(x, (x.shape[-1],), w.final_norm, w.eps))
+        return w.lm_head(self._norm(x, w.final_norm))
+
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        if self.kernels is not None:
+            return self.kernels.rms_norm(x, weight, self.w.eps)
+        return functional.rms_norm(x, (x.shape[-1],), weight, self.w.eps)
 
     def _attention(
         self, qkv: torch.Tensor, cache: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, inp: StepInputs
@@ -250,6 +270,9 @@ class PagedDecoder:
     def _decode_attention(self, q: torch.Tensor, cache: torch.Tensor, group: DecodeGroup) -> torch.Tensor:
         kv_heads, hd = self.w.num_kv_heads, self.w.head_dim
         d, length = q.shape[0], group.context_len
+        if self.kernels is not None:  # reads the blocks where they lie: no gather, no padding
+            slots = group.gather.view(d, length)
+            return self.kernels.decode_attention(q.contiguous(), cache, slots, group.lengths, hd**-0.5)
         ctx = cache.index_select(0, group.gather).view(d, length, 2 * kv_heads, hd).transpose(1, 2)
         # Grouped-query attention without copying K/V: the query heads that share a KV head are the
         # "query positions" of that head ([D, kv_heads, groups, hd] against [D, kv_heads, L, hd]).

@@ -5,11 +5,13 @@ int8 reads a quarter of float32's, int4 an eighth. The embedding table (a lookup
 it is; the norms and the KV cache stay float32.
 
 - ``int8``: symmetric int8 weights, one scale per output channel, float32 activations (weight-only: the
-  numerics do not depend on the batch), dequantized slice by slice into the cache right before each
-  matmul. PyTorch's own kernels lose on this AVX2 CPU: ``aten._weight_int8pack_mm`` has no AVX2 path
-  (4x slower than float32 at one row, linear in the rows: a 512-token prefill took minutes), and FBGEMM's
-  dynamic int8 (``quantized::linear_dynamic``), fast, quantizes activations per tensor to 7 bits, which cost
-  SmolLM2 half of its greedy-token agreement.
+  numerics do not depend on the batch). Up to ``INT8_MAX_ROWS`` rows (decoding) run on the engine's own
+  AVX2 kernel (`skyline.llm.cpu_kernels`: int8 bytes read once, about 4x faster than float32 at one row);
+  more rows (prefill), or a machine without the kernel, dequantize slice by slice into the cache right
+  before each dense matmul. PyTorch's own kernels lose on this AVX2 CPU: ``aten._weight_int8pack_mm`` has
+  no AVX2 path (4x slower than float32 at one row, linear in the rows: a 512-token prefill took minutes),
+  and FBGEMM's dynamic int8 (``quantized::linear_dynamic``), fast, quantizes activations per tensor to 7
+  bits, which cost SmolLM2 half of its greedy-token agreement.
 - ``int4``: asymmetric 4-bit weights in groups of 32 input channels (scale and zero per group, the layout
   of GGUF's Q4_1 blocks), run by ``aten._weight_int4pack_mm_for_cpu`` with bfloat16 activations.
 """
@@ -22,6 +24,7 @@ import torch
 from torch.nn import functional
 
 from skyline.errors import ConfigError
+from skyline.llm.cpu_kernels import INT8_MAX_ROWS, kernels
 from skyline.llm.engine import Quantization
 from skyline.llm.model import Linear, dense
 
@@ -34,8 +37,8 @@ _SLICE_BYTES = 512 * 1024  # float32 bytes of one dequantized slice of an int8 w
 def int8_linear(weight: torch.Tensor, bias: torch.Tensor | None = None) -> Linear:
     """``x @ weight.T + bias`` with the weight in int8, one scale per output channel (weight-only).
 
-    The weight is dequantized a slice of rows at a time, each slice small enough to stay in the core's
-    cache while the matmul reads it, so main memory delivers int8 bytes only.
+    Few rows go to the int8 kernel. Otherwise the weight is dequantized a slice of rows at a time, each
+    slice small enough to stay in the core's cache while the matmul reads it.
     """
     weight = weight.float()
     scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)
@@ -46,9 +49,15 @@ def int8_linear(weight: torch.Tensor, bias: torch.Tensor | None = None) -> Linea
         for i in range(0, len(qweight), rows)
     ]
     bias = bias.float() if bias is not None else None
+    kernel = kernels()
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        out = torch.cat([functional.linear(x, q * s) for q, s in slices], dim=-1)
+        rows = x.numel() // x.shape[-1]
+        if kernel is not None and rows <= INT8_MAX_ROWS and x.dtype == torch.float32:
+            out = kernel.int8(x.reshape(rows, x.shape[-1]).contiguous(), qweight, scales)
+            out = out.reshape(*x.shape[:-1], qweight.shape[0])
+        else:
+            out = torch.cat([functional.linear(x, q * s) for q, s in slices], dim=-1)
         return out + bias if bias is not None else out
 
     return forward

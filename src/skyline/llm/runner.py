@@ -92,6 +92,7 @@ class ModelRunner:
             num_seqs=len(group),
             gather=self._slot_grid(table, longest).reshape(-1),
             context_len=longest,
+            lengths=torch.tensor(lengths),
             mask=mask,
         )
 
