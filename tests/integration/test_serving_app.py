@@ -200,15 +200,20 @@ def test_a_full_queue_answers_429_with_retry_after(repo: ModelRepository, tmp_pa
                 c.post("/v2/models/tiny/infer", json=body(np.ones((1, 16), np.float32))).status_code
             )
 
+        def wait_until(in_flight: int, queued: int) -> None:  # generously: a loaded CI machine is slow
+            deadline = time.monotonic() + 120
+            while not (model.batcher.in_flight == in_flight and model.batcher.queue_depth == queued):
+                assert time.monotonic() < deadline, f"never {in_flight} in flight with {queued} queued"
+                threading.Event().wait(0.005)
+
+        # One request held in compute (batches of 1), then one in the queue: the queue is full. The second
+        # starts only once the first has left the queue (started together, on a loaded machine the second
+        # could find the first still queued and be refused itself).
         threads = [threading.Thread(target=call) for _ in range(2)]
-        for t in threads:
-            t.start()
-        # One request held in compute (batches of 1), one in the queue: the queue is full.
-        # Wait (generously: a loaded CI machine is slow) until the queue is really full, and say so if not.
-        deadline = time.monotonic() + 120
-        while not (model.batcher.in_flight == 2 and model.batcher.queue_depth == 1):
-            assert time.monotonic() < deadline, "the two held requests never filled the queue"
-            threading.Event().wait(0.005)
+        threads[0].start()
+        wait_until(1, 0)
+        threads[1].start()
+        wait_until(2, 1)
         refused = c.post("/v2/models/tiny/infer", json=body(np.ones((1, 16), np.float32)))
         gate.set()
         for t in threads:
