@@ -31,7 +31,7 @@ AGENT_NAME = typer.Option(
 LOCAL_TOKENS = typer.Option(None, help="Token file of the local API (default STORE/local-tokens.json).")
 LLM_CLOUD = typer.Option(None, help="Also serve an LLM here, routed against this cloud LLM URL.")
 LLM_QUANT = typer.Option(
-    "int8", help="With --llm-cloud: its quantization (none, int8, int4; int8 is the fastest here)."
+    "int8", help="With --llm-cloud: its quantization (none, int8, int4; int8 keeps float32's answers best)."
 )
 
 
