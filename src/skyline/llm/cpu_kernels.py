@@ -40,8 +40,9 @@ __all__ = ["F32_MAX_ROWS", "INT8_MAX_ROWS", "Kernels", "kernels"]
 log = logging.getLogger("skyline.llm.kernels")
 _SOURCE = Path(__file__).with_name("kernels") / "decode.c"
 _FLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC")
-# Up to these many rows the kernels beat PyTorch here (2 threads, SmolLM2's matrices: float32 1.8x MKL at
-# one row, 1.6x at 16, 1.1x at 32; int8 1.4x dequantize-then-matmul at 64); a prefill goes to PyTorch.
+# Up to these many rows the kernels beat PyTorch here (bench/results/llm_kernels.json, SmolLM2's matrices,
+# 2 threads: float32 1.81x MKL at one row, 1.32x at 16, 1.22x at 32). int8's alternative, dequantizing then
+# multiplying, is slower than MKL, so its kernel stays ahead longer. A prefill goes to PyTorch.
 F32_MAX_ROWS, INT8_MAX_ROWS = 32, 64
 
 

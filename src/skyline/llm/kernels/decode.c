@@ -24,32 +24,46 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+static inline float dot(const float *a, const float *b, long n) {
+    __m256 acc = _mm256_setzero_ps();
+    long j = 0;
+    for (; j + 8 <= n; j += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), acc);
+    float r = hsum(acc);
+    for (; j < n; j++) r += a[j] * b[j];
+    return r;
+}
+
+/* r[i] = v . b_i for four vectors b_0..b_3 of n floats: four independent FMA chains hide the latency (one
+   dot alone waits on every FMA of its chain), and each load of v feeds all four. */
+static inline void dot4(const float *v, const float *b0, const float *b1, const float *b2, const float *b3,
+                        long n, float r[4]) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    long j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 x = _mm256_loadu_ps(v + j);
+        a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b0 + j), a0);
+        a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b1 + j), a1);
+        a2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b2 + j), a2);
+        a3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b3 + j), a3);
+    }
+    r[0] = hsum(a0), r[1] = hsum(a1), r[2] = hsum(a2), r[3] = hsum(a3);
+    for (; j < n; j++) {
+        r[0] += v[j] * b0[j];
+        r[1] += v[j] * b1[j];
+        r[2] += v[j] * b2[j];
+        r[3] += v[j] * b3[j];
+    }
+}
+
 /* y[m, n] = s * x[m] . w for every row m of x, for one row w of the weight (n_in floats). */
 static inline void dot_rows(const float *w, const float *x, float *y, long rows, long n_out, long n_in,
                             long n, float s) {
     long m = 0;
     for (; m + 4 <= rows; m += 4) {
-        const float *x0 = x + m * n_in, *x1 = x0 + n_in, *x2 = x1 + n_in, *x3 = x2 + n_in;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        long j = 0;
-        for (; j + 8 <= n_in; j += 8) {
-            __m256 v = _mm256_loadu_ps(w + j);
-            a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x0 + j), a0);
-            a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x1 + j), a1);
-            a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x2 + j), a2);
-            a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x3 + j), a3);
-        }
-        float r0 = hsum(a0), r1 = hsum(a1), r2 = hsum(a2), r3 = hsum(a3);
-        for (; j < n_in; j++) {
-            r0 += w[j] * x0[j];
-            r1 += w[j] * x1[j];
-            r2 += w[j] * x2[j];
-            r3 += w[j] * x3[j];
-        }
-        y[m * n_out + n] = r0 * s;
-        y[(m + 1) * n_out + n] = r1 * s;
-        y[(m + 2) * n_out + n] = r2 * s;
-        y[(m + 3) * n_out + n] = r3 * s;
+        const float *x0 = x + m * n_in;
+        float r[4];
+        dot4(w, x0, x0 + n_in, x0 + 2 * n_in, x0 + 3 * n_in, n_in, r);
+        for (int i = 0; i < 4; i++) y[(m + i) * n_out + n] = r[i] * s;
     }
     for (; m < rows; m++) {  /* one row: four accumulators along k instead */
         const float *x0 = x + m * n_in;
@@ -138,41 +152,17 @@ static void softmax(float *p, long len) {
     for (; t < len; t++) p[t] /= total;
 }
 
-/* pg[t] = scale * qg . k_t for t < len, k_t at cache + s[t] * row: four positions at a time, so that four
-   independent FMA chains hide the latency (one dot alone waits on every FMA of its chain). */
+/* pg[t] = scale * qg . k_t for t < len, k_t at cache + s[t] * row, four positions at a time. */
 static void scores(const float *qg, const float *cache, const int64_t *s, long len, long row, long hd,
                    float scale, float *pg) {
     long t = 0;
     for (; t + 4 <= len; t += 4) {
-        const float *k0 = cache + s[t] * row, *k1 = cache + s[t + 1] * row;
-        const float *k2 = cache + s[t + 2] * row, *k3 = cache + s[t + 3] * row;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        long j = 0;
-        for (; j + 8 <= hd; j += 8) {
-            const __m256 v = _mm256_loadu_ps(qg + j);
-            a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(k0 + j), a0);
-            a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(k1 + j), a1);
-            a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(k2 + j), a2);
-            a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(k3 + j), a3);
-        }
-        float r0 = hsum(a0), r1 = hsum(a1), r2 = hsum(a2), r3 = hsum(a3);
-        for (; j < hd; j++) {
-            r0 += qg[j] * k0[j];
-            r1 += qg[j] * k1[j];
-            r2 += qg[j] * k2[j];
-            r3 += qg[j] * k3[j];
-        }
-        pg[t] = scale * r0;
-        pg[t + 1] = scale * r1;
-        pg[t + 2] = scale * r2;
-        pg[t + 3] = scale * r3;
+        float r[4];
+        dot4(qg, cache + s[t] * row, cache + s[t + 1] * row, cache + s[t + 2] * row, cache + s[t + 3] * row,
+             hd, r);
+        for (int i = 0; i < 4; i++) pg[t + i] = scale * r[i];
     }
-    for (; t < len; t++) {
-        const float *k = cache + s[t] * row;
-        float r = 0.0f;
-        for (long j = 0; j < hd; j++) r += qg[j] * k[j];
-        pg[t] = scale * r;
-    }
+    for (; t < len; t++) pg[t] = scale * dot(qg, cache + s[t] * row, hd);
 }
 
 /* og = sum_t pg[t] * v_t for t < len, v_t at cache + s[t] * row: 64 outputs at a time held in eight
@@ -238,15 +228,6 @@ int skyline_decode_attention(const float *q, const float *cache, long cache_rows
         free(p);
     }
     return 0;
-}
-
-static inline float dot(const float *a, const float *b, long n) {
-    __m256 acc = _mm256_setzero_ps();
-    long j = 0;
-    for (; j + 8 <= n; j += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), acc);
-    float r = hsum(acc);
-    for (; j < n; j++) r += a[j] * b[j];
-    return r;
 }
 
 /* y[m] = x[m] / sqrt(mean(x[m]^2) + eps) * weight, each of the rows (RMSNorm as Llama computes it, in
