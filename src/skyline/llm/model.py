@@ -25,6 +25,7 @@ from torch.nn import functional
 
 from skyline.errors import ConfigError
 from skyline.llm.cpu_kernels import F32_MAX_ROWS, kernels
+from skyline.llm.loader import release_pages
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",
@@ -122,9 +123,9 @@ def extract_weights(
 ) -> DecoderWeights:
     """Fuse and keep the weights of a Hugging Face Llama/Qwen2/Mistral causal LM.
 
-    ``consume`` copies every kept tensor and drops each Hugging Face layer once it is fused, so nothing
-    refers to the model (nor to the safetensors file it maps) afterwards: it is never held twice, and
-    its mapped pages leave the process (the caller must not use ``hf_model`` afterwards).
+    ``consume`` copies every kept tensor and, once a layer is fused, releases its pages and drops it, so
+    the weights are never held twice and nothing refers to the model (nor to the safetensors file it
+    maps) afterwards (the caller must not use ``hf_model`` afterwards).
     """
     config = hf_model.config
     heads, kv_heads, head_dim = _architecture(config)
@@ -151,6 +152,8 @@ def extract_weights(
             )
         )
         if consume:
+            for tensor in layer.state_dict().values():
+                release_pages(tensor)
             hf_model.model.layers[i] = torch.nn.Identity()
     # The model's own rotary module gives cos/sin (with any static scaling: linear, llama3, yarn).
     positions = torch.arange(max_len).unsqueeze(0)
@@ -161,11 +164,15 @@ def extract_weights(
     embed = own(hf_model.model.embed_tokens.weight)
     head = hf_model.lm_head.weight
     tied = head.data_ptr() == hf_model.model.embed_tokens.weight.data_ptr()
+    lm_head = make_linear(embed if tied else own(head), None)
+    if consume:
+        release_pages(hf_model.model.embed_tokens.weight)
+        release_pages(head)
     return DecoderWeights(
         embed=embed,
         layers=layers,
         final_norm=own(hf_model.model.norm.weight),
-        lm_head=make_linear(embed if tied else own(head), None),
+        lm_head=lm_head,
         num_heads=heads,
         num_kv_heads=kv_heads,
         head_dim=head_dim,
@@ -229,34 +236,54 @@ class PagedDecoder:
     def forward(self, inp: StepInputs) -> torch.Tensor:
         """Logits ``[S, vocab]`` for ``inp.logits_rows`` after writing every token's K/V to the cache."""
         w = self.w
-        x = functional.embedding(inp.input_ids, w.embed)
-        cos = w.rope_cos[inp.positions].unsqueeze(1)  # [T, 1, head_dim]
-        sin = w.rope_sin_signed[inp.positions].unsqueeze(1)
-        for layer, cache in zip(w.layers, self.kv_cache, strict=True):
-            x = x + layer.o(self._attention(layer.qkv(self._norm(x, layer.input_norm)), cache, cos, sin, inp))
-            gate_up = layer.gate_up(self._norm(x, layer.post_norm))
-            x = x + layer.down(functional.silu(gate_up[:, : w.intermediate]) * gate_up[:, w.intermediate :])
+        x = functional.embedding(inp.input_ids, w.embed)  # the residual stream, added to in place
+        norms = [layer.input_norm for layer in w.layers[1:]] + [w.final_norm]
+        h = self._norm(x, w.layers[0].input_norm)
+        for layer, cache, next_norm in zip(w.layers, self.kv_cache, norms, strict=True):
+            h = self._add_norm(x, layer.o(self._attention(layer.qkv(h), cache, inp)), layer.post_norm)
+            h = self._add_norm(x, layer.down(self._silu_mul(layer.gate_up(h))), next_norm)
         if inp.logits_rows is not None:
-            x = x[inp.logits_rows]
-        return w.lm_head(self._norm(x, w.final_norm))
+            h = h[inp.logits_rows]
+        return w.lm_head(h)
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         if self.kernels is not None:
             return self.kernels.rms_norm(x, weight, self.w.eps)
         return functional.rms_norm(x, (x.shape[-1],), weight, self.w.eps)
 
-    def _attention(
-        self, qkv: torch.Tensor, cache: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, inp: StepInputs
-    ) -> torch.Tensor:
+    def _add_norm(self, x: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """``x += delta`` (the residual connection), then the next sublayer's RMSNorm of ``x``."""
+        if self.kernels is not None:
+            return self.kernels.add_rms_norm(x, delta, weight, self.w.eps)
+        return self._norm(x.add_(delta), weight)
+
+    def _silu_mul(self, gate_up: torch.Tensor) -> torch.Tensor:
+        if self.kernels is not None:
+            return self.kernels.silu_mul(gate_up)
+        inter = self.w.intermediate
+        return functional.silu(gate_up[:, :inter]) * gate_up[:, inter:]
+
+    def _rope_store(self, qkv: torch.Tensor, cache: torch.Tensor, inp: StepInputs) -> torch.Tensor:
+        """RoPE on the queries and keys; the keys and values into their cache slots; the queries."""
         w = self.w
         heads, kv_heads, hd = w.num_heads, w.num_kv_heads, w.head_dim
         qkv = qkv.view(qkv.shape[0], heads + 2 * kv_heads, hd)
-        qk = qkv[:, : heads + kv_heads]
+        if self.kernels is not None:
+            return self.kernels.rope_store(
+                qkv, inp.positions, w.rope_cos, w.rope_sin_signed, cache, inp.slots, heads
+            )
         # RoPE as HF computes it: x * cos + rotate_half(x) * sin, with rotate_half's sign folded into sin.
+        cos = w.rope_cos[inp.positions].unsqueeze(1)  # [T, 1, head_dim]
+        sin = w.rope_sin_signed[inp.positions].unsqueeze(1)
+        qk = qkv[:, : heads + kv_heads]
         qk = qk * cos + qk.roll(hd // 2, dims=-1) * sin
-        q = qk[:, :heads]
         new_kv = torch.cat([qk[:, heads:], qkv[:, heads + kv_heads :]], dim=1)  # [T, 2 * kv_heads, hd]
         cache.index_copy_(0, inp.slots, new_kv)
+        return qk[:, :heads]
+
+    def _attention(self, qkv: torch.Tensor, cache: torch.Tensor, inp: StepInputs) -> torch.Tensor:
+        heads, hd = self.w.num_heads, self.w.head_dim
+        q = self._rope_store(qkv, cache, inp)
         parts = []
         if inp.decode is not None:
             parts.append(self._decode_attention(q[: inp.decode.num_seqs], cache, inp.decode))

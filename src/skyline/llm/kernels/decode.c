@@ -4,6 +4,7 @@
      skyline_f32_matmul:  y[m, n] = sum_k x[m, k] * w[n, k]
      skyline_int8_matmul: y[m, n] = scale[n] * sum_k x[m, k] * q[n, k]
      skyline_decode_attention: see below
+     skyline_rope_store, skyline_silu_mul, skyline_add_rms_norm: the small steps between (at the end)
 
    A decoding step reads every weight once, so its time is set by how fast the weights stream in from
    memory. Both kernels read each row of the weight once (an int8 row is widened to float32 into a
@@ -16,6 +17,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 static inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -244,4 +246,60 @@ void skyline_rms_norm(const float *x, const float *weight, float *y, long rows, 
                                                    _mm256_loadu_ps(weight + j)));
         for (; j < n; j++) ym[j] = xm[j] * inv * weight[j];
     }
+}
+
+/* The per-token work between the matmuls, one call each instead of PyTorch's chains of small operations
+   (each allocates, walks memory and wakes the threads: together they were a fifth of a decoding step). */
+
+/* y = x * cos + rotate_half(x) * sin_signed over one head of hd floats (sin_signed's first half negated,
+   so rotate_half is a swap of the halves). */
+static inline void rotate(const float *x, const float *c, const float *s, float *y, long hd) {
+    const long half = hd / 2;
+    for (long j = 0; j < hd; j++) y[j] = x[j] * c[j] + x[j < half ? j + half : j - half] * s[j];
+}
+
+/* For each of the tokens: RoPE at its position on its query heads (into q_out [tokens, heads, hd]) and on
+   its key heads, and its keys and values written into cache row slots[t] ([2 * kv_heads, hd]: keys, then
+   values). qkv is [tokens, heads + 2 * kv_heads, hd]; cos and sin_signed are [max_pos, hd]. Returns 0, or
+   -1 (nothing written) when a position or a slot is out of range. */
+int skyline_rope_store(const float *qkv, const int64_t *positions, const float *cos, const float *sin_signed,
+                       long max_pos, float *cache, long cache_rows, const int64_t *slots, float *q_out,
+                       long tokens, long heads, long kv_heads, long hd) {
+    for (long t = 0; t < tokens; t++)
+        if (positions[t] < 0 || positions[t] >= max_pos || slots[t] < 0 || slots[t] >= cache_rows) return -1;
+    const long row = (heads + 2 * kv_heads) * hd;
+    for (long t = 0; t < tokens; t++) {
+        const float *in = qkv + t * row, *c = cos + positions[t] * hd, *s = sin_signed + positions[t] * hd;
+        float *kv = cache + slots[t] * 2 * kv_heads * hd;
+        for (long h = 0; h < heads; h++) rotate(in + h * hd, c, s, q_out + (t * heads + h) * hd, hd);
+        for (long h = 0; h < kv_heads; h++) rotate(in + (heads + h) * hd, c, s, kv + h * hd, hd);
+        memcpy(kv + kv_heads * hd, in + (heads + kv_heads) * hd, sizeof(float) * kv_heads * hd);
+    }
+    return 0;
+}
+
+/* out[m] = silu(gate[m]) * up[m], with gate_up[m] = [gate | up] (inter floats each): SwiGLU's middle.
+   silu(g) = g * sigmoid(g), the exponential taken of -|g| so that it never overflows. */
+void skyline_silu_mul(const float *gate_up, float *out, long rows, long inter) {
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    for (long m = 0; m < rows; m++) {
+        const float *g = gate_up + m * 2 * inter, *u = g + inter;
+        float *o = out + m * inter;
+        long j = 0;
+        for (; j + 8 <= inter; j += 8) {
+            const __m256 x = _mm256_loadu_ps(g + j);
+            const __m256 e = exp_nonpositive(_mm256_or_ps(x, sign));  /* e^-|x| */
+            const __m256 positive = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ);
+            const __m256 sigmoid = _mm256_div_ps(_mm256_blendv_ps(e, one, positive), _mm256_add_ps(one, e));
+            _mm256_storeu_ps(o + j, _mm256_mul_ps(_mm256_mul_ps(x, sigmoid), _mm256_loadu_ps(u + j)));
+        }
+        for (; j < inter; j++) o[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
+    }
+}
+
+/* x += delta, then y = RMSNorm(x) (the residual stream and the next sublayer's input in one pass). */
+void skyline_add_rms_norm(float *x, const float *delta, const float *weight, float *y, long rows, long n,
+                          float eps) {
+    for (long i = 0; i < rows * n; i++) x[i] += delta[i];
+    skyline_rms_norm(x, weight, y, rows, n, eps);
 }
