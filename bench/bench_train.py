@@ -172,7 +172,8 @@ def main() -> None:
     torch.set_num_threads(1)
     parts = [p for p in os.environ.get("BENCH_TRAIN_PARTS", ",".join(PARTS)).split(",") if p]
     results = _previous_results() | {
-        "note": "shared 2-core machine (other helpers' jobs ran at the same time); one thread per process",
+        "note": "2-core machine, one thread per process; the parts named in parts_run_last ran in the run"
+        " whose load averages the machine block gives, the others keep an earlier run's figures",
     }
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         root = Path(tmp)
