@@ -151,6 +151,11 @@ def test_add_rms_norm_adds_in_place_and_normalizes_the_sum() -> None:
     y = _kernel().add_rms_norm(x, delta, weight, 1e-6)
     torch.testing.assert_close(x, total)
     torch.testing.assert_close(y, functional.rms_norm(total, (13,), weight, 1e-6), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="do not fit"):
+        _kernel().add_rms_norm(x, delta[:2], weight, 1e-6)
+    with pytest.raises(ValueError, match="does not fit weight"):
+        _kernel().add_rms_norm(x, delta, weight[:12], 1e-6)
+    torch.testing.assert_close(x, total)  # a refused call adds nothing
 
 
 def test_a_decoder_step_with_the_kernels_equals_the_pytorch_path() -> None:

@@ -108,15 +108,10 @@ class Kernels:
 
     def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         """``x / sqrt(mean(x ** 2, -1) + eps) * weight`` over the last dimension of float32 ``x``."""
-        n = x.shape[-1]
-        if x.dtype != torch.float32 or weight.dtype != torch.float32 or weight.shape != (n,):
-            raise ValueError(
-                f"rms_norm: x {tuple(x.shape)} {x.dtype} does not fit weight {tuple(weight.shape)}"
-            )
-        x, weight = x.contiguous(), weight.contiguous()
+        weight, x = _norm_weight("rms_norm", x, weight), x.contiguous()
         y = torch.empty_like(x)
         self._library.skyline_rms_norm(
-            x.data_ptr(), weight.data_ptr(), y.data_ptr(), x.numel() // max(n, 1), n, ctypes.c_float(eps)
+            x.data_ptr(), weight.data_ptr(), y.data_ptr(), *_rows(x), ctypes.c_float(eps)
         )
         return y
 
@@ -169,23 +164,24 @@ class Kernels:
         """``x += delta`` in place, then :meth:`rms_norm` of the sum."""
         if delta.shape != x.shape or delta.dtype != torch.float32 or not x.is_contiguous():
             raise ValueError(f"add_rms_norm: x {tuple(x.shape)} and delta {tuple(delta.shape)} do not fit")
-        n = x.shape[-1]
-        if x.dtype != torch.float32 or weight.dtype != torch.float32 or weight.shape != (n,):
-            raise ValueError(
-                f"add_rms_norm: x {tuple(x.shape)} {x.dtype} does not fit weight {tuple(weight.shape)}"
-            )
-        delta, weight = delta.contiguous(), weight.contiguous()
+        weight, delta = _norm_weight("add_rms_norm", x, weight), delta.contiguous()
         y = torch.empty_like(x)
         self._library.skyline_add_rms_norm(
-            x.data_ptr(),
-            delta.data_ptr(),
-            weight.data_ptr(),
-            y.data_ptr(),
-            x.numel() // max(n, 1),
-            n,
-            ctypes.c_float(eps),
+            x.data_ptr(), delta.data_ptr(), weight.data_ptr(), y.data_ptr(), *_rows(x), ctypes.c_float(eps)
         )
         return y
+
+
+def _norm_weight(kernel: str, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """A norm's weight, contiguous, once checked against float32 ``x``'s last dimension."""
+    if x.dtype != torch.float32 or weight.dtype != torch.float32 or weight.shape != (x.shape[-1],):
+        raise ValueError(f"{kernel}: x {tuple(x.shape)} {x.dtype} does not fit weight {tuple(weight.shape)}")
+    return weight.contiguous()
+
+
+def _rows(x: torch.Tensor) -> tuple[int, int]:
+    """(rows, width) of ``x`` seen as a matrix of its last dimension."""
+    return x.numel() // max(x.shape[-1], 1), x.shape[-1]
 
 
 def _check(x: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> None:
