@@ -14,7 +14,8 @@ Measured, in Debian's headless Chromium:
 - the control plane's submit throughput, server CPU per job and p99 submit-to-placed for a burst of
   ``BURST`` jobs (the control-plane benchmark's load generator) with 10 console pages open on the live
   jobs table against none, and with the same pages' requests and event streams opened by a plain HTTP
-  client (reconnecting from its last event id as the page's EventSource does) — the server's share of
+  client in a process of its own (reconnecting from its last event id as the page's EventSource does; in
+  the bench's process it would slow the submitter and the simulated agents) — the server's share of
   the cost alone, since an operator's browser runs on the operator's machine, not on the control
   plane's; rounds interleaved (none, browsers, streams, streams, browsers, none, ...), medians reported.
   Target: the consoles cost ≤ 5% of throughput and of p99. Server CPU per job is reported beside
@@ -26,12 +27,13 @@ Measured, in Debian's headless Chromium:
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -147,20 +149,24 @@ def _page_timings(browser: Any, url: str, token: str, path: str) -> dict[str, An
     }
 
 
-async def _stream_consoles(url: str, token: str, stop: asyncio.Event) -> int:
+async def _stream_consoles(url: str, token: str, stop: asyncio.Event, opened: Callable[[], None]) -> int:
     """What ``CONSOLES`` open jobs pages ask of the server, without a browser on this machine: each loads
-    the page once, then reads its event stream (as console.js's EventSource does) until ``stop``."""
+    the page once, then reads its event stream (as console.js's EventSource does) until ``stop``;
+    ``opened`` is called once every stream is open."""
     from skyline.cluster.console.session import COOKIE
 
-    received = 0
+    received, streams = 0, 0
 
     async def one(client: httpx.AsyncClient) -> None:
-        nonlocal received
+        nonlocal received, streams
         (await client.get("/ui/jobs")).raise_for_status()
         last_event: str | None = None
         while not stop.is_set():  # a stream ends after its lifetime; the page reconnects from its last event
             params = {"topics": "jobs", **({"last_event": last_event} if last_event else {})}
             async with client.stream("GET", "/ui/events", params=params) as events:
+                streams += 1
+                if streams == CONSOLES:
+                    opened()
                 async for line in events.aiter_lines():
                     received += len(line) + 1
                     if line.startswith("id: "):
@@ -175,6 +181,24 @@ async def _stream_consoles(url: str, token: str, stop: asyncio.Event) -> int:
     return received
 
 
+def _stream_process(url: str, token: str, ready: Any, stop: Any, received: Any) -> None:
+    """The consoles' streams in a process of their own. In the bench's process they would share the event
+    loop of the burst's submitter and the simulated agents, and slow those, not only the server; an
+    operator's console runs on another machine."""
+
+    async def run() -> int:
+        done, loop = asyncio.Event(), asyncio.get_running_loop()
+
+        def relay() -> None:  # the bench's stop (a process event) to this loop's
+            stop.wait()
+            loop.call_soon_threadsafe(done.set)
+
+        threading.Thread(target=relay, daemon=True).start()
+        return await _stream_consoles(url, token, done, ready.set)
+
+    received.value = asyncio.run(run())
+
+
 def _round(
     background: Background,
     server: Any,
@@ -187,16 +211,19 @@ def _round(
     """One burst with no console, ``CONSOLES`` browser pages on the live jobs table (``browsers``), or the
     same pages' requests and event streams without a browser (``streams``: the server's share alone)."""
     host, port = server.url.removeprefix("http://").split(":")
-    pages, streaming, stop = [], None, asyncio.Event()
+    pages, streaming = [], None
+    spawn = multiprocessing.get_context("spawn")  # not fork: this process runs threads and a browser
+    ready, stop, received = spawn.Event(), spawn.Event(), spawn.Value("q", 0)
     if setting == "browsers":
         for _ in range(CONSOLES):
             page = _signed_in_context(browser, server.url, token).new_page()
             page.goto(server.url + "/ui/jobs")
             pages.append(page)
     elif setting == "streams":
-        streaming = asyncio.run_coroutine_threadsafe(
-            _stream_consoles(server.url, token, stop), background.loop
-        )
+        streaming = spawn.Process(target=_stream_process, args=(server.url, token, ready, stop, received))
+        streaming.start()
+        if not ready.wait(timeout=60):
+            raise RuntimeError("the consoles' streams did not open within 60 s")
     if setting != "none":
         time.sleep(2.0)  # their streams are open and idle
     cpu_before = _cpu_s(server.process.pid)
@@ -207,8 +234,9 @@ def _round(
         page.context.close()
     streamed = None
     if streaming is not None:
-        background.loop.call_soon_threadsafe(stop.set)
-        streamed = streaming.result(timeout=60)
+        stop.set()
+        streaming.join(timeout=60)
+        streamed = int(received.value)
     latencies = _latencies(server.url, headers, burst["ids"])
     return {
         "setting": setting,
