@@ -176,14 +176,16 @@ def hf_sequential(model: Any, jobs: list[Job]) -> tuple[list[Timing], float]:
     return timings, time.perf_counter() - start
 
 
-def one_stream_rounds(engines: dict[str, Any], pool: list[int], per_stream: int) -> dict[str, Any]:
+def one_stream_rounds(
+    engines: dict[str, Any], pool: list[int], per_stream: int
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[float]]]:
     """One stream, every setting, over ``C1_ROUNDS`` interleaved rounds (the order reversed each round).
 
     One round is a few requests (~25 s per setting), and this shared machine's speed drifts by more than
     the int8 target's margin between runs: interleaving puts every setting through the same drift. Each
     round's jobs have the same prompt and output lengths (they come from the trace's rows) but different
     prompt tokens (the seed picks them), so no round hits the prefix cache an earlier round filled.
-    Returns each setting's row over all rounds pooled, and each round's tokens/s.
+    Returns each setting's row over all rounds pooled, and each setting's tokens/s by round.
     """
     pooled: dict[str, tuple[list[Timing], float]] = {quant: ([], 0.0) for quant in engines}
     per_round: dict[str, list[float]] = {quant: [] for quant in engines}
@@ -193,11 +195,11 @@ def one_stream_rounds(engines: dict[str, Any], pool: list[int], per_stream: int)
             timings, makespan = drive(engines[quant], jobs, concurrency=1)
             pooled[quant] = (pooled[quant][0] + timings, pooled[quant][1] + makespan)
             per_round[quant].append(summarize(timings, makespan)["tokens_per_s"])
-    out: dict[str, Any] = {f"native-{quant}/c1": summarize(*pooled[quant]) for quant in engines}
-    out["tokens_per_s_by_round"] = per_round
-    for key, row in out.items():
+    rows = {f"native-{quant}/c1": summarize(*pooled[quant]) for quant in engines}
+    for key, row in rows.items():
         print(key, row, flush=True)
-    return out
+    print("tokens/s by round", per_round, flush=True)
+    return rows, per_round
 
 
 def shared_prefix_ttft(engine: Any, pool: list[int], tokenizer: Any) -> dict[str, float]:
@@ -469,9 +471,8 @@ def main() -> None:
     engines = {q: NativeEngine(replace(CONFIG, quant=q), loaded=loaded) for q in ("none", "int8", "int4")}
     streams = (1, 4, 16)
     per_stream = 2 if QUICK else 4
-    rows: dict[str, dict[str, Any]] = {"c1_rounds": one_stream_rounds(engines, pool, per_stream)}
-    for quant in engines:
-        rows[f"native-{quant}/c1"] = rows["c1_rounds"].pop(f"native-{quant}/c1")
+    rows, by_round = one_stream_rounds(engines, pool, per_stream)
+    rows["c1_rounds"] = {"tokens_per_s_by_round": by_round}
     for c in streams[1:]:
         jobs = trace_jobs(pool, per_stream * c, seed=c)
         for quant, engine in engines.items():

@@ -231,15 +231,16 @@ class PagedDecoder:
         dtype = weights.embed.dtype
         self.kv_cache = torch.from_numpy(np.zeros(shape, dtype=torch.empty(0, dtype=dtype).numpy().dtype))
         self.kernels = kernels() if dtype == torch.float32 else None
+        # The norm that follows each layer's MLP: the next layer's input norm, after the last the final one.
+        self.next_norms = [layer.input_norm for layer in weights.layers[1:]] + [weights.final_norm]
 
     @torch.inference_mode()
     def forward(self, inp: StepInputs) -> torch.Tensor:
         """Logits ``[S, vocab]`` for ``inp.logits_rows`` after writing every token's K/V to the cache."""
         w = self.w
         x = functional.embedding(inp.input_ids, w.embed)  # the residual stream, added to in place
-        norms = [layer.input_norm for layer in w.layers[1:]] + [w.final_norm]
         h = self._norm(x, w.layers[0].input_norm)
-        for layer, cache, next_norm in zip(w.layers, self.kv_cache, norms, strict=True):
+        for layer, cache, next_norm in zip(w.layers, self.kv_cache, self.next_norms, strict=True):
             h = self._add_norm(x, layer.o(self._attention(layer.qkv(h), cache, inp)), layer.post_norm)
             h = self._add_norm(x, layer.down(self._silu_mul(layer.gate_up(h))), next_norm)
         if inp.logits_rows is not None:

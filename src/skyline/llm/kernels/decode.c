@@ -249,7 +249,7 @@ void skyline_rms_norm(const float *x, const float *weight, float *y, long rows, 
 }
 
 /* The per-token work between the matmuls, one call each instead of PyTorch's chains of small operations
-   (each allocates, walks memory and wakes the threads: together they were a fifth of a decoding step). */
+   (each of which allocates, walks memory and wakes the threads). */
 
 /* y = x * cos + rotate_half(x) * sin_signed over one head of hd floats (sin_signed's first half negated,
    so rotate_half is a swap of the halves). */
