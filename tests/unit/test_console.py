@@ -15,6 +15,7 @@ from skyline.cluster.console.session import COOKIE, safe_next
 from skyline.cluster.control import ControlConfig
 from skyline.cluster.server import Built, ServerConfig, build
 from skyline.cluster.spec import JobRequest
+from skyline.core import Resources, Tier
 from skyline.security.audit import AuditLog
 from skyline.security.signing import generate_signing_keys, sign_directory
 from skyline.serving.repository import ModelRepository
@@ -134,6 +135,24 @@ def test_no_secret_is_ever_rendered(built: Built) -> None:
         html = client.get(path).text
         assert token not in html and token.split("_", 2)[2] not in html and "hunter2" not in html, path
         assert client.get(path).headers["content-security-policy"].startswith("default-src 'self'")
+
+
+def test_a_node_without_a_sample_yet_shows_dashes_not_an_error(built: Built) -> None:
+    # An agent that has just joined has no utilization sample: the nodes table (and its live
+    # refresh) must render it, not answer 500 (CI saw this when the first sample came late).
+    capacity = Resources.of(cpus=1, memory_mib=512)
+    built.store.nodes.register("fresh", tier=Tier.EDGE, address="127.0.0.1", capacity=capacity, labels={})
+    client, _ = _signed_in(built, "viewer")
+    for headers in ({}, {"HX-Request": "true"}):
+        answer = client.get("/ui/nodes", headers=headers)
+        assert answer.status_code == 200
+        row = re.search(r'<tr data-node-row="fresh".*?</tr>', answer.text, re.S)
+        assert row is not None
+        assert re.findall(r'data-util="(\w+)">([^<]*)<', row.group(0)) == [
+            ("cpu", "–"),
+            ("memory", "–"),
+            ("gpu", "–"),
+        ]
 
 
 def test_safe_next_stays_inside_the_console() -> None:
