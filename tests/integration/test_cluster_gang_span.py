@@ -10,7 +10,7 @@ import pytest
 from skyline.cluster.client import ClusterClient
 from skyline.cluster.control import ControlConfig
 from skyline.cluster.server import ServerConfig, ServerThread
-from skyline.core.net import PortRange, free_port
+from skyline.core.net import PortRange, port_is_bindable
 from skyline.testing.cluster import wait_until
 from skyline.testing.executors import node_agents
 
@@ -21,7 +21,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_a_two_node_ddp_gang_of_two_cpu_replicas_runs_on_two_two_cpu_nodes(
     tmp_path: Path, policy: str
 ) -> None:
-    port = free_port()  # a range of one port free right now: no collision with whatever else runs here
+    # One port, free now and below the kernel's ephemeral range: a port the kernel hands out (free_port)
+    # can be taken by any outgoing connection before the rank-0 replica binds it (CI saw that collision).
+    port = next(p for p in range(29500, 30000) if port_is_bindable(p))
     ports = PortRange(first=port, last=port)
     config = ServerConfig(
         state_dir=tmp_path, port=0, policy=policy, master_ports=ports, control=ControlConfig(tick_s=0.2)
