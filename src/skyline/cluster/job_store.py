@@ -88,6 +88,7 @@ _REQUEUE_JOB = (
     )
 )
 _EVENT = t.job_events.insert()
+_INSERT_JOB = t.jobs.insert()  # built once: a new Insert per submit cost its cache key every time
 # The scheduling pass's statements (it runs many times a second under a burst of submissions).
 _j = t.jobs.c
 _PENDING_OF = sa.select(_j.id, _j.status, _j.attempt).where(_j.id.in_(sa.bindparam("b_ids", expanding=True)))
@@ -238,7 +239,7 @@ class JobStore:
                     return job_from_row(row), False
             values["submitted_at"] = self.db.now()
             # One cached statement with bound parameters: no per-submit SQL compilation.
-            inserted = conn.execute(t.jobs.insert(), values).inserted_primary_key
+            inserted = conn.execute(_INSERT_JOB, values).inserted_primary_key
             values["seq"] = int(inserted[0]) if inserted is not None else 0
             conn.execute(_EVENT, _event(values["id"], 0, JobStatus.PENDING, values["submitted_at"]))
         return job_from_mapping(values), True
