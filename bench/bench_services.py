@@ -19,7 +19,12 @@ replica from its creation to its retirement), and what the replay autoscaler (`s
 autoscaler, the lead measured live) predicts on the demand the gateway observed.
 
 Gateway overhead: one `skyline serve` MLP replica (no pacing), closed loop from a separate process,
-direct vs through the gateway, rounds interleaved: added p50 at 1 client, throughput ratio at 32.
+direct vs through the gateway, rounds interleaved: added p50 at 1 client, throughput ratio at 32. Each
+round also reads the CPU time (user and kernel, from /proc) that the load generator, the replica and the
+control-plane process (the gateway's home) spent per request: on 2 shared cores throughput is total CPU per
+request, so this says where the gateway's cost goes and what a gateway with no user-space work at all (only
+the kernel's cost of the extra hop) would reach. ``SKYLINE_BENCH_SERVICES_PARTS=gateway`` runs only this part
+(recorded as ``services-gateway``).
 LLM: two `skyline llm serve` replicas (SmolLM2-135M) behind the gateway, 12 conversations of 4 turns
 sharing growing prefixes, with and without affinity by a session header: the share of prompt tokens
 found in the replicas' prefix caches (``SKYLINE_BENCH_SERVICES_LLM=0`` skips it). The LLM is not in the
@@ -216,14 +221,33 @@ def run_setting(
     }
 
 
+def _listener_pid(port: int) -> int:
+    """The process listening on 127.0.0.1:``port`` (the replica the control plane started)."""
+    import psutil
+
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid is not None:
+            return int(conn.pid)
+    raise RuntimeError(f"no process listens on port {port}")
+
+
+def _cpu_times(pid: int) -> tuple[float, float]:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user, times.system
+
+
 def overhead(cp: ControlPlane, repo: Path) -> dict[str, Any]:
-    """Direct vs through the gateway, closed loop from a separate process, rounds interleaved."""
+    """Direct vs through the gateway, closed loop from a separate process, rounds interleaved; with each
+    side's CPU per request (user and kernel) read around every round."""
     command = (
         f"{sys.executable} -m skyline.cli.app serve --repo {repo} --port $PORT --insecure-no-auth-local-only"
     )
     with cp.services() as services:
         services.deploy({"name": "mlp", "command": command, "cpus": 0.1})
         (replica,) = services.wait_ready("mlp", timeout_s=120)["replicas"]
+        pids = {"control_plane_with_gateway": cp.process.pid, "replica": _listener_pid(replica["port"])}
         targets = {
             "direct": (f"http://127.0.0.1:{replica['port']}", INFER),
             "gateway": (cp.gateway, "/services/mlp" + INFER),
@@ -232,18 +256,51 @@ def overhead(cp: ControlPlane, repo: Path) -> dict[str, Any]:
         for r in range(OVERHEAD_ROUNDS):
             for kind in ("direct", "gateway") if r % 2 == 0 else ("gateway", "direct"):
                 for clients, seconds in ((1, 4.0), (32, 5.0)):
-                    rounds[f"{kind}-c{clients}"].append(_load(*targets[kind], clients, seconds))
+                    before = {name: _cpu_times(pid) for name, pid in pids.items()}
+                    result = _load(*targets[kind], clients, seconds)
+                    after = {name: _cpu_times(pid) for name, pid in pids.items()}
+                    per_request = 1e6 / result["requests"]
+                    result["cpu_us_per_request"] = {
+                        name: {
+                            "user": (after[name][0] - before[name][0]) * per_request,
+                            "system": (after[name][1] - before[name][1]) * per_request,
+                        }
+                        for name in pids
+                    } | {"load_generator": {"user_and_system": result["client_cpu_s"] * per_request}}
+                    rounds[f"{kind}-c{clients}"].append(result)
         services.delete("mlp")
         services.wait_gone("mlp", timeout_s=60)
     med = {
         k: {m: statistics.median(r[m] for r in v) for m in ("throughput_per_s", "latency_p50_ms")}
         for k, v in rounds.items()
     }
+    cpu = {k: _median_cpu(v) for k, v in rounds.items() if k.endswith("c32")}
+    direct_total = sum(sum(part.values()) for part in cpu["direct-c32"].values())
+    gateway = cpu["gateway-c32"]["control_plane_with_gateway"]
+    idle = cpu["direct-c32"]["control_plane_with_gateway"]
+    kernel_only = gateway["system"] - idle["system"]
     return {
         "rounds": rounds, "medians": med,
         "added_p50_ms_c1": med["gateway-c1"]["latency_p50_ms"] - med["direct-c1"]["latency_p50_ms"],
         "throughput_ratio_c32": med["gateway-c32"]["throughput_per_s"] / med["direct-c32"]["throughput_per_s"],
+        "cpu_us_per_request_c32": cpu,
+        # On 2 saturated cores throughput ~ 1 / CPU per request: what the ratio would be if the gateway
+        # added only its kernel time (the extra hop's reads, writes and loopback TCP), and nothing in
+        # user space — a model from the measured times, not a measurement.
+        "gateway_added_cpu_us_per_request_c32": {
+            "user": gateway["user"] - idle["user"], "system": kernel_only,
+        },
+        "direct_total_cpu_us_per_request_c32": direct_total,
+        "ratio_if_gateway_cost_only_its_kernel_time": direct_total / (direct_total + kernel_only),
     }  # fmt: skip
+
+
+def _median_cpu(rounds: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    first = rounds[0]["cpu_us_per_request"]
+    return {
+        name: {kind: statistics.median(r["cpu_us_per_request"][name][kind] for r in rounds) for kind in parts}
+        for name, parts in first.items()
+    }
 
 
 def _load(url: str, path: str, clients: int, seconds: float) -> dict[str, Any]:
@@ -373,6 +430,14 @@ def main() -> None:
                  batching=BatchingConfig(max_batch_size=32, max_queue_delay_ms=2.0))  # fmt: skip
         paced = f"{sys.executable} {Path(__file__).with_name('services_replica.py')} --repo {folder / 'repo'} --port $PORT --service-ms {SERVICE_MS:g}"
         cp = ControlPlane(folder)
+        if os.environ.get("SKYLINE_BENCH_SERVICES_PARTS", "") == "gateway":
+            try:
+                gateway = overhead(cp, folder / "repo")
+            finally:
+                cp.stop()
+            print(json.dumps({k: v for k, v in gateway.items() if k != "rounds"}, indent=2))
+            print(record("services-gateway", {"gateway_overhead": gateway}))
+            return
         try:
             gateway = overhead(cp, folder / "repo")
             print("gateway overhead", {k: v for k, v in gateway.items() if k != "rounds"}, flush=True)
