@@ -21,6 +21,11 @@ Measured, in Debian's headless Chromium:
   Target: the consoles cost ≤ 5% of throughput and of p99. Server CPU per job is reported beside
   throughput because the browsers' share of the 2 cores does not skew it.
 
+The server runs on CPU 0 and everything else (agents, load, the streams' process, the browser) on the
+other CPUs: without the split, the load's and the streams' own work took the server's core in some rounds
+and not others, and the rounds moved by more than the 5% being measured (0.75×, 0.90× and 1.37× in three
+runs on 2026-12-07).
+
 ``SKYLINE_BENCH_QUICK=1``: 1,000 jobs, bursts of 200, 2 rounds, 3 loads — a smoke run, not recorded.
 """
 
@@ -29,7 +34,11 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import re
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -46,7 +55,7 @@ from bench.record import record
 QUICK = os.environ.get("SKYLINE_BENCH_QUICK", "") not in ("", "0")
 JOBS = 1_000 if QUICK else 10_000
 BURST = 200 if QUICK else 1_000
-ROUNDS = 2 if QUICK else 4  # per setting, interleaved
+ROUNDS = 2 if QUICK else 6  # per setting, interleaved
 PAGE_LOADS = 3 if QUICK else 10
 CONSOLES = 10
 T = TypeVar("T")
@@ -224,12 +233,20 @@ def _round(
         streaming.start()
         if not ready.wait(timeout=60):
             raise RuntimeError("the consoles' streams did not open within 60 s")
-    if setting != "none":
-        time.sleep(2.0)  # their streams are open and idle
-    cpu_before = _cpu_s(server.process.pid)
+    # Two idle seconds (streams open, if any): the server's CPU rate between bursts — the agents' beats,
+    # the loop, the feed — which the whole-life figure below subtracts.
+    idle_before, idle_at = _cpu_s(server.process.pid), time.monotonic()
+    time.sleep(2.0)
+    sampler = ConsoleShare(server.process.pid)
+    cpu_before, started = _cpu_s(server.process.pid), time.monotonic()
+    idle_rate = (cpu_before - idle_before) / (started - idle_at)
     burst = background.run(_submit_burst(host, int(port), headers, BURST, f"r{n}-{setting}"))
     server_cpu_s = _cpu_s(server.process.pid) - cpu_before
     _wait_settled(server.url, headers)
+    # The burst's whole life (submitted, placed, run, reported succeeded): over the burst alone, the CPU per
+    # job depends on how many jobs also finished inside it, so on the burst's own length.
+    life_cpu_s = _cpu_s(server.process.pid) - cpu_before - idle_rate * (time.monotonic() - started)
+    sampled = sampler.stop()
     for page in pages:
         page.context.close()
     streamed = None
@@ -244,11 +261,47 @@ def _round(
         "event_bytes_received": streamed,
         "submit_throughput_jobs_per_s": BURST / burst["seconds"],
         "server_cpu_ms_per_job": server_cpu_s / BURST * 1000,
+        "server_cpu_ms_per_job_whole_life": life_cpu_s / BURST * 1000,
+        "server_idle_cpu_percent": idle_rate * 100,
+        "console_share_of_server_cpu": sampled["console_share"],
+        "server_cpu_samples": sampled["samples"],
         "submit_to_placed_p50_ms": _percentile(latencies, 50),
         "submit_to_placed_p99_ms": _percentile(latencies, 99),
         "placed": len(latencies),
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
+
+
+# A sample is the console's when any frame of the stack is its code (pages, the change feed's poller,
+# the event streams) or Starlette's StreamingResponse, which writes the streams.
+_CONSOLE_FRAME = re.compile(r"\(skyline/cluster/console/|^StreamingResponse\.")
+
+
+class ConsoleShare:
+    """py-spy on the server from the burst until it settled: of the samples of the thread holding the GIL
+    (the server's Python CPU), the share whose stack is the console's. Unlike throughput it does not move
+    with the machine's other tenants, and py-spy itself runs on the other CPUs."""
+
+    def __init__(self, pid: int) -> None:
+        self.out = Path(tempfile.mkstemp(prefix="bench-console-", suffix=".txt")[1])
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--format", "raw",
+             "--output", str(self.out), "--rate", "250", "--gil", "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(0.5)  # attached
+
+    def stop(self) -> dict[str, Any]:
+        self.process.send_signal(signal.SIGINT)  # py-spy writes its file and exits
+        self.process.wait(timeout=60)
+        total = console = 0
+        for line in self.out.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if count.isdigit():
+                total += int(count)
+                console += int(count) * any(_CONSOLE_FRAME.search(f) for f in stack.split(";"))
+        self.out.unlink()
+        return {"samples": total, "console_share": console / total if total else None}
 
 
 def _cost(rounds: list[dict[str, Any]], setting: str) -> dict[str, Any]:
@@ -258,18 +311,30 @@ def _cost(rounds: list[dict[str, Any]], setting: str) -> dict[str, Any]:
         return float(statistics.median(r[key] for r in rounds if r["setting"] == name))
 
     out: dict[str, Any] = {}
-    for key in ("submit_throughput_jobs_per_s", "server_cpu_ms_per_job", "submit_to_placed_p99_ms"):
+    for key in (
+        "submit_throughput_jobs_per_s", "server_cpu_ms_per_job", "server_cpu_ms_per_job_whole_life",
+        "submit_to_placed_p99_ms",
+    ):  # fmt: skip
         none, some = median("none", key), median(setting, key)
         out[key] = {
             "no_console": round(none, 2),
             "with_10_consoles": round(some, 2),
             "ratio": round(some / none, 3),
         }
+    shares = [r["console_share_of_server_cpu"] for r in rounds if r["setting"] == setting]
+    out["console_share_of_server_cpu"] = {"median": statistics.median(shares), "max": max(shares)}
     out["targets"] = {
         "throughput_cost_le_5pct": out["submit_throughput_jobs_per_s"]["ratio"] >= 0.95,
         "p99_cost_le_5pct": out["submit_to_placed_p99_ms"]["ratio"] <= 1.05,
+        "console_share_of_server_cpu_le_5pct": out["console_share_of_server_cpu"]["max"] <= 0.05,
     }
     return out
+
+
+def _pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` on ``cpus``; the threads and processes they start later inherit it."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
 
 
 def main() -> None:
@@ -278,6 +343,11 @@ def main() -> None:
 
     state = Path(tempfile.mkdtemp(prefix="bench-console-")) / "state"
     server = ServerProcess(state, extra=("--no-agent", "--policy", "fifo", "--lost-after-s", "120"))
+    cpus = sorted(os.sched_getaffinity(0))
+    split = {"server": cpus[:1], "everything_else": cpus[1:]} if len(cpus) > 1 else None
+    if split is not None:  # before the agents' thread, the streams' process and the browser start
+        _pin(server.process.pid, set(split["server"]))
+        _pin(os.getpid(), set(split["everything_else"]))
     background = Background()
     try:
         assert server.admin_token is not None
@@ -315,6 +385,7 @@ def main() -> None:
         "setup": {
             "jobs_in_store": JOBS, "nodes": AGENTS, "burst": BURST, "consoles": CONSOLES, "page_loads": PAGE_LOADS,
             "browser": "Debian chromium, headless, one context per cold load",
+            "cpus": split or "one CPU: not split",
             "note": "2 cores shared by the server, the 100 simulated agents, the load and the browser; "
                     "'streams' opens the same pages' requests and event streams without a browser, the "
                     "server's share of the cost alone (an operator's browser runs on the operator's machine)",
