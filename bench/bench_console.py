@@ -386,8 +386,8 @@ def main() -> None:
             "jobs_in_store": JOBS, "nodes": AGENTS, "burst": BURST, "consoles": CONSOLES, "page_loads": PAGE_LOADS,
             "browser": "Debian chromium, headless, one context per cold load",
             "cpus": split or "one CPU: not split",
-            "note": "2 cores shared by the server, the 100 simulated agents, the load and the browser; "
-                    "'streams' opens the same pages' requests and event streams without a browser, the "
+            "note": "the server on one core, the 100 simulated agents, the load, the streams and the browser on "
+                    "the other ('cpus'); 'streams' opens the same pages' requests and event streams without a browser, the "
                     "server's share of the cost alone (an operator's browser runs on the operator's machine)",
         },
         "pages": pages,
