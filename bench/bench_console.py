@@ -49,6 +49,7 @@ from typing import Any, TypeVar
 import httpx
 
 from bench.bench_cluster import AGENTS, CONCURRENCY, SimulatedAgents, _burst, _cpu_s, _percentile
+from bench.cpus import pin
 from bench.lean_http import LeanConnection
 from bench.record import record
 
@@ -331,12 +332,6 @@ def _cost(rounds: list[dict[str, Any]], setting: str) -> dict[str, Any]:
     return out
 
 
-def _pin(pid: int, cpus: set[int]) -> None:
-    """Every thread of ``pid`` on ``cpus``; the threads and processes they start later inherit it."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        os.sched_setaffinity(int(task.name), cpus)
-
-
 def main() -> None:
     from skyline.cluster.console.browser import headless_chromium
     from skyline.testing.cluster import ServerProcess
@@ -346,8 +341,8 @@ def main() -> None:
     cpus = sorted(os.sched_getaffinity(0))
     split = {"server": cpus[:1], "everything_else": cpus[1:]} if len(cpus) > 1 else None
     if split is not None:  # before the agents' thread, the streams' process and the browser start
-        _pin(server.process.pid, set(split["server"]))
-        _pin(os.getpid(), set(split["everything_else"]))
+        pin(server.process.pid, set(split["server"]))
+        pin(os.getpid(), set(split["everything_else"]))
     background = Background()
     try:
         assert server.admin_token is not None
