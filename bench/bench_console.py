@@ -19,7 +19,9 @@ Measured, in Debian's headless Chromium:
   the cost alone, since an operator's browser runs on the operator's machine, not on the control
   plane's; rounds interleaved in groups of one per setting (none, browsers, streams, then streams,
   browsers, none, ...): each group gives its own ratio against its none round, and the median of those
-  (``paired_ratio``) is what the target reads, beside the ratio of the medians. The streams' client reads
+  (``paired_ratio``) is what the throughput target reads, beside the ratio of the medians; the p99 target
+  reads the p99 of all the setting's jobs (``submit_to_placed_p99_ms_pooled``), since one round's p99 is
+  its 10th-slowest job. The streams' client reads
   raw chunks and keeps only the last event id (a browser's parsing is the operator's machine's work).
   Target: the consoles cost ≤ 5% of throughput and of p99. Server CPU per job is reported beside
   throughput because the browsers' share of the 2 cores does not skew it.
@@ -280,6 +282,7 @@ def _round(
         "submit_to_placed_p50_ms": _percentile(latencies, 50),
         "submit_to_placed_p99_ms": _percentile(latencies, 99),
         "placed": len(latencies),
+        "submit_to_placed_ms": [round(x, 2) for x in latencies],  # pooled per setting by `_cost`
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
 
@@ -341,11 +344,22 @@ def _cost(rounds: list[dict[str, Any]], setting: str) -> dict[str, Any]:
             "paired_ratio": round(statistics.median(paired), 3),
             "paired_ratios": [round(x, 3) for x in paired],
         }
+    # The p99 of every job of the setting's rounds: one round's p99 is its 10th-slowest job, which one
+    # pause of the machine decides; pooled, it is the 80th.
+    pooled = {
+        name: _percentile([x for r in rounds if r["setting"] == name for x in r["submit_to_placed_ms"]], 99)
+        for name in ("none", setting)
+    }
+    out["submit_to_placed_p99_ms_pooled"] = {
+        "no_console": round(pooled["none"], 2),
+        "with_10_consoles": round(pooled[setting], 2),
+        "ratio": round(pooled[setting] / pooled["none"], 3),
+    }
     shares = [r["console_share_of_server_cpu"] for r in rounds if r["setting"] == setting]
     out["console_share_of_server_cpu"] = {"median": statistics.median(shares), "max": max(shares)}
     out["targets"] = {
         "throughput_cost_le_5pct": out["submit_throughput_jobs_per_s"]["paired_ratio"] >= 0.95,
-        "p99_cost_le_5pct": out["submit_to_placed_p99_ms"]["paired_ratio"] <= 1.05,
+        "p99_cost_le_5pct": out["submit_to_placed_p99_ms_pooled"]["ratio"] <= 1.05,
         "console_share_of_server_cpu_le_5pct": out["console_share_of_server_cpu"]["max"] <= 0.05,
     }
     return out
