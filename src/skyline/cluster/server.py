@@ -7,6 +7,7 @@ the local node agent (``skyline cluster up`` is a config and a call to it).
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -214,6 +215,11 @@ def serve_forever(
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         thread.start()
+        # What start-up built (modules, the app, the store's metadata) lives as long as the process: out
+        # of the collector's sight, a full collection walks only what serving allocates, 5-10 ms instead
+        # of ~100 ms (a pause every few thousand jobs that every request waiting then felt).
+        gc.collect()
+        gc.freeze()
         admin = thread.built.authority.bootstrap_admin()
         if config.local_agent is not None:
             agent = LocalAgent.start(
@@ -237,6 +243,7 @@ def serve_forever(
             agent.stop()
             _revoke_local_agent_tokens(thread.built.authority)
         sys.setswitchinterval(previous)
+        gc.unfreeze()
 
 
 def _revoke_local_agent_tokens(authority: TokenAuthority) -> None:
