@@ -35,6 +35,7 @@ class _Half(asyncio.Protocol):
             self.pending.append(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
         if self.peer is not None and self.peer.transport is not None:
             self.peer.transport.close()
 
@@ -52,6 +53,9 @@ async def _serve(port: int, host: str, target_port: int) -> None:
             except OSError:
                 if client.transport is not None:
                     client.transport.close()
+                return
+            if client.transport is None:  # the client left while this connected
+                upstream.transport.close()  # type: ignore[union-attr]
                 return
             client.peer, upstream.peer = upstream, client
             for data in client.pending:
