@@ -21,8 +21,8 @@ Measured, in Debian's headless Chromium:
   browsers, none, ...): each group gives its own ratio against its none round, and the median of those
   (``paired_ratio``) is what the throughput target reads, beside the ratio of the medians; the p99 target
   reads the p99 of all the setting's jobs (``submit_to_placed_p99_ms_pooled``), since one round's p99 is
-  its 10th-slowest job. The streams' client reads
-  raw chunks and keeps only the last event id (a browser's parsing is the operator's machine's work).
+  its 10th-slowest job. The streams' client reads raw chunks and keeps only the last event id (a
+  browser's parsing is the operator's machine's work).
   Target: the consoles cost ≤ 5% of throughput and of p99. Server CPU per job is reported beside
   throughput because the browsers' share of the 2 cores does not skew it.
 
@@ -183,9 +183,8 @@ async def _stream_consoles(url: str, token: str, stop: asyncio.Event, opened: Ca
                 if streams == CONSOLES:
                     opened()
                 tail = b""  # the end of the previous chunk: an "id:" line may straddle two chunks
-                async for (
-                    chunk
-                ) in events.aiter_raw():  # no line splitting: a page's parse is not the server's cost
+                # No line splitting: a page's parse is not the server's cost.
+                async for chunk in events.aiter_raw():
                     received += len(chunk)
                     seen = tail + chunk
                     at = seen.rfind(b"\nid: ")
@@ -325,16 +324,17 @@ def _cost(rounds: list[dict[str, Any]], setting: str) -> dict[str, Any]:
     def median(name: str, key: str) -> float:
         return float(statistics.median(r[key] for r in rounds if r["setting"] == name))
 
+    groups: dict[int, dict[str, dict[str, Any]]] = {}
+    for r in rounds:
+        groups.setdefault(r["group"], {})[r["setting"]] = r
+    pairs = [(g["none"], g[setting]) for g in groups.values() if setting in g and "none" in g]
     out: dict[str, Any] = {}
     for key in (
         "submit_throughput_jobs_per_s", "server_cpu_ms_per_job", "server_cpu_ms_per_job_whole_life",
         "submit_to_placed_p99_ms",
     ):  # fmt: skip
         none, some = median("none", key), median(setting, key)
-        groups = {r["group"]: {} for r in rounds}
-        for r in rounds:
-            groups[r["group"]][r["setting"]] = r[key]
-        paired = [g[setting] / g["none"] for g in groups.values() if setting in g and "none" in g]
+        paired = [with_consoles[key] / without[key] for without, with_consoles in pairs]
         out[key] = {
             "no_console": round(none, 2),
             "with_10_consoles": round(some, 2),
