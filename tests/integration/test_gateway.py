@@ -7,6 +7,7 @@ until released, stream server-sent events, or sleep); the control plane's own te
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections import Counter
@@ -209,6 +210,51 @@ def test_a_dead_replica_is_ejected_and_an_idempotent_request_retried(
     assert refused.status_code == 502 and "dead" in refused.json()["error"]
 
 
+class HeadThenDies:
+    """A replica that reads a request, writes its response head on its own, and dies before the body:
+    what a SIGKILLed process can leave between its two writes."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.requests = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
+                    data += chunk
+                self.requests += 1
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 20\r\n\r\n"
+                )
+                time.sleep(0.05)  # the head reaches the gateway in a read of its own
+
+    def info(self) -> EndpointInfo:
+        return EndpointInfo(id="head-then-dies", host="127.0.0.1", port=self.port)
+
+
+def test_a_replica_that_dies_between_its_head_and_its_body_leaves_the_request_retryable(
+    gateway: Gateway, replicas: list[Replica]
+) -> None:
+    broken = HeadThenDies()
+    try:
+        gateway.publish("svc", RoutingSpec(), [broken.info(), replicas[1].info()])
+        with httpx.Client() as client:
+            answers = [client.post(_url(gateway, INFER), content=b"{}") for _ in range(4)]
+        assert broken.requests >= 1
+        assert [a.status_code for a in answers] == [200] * 4
+        assert {a.json()["replica"] for a in answers} == {"b"}
+    finally:
+        broken.listener.close()
+
+
 def _queued(gw: Gateway, count: int) -> None:
     wait_until(lambda: gw.call(lambda: len(gw.routes["svc"].waiters)) == count, timeout_s=10, poll_s=0.01)
 
@@ -273,8 +319,6 @@ def test_timeout_is_504_and_telemetry_counts_everything(gateway: Gateway, replic
 def test_malformed_requests_get_400_and_the_gateway_goes_on(
     gateway: Gateway, replicas: list[Replica]
 ) -> None:
-    import socket
-
     gateway.publish("svc", RoutingSpec(), [replicas[0].info()])
     with socket.create_connection(("127.0.0.1", gateway.port)) as raw:
         raw.sendall(b"NOT HTTP AT ALL\r\n\r\n")

@@ -66,6 +66,7 @@ class Exchange(Sink):
         self.client, self.request = call.client, call.request
         self.conn, self.endpoint, self.done = conn, endpoint, done
         self.status: int | None = None
+        self.held: tuple[int, Headers, bool] | None = None  # the replica's head, not yet sent on
         self.timer: asyncio.TimerHandle | None = None
         self.over = False
 
@@ -77,7 +78,15 @@ class Exchange(Sink):
             self.done(outcome)
 
     def response_head(self, status: int, headers: Headers, framed: bool) -> None:
-        self.status = status
+        # Held until the body's first bytes or the end: a replica that writes its head on its own and dies
+        # before its body then leaves nothing at the client, and the request may still go to another one.
+        self.held = (status, headers, framed)
+
+    def _forward_head(self) -> None:
+        if self.held is None:
+            return
+        status, headers, framed = self.held
+        self.held, self.status = None, status
         keep_alive = self.request.keep_alive and (framed or self.request.http11)
         self.client.on_drain = lambda writable: self.conn.pause(not writable)
         self.client.respond_head(
@@ -85,9 +94,11 @@ class Exchange(Sink):
         )
 
     def response_body(self, data: bytes) -> None:
+        self._forward_head()
         self.client.respond_body(data)
 
     def response_end(self, reusable: bool) -> None:
+        self._forward_head()
         self.client.respond_end()
         if reusable:
             self.endpoint.give_back(self.conn)
