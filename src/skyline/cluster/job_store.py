@@ -44,16 +44,19 @@ _ONE_REPLICA = (
     _r.attempt == sa.bindparam("b_attempt"),
     _r.rank == sa.bindparam("b_rank"),
 )
-_REPLICA_NOW = sa.select(_r.status, _r.node_id).where(*_ONE_REPLICA)
+# What a replica report needs, in one query instead of three (the replica, its job, its siblings): every
+# replica of the attempt (rank, status, node) with the job's current status and attempt.
+_REPORT_CONTEXT = (
+    sa.select(_r.rank, _r.status, _r.node_id, t.jobs.c.status, t.jobs.c.attempt)
+    .join(t.jobs, t.jobs.c.id == _r.job_id)
+    .where(_r.job_id == sa.bindparam("b_id"), _r.attempt == sa.bindparam("b_attempt"))
+)
 _SET_REPLICA = (
     t.replicas.update()
     .where(*_ONE_REPLICA)
     .values(
         status=sa.bindparam("b_status"), exit_code=sa.bindparam("b_exit"), updated_at=sa.bindparam("b_now")
     )
-)
-_SIBLINGS = sa.select(_r.status).where(
-    _r.job_id == sa.bindparam("b_id"), _r.attempt == sa.bindparam("b_attempt")
 )
 _STOP_REPLICAS = (
     t.replicas.update()
@@ -129,6 +132,15 @@ _SET_REASON = (
     .where(_j.id == sa.bindparam("b_id"), _j.status == str(JobStatus.PENDING))
     .values(message=sa.bindparam("b_message"))
 )
+
+
+class JobState(NamedTuple):
+    """What a transition needs of a job: its id, status and current attempt (a `JobRecord` has them too;
+    a replica report reads only these, not the whole row)."""
+
+    id: str
+    status: JobStatus
+    attempt: int
 
 
 class QueueRow(NamedTuple):
@@ -421,7 +433,13 @@ class JobStore:
         conn.execute(_STOP_REPLICAS, {"b_id": job_id, "b_now": self.db.now()})
 
     def _finish(
-        self, conn: sa.Connection, job: JobRecord, status: JobStatus, *, exit_code: int | None, message: str
+        self,
+        conn: sa.Connection,
+        job: JobRecord | JobState,
+        status: JobStatus,
+        *,
+        exit_code: int | None,
+        message: str,
     ) -> None:
         if not job.status.can_become(status):
             raise ConflictError(f"job {job.id} is {job.status}; it cannot become {status}")
@@ -501,27 +519,29 @@ class JobStore:
         self, conn: sa.Connection, report: ReplicaReport, *, node_id: str | None = None
     ) -> JobEvent | None:
         key = {"b_id": report.job_id, "b_attempt": report.attempt, "b_rank": report.rank}
-        found = conn.execute(_REPLICA_NOW, key).first()
-        if found is None or (node_id is not None and found[1] != node_id):
+        rows = conn.execute(_REPORT_CONTEXT, key).all()
+        found = next((r for r in rows if r[0] == report.rank), None)
+        if found is None or (node_id is not None and found[2] != node_id):
             where = f" on node {node_id}" if node_id is not None else ""
             raise NotFoundError(
                 f"no replica {report.rank} of job {report.job_id} attempt {report.attempt}{where}"
             )
-        if found[0] in ("succeeded", "failed", "stopped"):
+        if found[1] in ("succeeded", "failed", "stopped"):
             return None  # a repeated report (the agent retries until acknowledged)
         values = {**key, "b_status": report.status, "b_exit": report.exit_code, "b_now": self.db.now()}
         conn.execute(_SET_REPLICA, values)
-        job = self.get(report.job_id, conn)
+        job = JobState(report.job_id, JobStatus(found[3]), found[4])
         if job.attempt != report.attempt or job.status.is_finished():
             return None
-        siblings = [r[0] for r in conn.execute(_SIBLINGS, key)]
+        # The attempt's replica statuses as they are now, this report's included.
+        siblings = [report.status if r[0] == report.rank else r[1] for r in rows]
         event = self._gang_event(job, report.status, siblings, report.exit_code)
         if event is not None:
             self._apply_in(conn, job, event)
         return event
 
     def _gang_event(
-        self, job: JobRecord, status: str, siblings: list[str], exit_code: int | None
+        self, job: JobRecord | JobState, status: str, siblings: list[str], exit_code: int | None
     ) -> JobEvent | None:
         now = self.db.now()
         if status == "failed":
@@ -535,12 +555,12 @@ class JobStore:
             return JobEvent(job_id=job.id, status=JobStatus.RUNNING, at_s=now)
         return None
 
-    def _start(self, conn: sa.Connection, job: JobRecord, at_s: float) -> None:
+    def _start(self, conn: sa.Connection, job: JobRecord | JobState, at_s: float) -> None:
         """PLACED → RUNNING: the attempt's service counts from ``at_s``."""
         conn.execute(_START_JOB, {"b_id": job.id, "b_status": str(JobStatus.RUNNING), "b_at": at_s})
         conn.execute(_EVENT, _event(job.id, job.attempt, JobStatus.RUNNING, at_s))
 
-    def _apply_in(self, conn: sa.Connection, job: JobRecord, event: JobEvent) -> None:
+    def _apply_in(self, conn: sa.Connection, job: JobRecord | JobState, event: JobEvent) -> None:
         if event.status is JobStatus.RUNNING:
             self._start(conn, job, event.at_s)
             return
