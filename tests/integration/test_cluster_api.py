@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -122,6 +123,19 @@ def test_a_repeated_idempotency_key_does_not_duplicate_the_job(env: Env) -> None
     again = httpx.post(env.server.url + "/v1/jobs", json=body, headers=headers)
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json()["id"] == again.json()["id"]
+
+
+def test_concurrent_submits_with_one_idempotency_key_make_one_job(env: Env) -> None:
+    headers = {"Authorization": f"Bearer {env.tokens['alice']}", "Idempotency-Key": "submit-together"}
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=env.server.url, headers=headers) as client:
+            calls = [client.post("/v1/jobs", json={"command": "true", "name": f"t{i}"}) for i in range(8)]
+            return list(await asyncio.gather(*calls))
+
+    answers = asyncio.run(burst())
+    assert sorted(a.status_code for a in answers) == [200] * 7 + [201]
+    assert len({a.json()["id"] for a in answers}) == 1
 
 
 @pytest.mark.parametrize(

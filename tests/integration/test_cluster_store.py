@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from skyline.cluster import schema as t
 from skyline.cluster.node_store import UsageSample
 from skyline.cluster.records import ReplicaReport
 from skyline.cluster.spec import JobRequest
@@ -70,6 +71,30 @@ def test_an_idempotency_key_returns_the_first_job(store: Store) -> None:
     )
     assert created and not created_again and again.id == first.id
     assert len(store.jobs.find()) == 1
+
+
+def test_a_group_commit_queues_in_order_with_one_job_per_key(store: Store) -> None:
+    first, _ = store.jobs.submit(JobRequest(command="echo 0", idempotency_key="k-0"), owner="alice")
+    requests = [
+        JobRequest(command="echo 1", idempotency_key="k-1"),
+        JobRequest(command="echo 2"),
+        JobRequest(command="echo 1", idempotency_key="k-1"),  # the same key twice in one batch
+        JobRequest(command="echo 0", idempotency_key="k-0"),  # a key stored before
+        JobRequest(command="echo 3", idempotency_key="k-3"),
+    ]
+    answers = store.jobs.submit_many([(r, "bob") for r in requests])
+    assert [created for _, created in answers] == [True, True, False, False, True]
+    assert answers[2][0] == answers[0][0] and answers[3][0].id == first.id
+    new = [record for record, created in answers if created]
+    assert [r.command for r in new] == ["echo 1", "echo 2", "echo 3"]
+    assert [store.jobs.get(r.id) for r in new] == new  # each answer is the row as stored (seq included)
+    assert [r.seq for r in new] == sorted(r.seq for r in new) and new[0].seq > first.seq
+    events = sa.select(t.job_events.c.job_id).where(t.job_events.c.status == "pending")
+    with store.db.read() as conn:
+        assert [row[0] for row in conn.execute(events.order_by(t.job_events.c.id))] == [
+            first.id,
+            *(r.id for r in new),
+        ]
 
 
 def test_a_gang_runs_when_all_replicas_run_and_succeeds_when_all_succeed(store: Store) -> None:

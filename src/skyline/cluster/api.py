@@ -22,6 +22,7 @@ from skyline.cluster.node_store import UsageSample
 from skyline.cluster.prometheus import render_metrics
 from skyline.cluster.service_api import service_router
 from skyline.cluster.service_plane import ServicePlane
+from skyline.cluster.submit_batch import SubmitBatcher
 from skyline.core import JobEvent, Resources, Tier
 from skyline.errors import NotFoundError, SkylineError
 from skyline.security.audit import AuditLog
@@ -77,6 +78,7 @@ def create_app(
 
 def _job_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
     store = control.store
+    batcher = SubmitBatcher(control)  # submits that arrive together share one transaction
 
     @app.post("/v1/jobs", status_code=201, tags=["jobs"])
     async def submit_job(
@@ -86,7 +88,7 @@ def _job_routes(app: FastAPI, control: ControlPlane, who: Any) -> None:
         idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
     ) -> dict[str, Any]:
         """Queue a job. A repeated ``Idempotency-Key`` returns the first job (200) instead of a new one."""
-        record, created = control.submit(body.to_request(idempotency_key), owner=principal.subject)
+        record, created = await batcher.submit(body.to_request(idempotency_key), owner=principal.subject)
         if not created:
             authorize(principal, "read", "jobs", owner=record.owner)
             response.status_code = 200

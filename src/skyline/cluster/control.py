@@ -218,17 +218,52 @@ class ControlPlane:
         Refused with a `ConfigError` (HTTP 422) when no registered node, alive or lost, could ever hold it
         (its tier, GPU model or size); a cluster no node has joined yet takes every job.
         """
-        fit = self._registered_packer()
-        if fit is not None:
-            why = unplaceable(fit, request_for(_spec_of(request)), nodes="registered node")
-            if why is not None:
-                raise ConfigError(
-                    f"this job can never run here: {why}; change its request or add such a node"
-                )
+        refusal = self._refusal(request)
+        if refusal is not None:
+            raise refusal
         record, created = self.store.jobs.submit(request, owner=owner)
         if created:
             self.wake()
         return record, created
+
+    def submit_many(
+        self, batch: Sequence[tuple[JobRequest, str]]
+    ) -> list[tuple[JobRecord, bool] | Exception]:
+        """`submit` for (request, owner) pairs that arrived together: the admitted ones are queued in one
+        transaction (a group commit, `JobStore.submit_many`). Answers in order: (record, created), or the
+        error `submit` would have raised. Should the joint transaction fail, each job is queued on its own,
+        so that one bad request costs only its own submit."""
+        refused = {i: why for i, (request, _) in enumerate(batch) if (why := self._refusal(request))}
+        queued = iter(self._queue([item for i, item in enumerate(batch) if i not in refused]))
+        answers = [refused[i] if i in refused else next(queued) for i in range(len(batch))]
+        if any(isinstance(a, tuple) and a[1] for a in answers):
+            self.wake()
+        return answers
+
+    def _queue(self, items: list[tuple[JobRequest, str]]) -> list[tuple[JobRecord, bool] | Exception]:
+        try:
+            return list(self.store.jobs.submit_many(items))
+        except Exception as exc:
+            if len(items) == 1:
+                return [exc]
+        log.warning("a group commit of %d submits failed; queueing them one by one", len(items))
+        return [self._queue_one(request, owner) for request, owner in items]
+
+    def _queue_one(self, request: JobRequest, owner: str) -> tuple[JobRecord, bool] | Exception:
+        try:
+            return self.store.jobs.submit(request, owner=owner)
+        except Exception as exc:  # this request's answer (the others' are not affected)
+            return exc
+
+    def _refusal(self, request: JobRequest) -> ConfigError | None:
+        """Why no registered node, alive or lost, could ever hold this job (None: some could)."""
+        fit = self._registered_packer()
+        if fit is None:
+            return None
+        why = unplaceable(fit, request_for(_spec_of(request)), nodes="registered node")
+        if why is None:
+            return None
+        return ConfigError(f"this job can never run here: {why}; change its request or add such a node")
 
     def _registered_packer(self) -> Packer | None:
         generation = self.store.nodes.generation

@@ -33,7 +33,6 @@ LIVE_REPLICA = ("assigned", "running")
 # SQLAlchemy statement per call cost more CPU than SQLite takes to run it.
 _r = t.replicas.c
 _JOB = sa.select(t.jobs).where(t.jobs.c.id == sa.bindparam("b_id"))
-_BY_KEY = sa.select(t.jobs).where(t.jobs.c.idempotency_key == sa.bindparam("b_key"))
 _ATTEMPT_REPLICAS = (
     sa.select(t.replicas)
     .where(_r.job_id == sa.bindparam("b_id"), _r.attempt == sa.bindparam("b_attempt"))
@@ -91,7 +90,13 @@ _REQUEUE_JOB = (
     )
 )
 _EVENT = t.job_events.insert()
-_INSERT_JOB = t.jobs.insert()  # built once: a new Insert per submit cost its cache key every time
+# Submits (one or a group commit's): the keys already known, and the insert of the new jobs (several at
+# once answer each one's seq); built once: a new Insert per submit cost its cache key every time.
+_BY_KEY = sa.select(t.jobs).where(t.jobs.c.idempotency_key == sa.bindparam("b_key"))
+_INSERT_JOB = t.jobs.insert()
+_BY_KEYS = sa.select(t.jobs).where(t.jobs.c.idempotency_key.in_(sa.bindparam("b_keys", expanding=True)))
+_INSERT_JOBS = t.jobs.insert().returning(t.jobs.c.id, t.jobs.c.seq)
+_INSERT_REPLICAS = t.replicas.insert()
 # The scheduling pass's statements (it runs many times a second under a burst of submissions).
 _j = t.jobs.c
 _PENDING_OF = sa.select(_j.id, _j.status, _j.attempt).where(_j.id.in_(sa.bindparam("b_ids", expanding=True)))
@@ -214,6 +219,30 @@ def _columns(request: JobRequest, *, owner: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+# One row takes the single-row statements: their SQLAlchemy overhead is lower than the IN list's and
+# RETURNING's (measured: 21 vs 30 µs the lookup, 43 vs 68 µs the insert), which pay off from two rows on.
+def _stored_by_key(conn: sa.Connection, keys: Sequence[str]) -> dict[str, JobRecord]:
+    """The stored jobs with these idempotency keys, by key."""
+    if not keys:
+        return {}
+    if len(keys) == 1:
+        rows = conn.execute(_BY_KEY, {"b_key": keys[0]}).all()
+    else:
+        rows = conn.execute(_BY_KEYS, {"b_keys": list(keys)}).all()
+    return {row.idempotency_key: job_from_row(row) for row in rows}
+
+
+def _insert_jobs(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert new jobs' rows in order (their seq is submit order), setting each row's ``seq``."""
+    if len(rows) == 1:
+        inserted = conn.execute(_INSERT_JOB, rows[0]).inserted_primary_key
+        rows[0]["seq"] = int(inserted[0]) if inserted is not None else 0
+        return
+    seqs = {row[0]: row[1] for row in conn.execute(_INSERT_JOBS, rows)}
+    for values in rows:
+        values["seq"] = seqs[values["id"]]
+
+
 def _event(
     job_id: str, attempt: int, status: JobStatus | str, at_s: float, message: str = ""
 ) -> dict[str, Any]:
@@ -243,18 +272,35 @@ class JobStore:
     # ------------------------------------------------------------------ jobs
     def submit(self, request: JobRequest, *, owner: str) -> tuple[JobRecord, bool]:
         """Queue a job; with an idempotency key already seen, return that job and ``False``."""
-        values = _columns(request, owner=owner)
+        return self.submit_many([(request, owner)])[0]
+
+    def submit_many(self, requests: Sequence[tuple[JobRequest, str]]) -> list[tuple[JobRecord, bool]]:
+        """`submit` for several (request, owner) pairs in one transaction (a group commit), answers in order.
+
+        One lookup of the keys, one multi-row insert of the jobs and one of their `pending` events: per
+        statement SQLAlchemy costs more than SQLite's work per row. A key already stored, or used by an
+        earlier request of the same batch, gives that job and ``False``, as repeated `submit` calls would.
+        """
+        keys = sorted({r.idempotency_key for r, _ in requests if r.idempotency_key is not None})
         with self.db.write() as conn:
-            if request.idempotency_key is not None:
-                row = conn.execute(_BY_KEY, {"b_key": request.idempotency_key}).first()
-                if row is not None:
-                    return job_from_row(row), False
-            values["submitted_at"] = self.db.now()
-            # One cached statement with bound parameters: no per-submit SQL compilation.
-            inserted = conn.execute(_INSERT_JOB, values).inserted_primary_key
-            values["seq"] = int(inserted[0]) if inserted is not None else 0
-            conn.execute(_EVENT, _event(values["id"], 0, JobStatus.PENDING, values["submitted_at"]))
-        return job_from_mapping(values), True
+            known: dict[str, JobRecord | dict[str, Any]] = dict(_stored_by_key(conn, keys))
+            now = self.db.now()
+            answers: list[tuple[JobRecord | dict[str, Any], bool]] = []
+            new: list[dict[str, Any]] = []
+            for request, owner in requests:
+                key = request.idempotency_key
+                if key is not None and key in known:
+                    answers.append((known[key], False))
+                    continue
+                values = _columns(request, owner=owner) | {"submitted_at": now}
+                new.append(values)
+                answers.append((values, True))
+                if key is not None:
+                    known[key] = values
+            if new:
+                _insert_jobs(conn, new)
+                conn.execute(_EVENT, [_event(v["id"], 0, JobStatus.PENDING, now) for v in new])
+        return [(job_from_mapping(a) if isinstance(a, dict) else a, created) for a, created in answers]
 
     def get(self, job_id: str, conn: sa.Connection | None = None) -> JobRecord:
         if conn is None:
@@ -354,7 +400,7 @@ class JobStore:
                 port = master_port(job_id, attempts[job_id])
                 job_rows.append({"b_id": job_id, "b_port": port, "b_now": now})
             if job_rows:
-                conn.execute(t.replicas.insert(), replica_rows)
+                conn.execute(_INSERT_REPLICAS, replica_rows)
                 conn.execute(_PLACE_JOB, job_rows)
                 events = [_event(r["b_id"], attempts[r["b_id"]], JobStatus.PLACED, now) for r in job_rows]
                 conn.execute(_EVENT, events)
