@@ -241,9 +241,11 @@ class ControlPlane:
         return answers
 
     def _queue(self, items: list[tuple[JobRequest, str]]) -> list[tuple[JobRecord, bool] | Exception]:
+        if not items:
+            return []
         try:
             return list(self.store.jobs.submit_many(items))
-        except Exception as exc:
+        except Exception as exc:  # rolled back: nothing of the batch was written
             if len(items) == 1:
                 return [exc]
         log.warning("a group commit of %d submits failed; queueing them one by one", len(items))
