@@ -21,6 +21,7 @@ import pytest
 
 from skyline.cluster.client import ClusterClient
 from skyline.cluster.control import ControlConfig
+from skyline.cluster.gateway_routing import EndpointInfo
 from skyline.cluster.server import ServerConfig, ServerThread
 from skyline.cluster.service_client import ServiceClient
 from skyline.cluster.services import ServicesConfig
@@ -201,6 +202,33 @@ def test_scale_delete_and_metrics(env: Env) -> None:
     env.services.delete("scaled")
     wait_until(lambda: "scaled" not in {s["name"] for s in env.services.all()}, timeout_s=30)
     assert httpx.post(env.url("scaled"), content=BODY).status_code == 404
+
+
+def test_a_retired_replica_is_published_as_draining_before_its_job_is_cancelled(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env.services.deploy(env.spec("shrink", replicas=2, max_replicas=2))
+    env.services.wait_ready("shrink", replicas=2, timeout_s=90)
+    controller = env.server.built.services.controller
+    seen: list[tuple[str, str]] = []  # ("draining", job) as the gateway is told, ("cancel", job)
+    publish, cancel = controller.gateway.publish, controller.control.cancel
+
+    def published(service: str, routing: object, endpoints: list[EndpointInfo], **kw: object) -> None:
+        seen.extend(("draining", e.id) for e in endpoints if e.draining)
+        publish(service, routing, endpoints, **kw)  # type: ignore[arg-type]
+
+    def cancelled(job_id: str) -> object:
+        seen.append(("cancel", job_id))
+        return cancel(job_id)
+
+    monkeypatch.setattr(controller.gateway, "publish", published)
+    monkeypatch.setattr(controller.control, "cancel", cancelled)
+    # No load: the gateway counts 0 requests outstanding on every replica from the first moment.
+    env.services.scale("shrink", replicas=1)
+    wait_until(lambda: any(kind == "cancel" for kind, _ in seen), timeout_s=30)
+    (retired,) = {job for kind, job in seen if kind == "cancel"}
+    assert seen.index(("draining", retired)) < seen.index(("cancel", retired))
+    env.services.delete("shrink")
 
 
 def test_a_crashing_replica_is_restarted_with_growing_backoff(env: Env) -> None:

@@ -322,6 +322,10 @@ class ServiceController:
             health = self._health[r.job_id]
             if health.draining_since is None:  # draining before a restart of the control plane
                 health.draining_since = now
+            if health.draining_since == now:
+                # Not yet published as draining: the gateway may still send it new requests, and its
+                # outstanding count can be 0 between two of them. It finishes at the next pass at the earliest.
+                continue
             timed_out = now - health.draining_since > record.spec.routing.drain_timeout_s
             if outstanding.get(r.job_id, 0) == 0 or timed_out:
                 if r.job_status not in FINISHED:
