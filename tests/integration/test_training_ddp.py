@@ -38,6 +38,7 @@ def _rank(rank: int, world_size: int, out: Path) -> None:
         session = build_session(_config(out, world_size), WorkerContext(rank=rank, world_size=world_size))
         rows = batch_rows(session, epoch=1, step=3)
         torch.save({"rows": rows, "grads": _gradients(session, rows)}, out / f"rank-{rank}.pt")
+        dist.barrier()  # neither rank tears gloo down while the other still talks (SIGABRT in gloo, seen once)
     finally:
         dist.destroy_process_group()
 

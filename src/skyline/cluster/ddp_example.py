@@ -43,6 +43,7 @@ def main() -> None:
         f"mean final loss {total.item() / world:.5f}, weights {[round(w, 3) for w in weights]}",
         flush=True,
     )
+    dist.barrier()  # no rank tears gloo down while another still talks to it
     dist.destroy_process_group()
 
 
