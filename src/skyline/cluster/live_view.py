@@ -16,7 +16,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from skyline.cluster.job_store import ACTIVE, QueueRow
+from skyline.cluster.job_rows import QueueRow
+from skyline.cluster.job_store import ACTIVE
 from skyline.cluster.store import Store
 from skyline.core import Cluster, DemandForecast, JobSpec, JobStatus, Placement, Resources
 from skyline.scheduling.packing import GPU, Packer, Request
